@@ -1,0 +1,1 @@
+"""Build domain: request rules, status machine, ids and errors. No I/O here."""

@@ -1,0 +1,161 @@
+"""The build request as the domain sees it, and the rules that depend on the target's kind.
+
+Shape rules (types, patterns, lengths) are enforced by the API schemas; the rules here need to
+know what is being built (a build service, a combined service or a job).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from shipyard.builds.errors import InvalidRequest
+from shipyard.builds.refs import is_valid_branch
+
+MAX_SECRET_BYTES = 1024 * 1024
+MAX_SECRETS_TOTAL_BYTES = 8 * 1024 * 1024
+
+
+class WorkloadKind(StrEnum):
+    COMBINED = "combined"
+    BUILD = "build"
+    MANUAL_JOB = "manual"
+    CRON_JOB = "cron"
+
+    @property
+    def is_job(self) -> bool:
+        return self in (WorkloadKind.MANUAL_JOB, WorkloadKind.CRON_JOB)
+
+
+class SourceKind(StrEnum):
+    GIT = "git"
+    BUNDLE = "bundle"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: SourceKind
+    sha: str | None = None
+    branch: str | None = None
+    pull_request_id: int | None = None
+    bundle_url: str | None = None
+
+
+@dataclass(frozen=True)
+class DockerOverrides:
+    dockerfile_path: str | None = None
+    work_dir: str | None = None
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Overrides:
+    build_arguments: Mapping[str, str] = field(default_factory=dict)
+    build_files: Mapping[str, bytes] = field(default_factory=dict)
+    secret_mounts: Mapping[str, bytes] = field(default_factory=dict)
+    docker: DockerOverrides = field(default_factory=DockerOverrides)
+
+    def to_secret_json(self) -> dict[str, Any]:
+        """The part stored encrypted: values that may be secret."""
+        return {
+            "buildArguments": dict(self.build_arguments),
+            "buildFiles": {k: base64.b64encode(v).decode() for k, v in self.build_files.items()},
+            "dockerSecretMounts": {
+                k: base64.b64encode(v).decode() for k, v in self.secret_mounts.items()
+            },
+        }
+
+    @classmethod
+    def from_secret_json(cls, data: Mapping[str, Any], docker: DockerOverrides) -> Overrides:
+        return cls(
+            build_arguments=dict(data.get("buildArguments", {})),
+            build_files={k: base64.b64decode(v) for k, v in data.get("buildFiles", {}).items()},
+            secret_mounts={
+                k: base64.b64decode(v) for k, v in data.get("dockerSecretMounts", {}).items()
+            },
+            docker=docker,
+        )
+
+    def secret_values(self) -> list[bytes]:
+        return [*self.build_files.values(), *self.secret_mounts.values()]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    source: SourceSpec
+    overrides: Overrides = field(default_factory=Overrides)
+
+
+def decode_secret(path: str, data: str, encoding: str) -> bytes:
+    """``utf-8``: ``data`` is the file's text; ``base64``: ``data`` is the file's bytes, encoded."""
+    if encoding == "base64":
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequest(f"{path}.data is not valid base64", {path: str(exc)}) from exc
+    else:
+        raw = data.encode("utf-8")
+    if len(raw) > MAX_SECRET_BYTES:
+        raise InvalidRequest(f"{path} is larger than {MAX_SECRET_BYTES} bytes")
+    return raw
+
+
+def resolve_source(
+    kind: WorkloadKind,
+    *,
+    default_branch: str | None,
+    sha: str | None,
+    branch: str | None,
+    pull_request_id: int | None,
+    bundle_url: str | None,
+) -> SourceSpec:
+    """Apply the seeds' rules on which source fields each kind of target accepts."""
+    if bundle_url is not None:
+        if kind.is_job:
+            raise InvalidRequest("bundleUrl is not supported for job builds", {"bundleUrl": "unsupported"})
+        if pull_request_id is not None:
+            raise InvalidRequest(
+                "pullRequestId cannot be combined with bundleUrl", {"pullRequestId": "unsupported"}
+            )
+        if branch is not None and not is_valid_branch(branch):
+            raise InvalidRequest(f"branch '{branch}' is not a valid branch name", {"branch": "invalid"})
+        return SourceSpec(SourceKind.BUNDLE, sha=sha, branch=branch, bundle_url=bundle_url)
+
+    if kind is WorkloadKind.BUILD:
+        if branch is None and pull_request_id is None:
+            raise InvalidRequest(
+                "build services require either branch or pullRequestId",
+                {"branch": "required", "pullRequestId": "required"},
+            )
+        if branch is not None and pull_request_id is not None:
+            raise InvalidRequest(
+                "branch and pullRequestId cannot both be provided",
+                {"branch": "conflict", "pullRequestId": "conflict"},
+            )
+    else:
+        target = "jobs" if kind.is_job else "combined services"
+        for name, value in (("branch", branch), ("pullRequestId", pull_request_id)):
+            if value is not None:
+                raise InvalidRequest(
+                    f"{name} is only supported by build services; {target} build their configured branch",
+                    {name: "unsupported"},
+                )
+        branch = default_branch
+        if branch is None:
+            raise InvalidRequest("this target has no vcsData.projectBranch configured")
+
+    if branch is not None and not is_valid_branch(branch):
+        raise InvalidRequest(f"branch '{branch}' is not a valid branch name", {"branch": "invalid"})
+    return SourceSpec(SourceKind.GIT, sha=sha, branch=branch, pull_request_id=pull_request_id)
+
+
+def check_secret_budget(overrides: Overrides) -> None:
+    total = sum(len(v) for v in overrides.secret_values())
+    if total > MAX_SECRETS_TOTAL_BYTES:
+        raise InvalidRequest(
+            f"buildFiles and dockerSecretMounts together exceed {MAX_SECRETS_TOTAL_BYTES} bytes"
+        )

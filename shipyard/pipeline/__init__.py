@@ -1,0 +1,1 @@
+"""The pipeline: source (git, bundle) → context (build files, secrets) → buildah → registry push."""

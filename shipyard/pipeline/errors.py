@@ -1,0 +1,31 @@
+"""Pipeline failures. Each carries the human message that ends up on the build row."""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """A build step failed; ``message`` is shown to the user as the build's message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SourceError(PipelineError):
+    """Fetching the source failed (unknown commit, unreachable repo, bad bundle)."""
+
+
+class BuildFailed(PipelineError):
+    """buildah could not build the image (user's Dockerfile or RUN step failed)."""
+
+
+class PushFailed(PipelineError):
+    """The image was built but could not be pushed."""
+
+
+class Cancelled(Exception):
+    """The build was aborted while a step ran; its process group was stopped."""
+
+
+class TimedOut(PipelineError):
+    """A step ran past its time limit; its process group was stopped."""

@@ -1,0 +1,102 @@
+"""Run git/buildah as one process group per step, streaming lines, with abort and timeout.
+
+DESIGN.md rule 4: ``start_new_session=True``; abort = SIGTERM to the group, SIGKILL after a
+short grace. Arguments are always a list, never a shell string.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.pipeline.errors import Cancelled, TimedOut
+
+LineSink = Callable[[str], None]
+TERM_GRACE_S = 3.0
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    # The last lines of output, for classifying failures (e.g. buildah's final "Error: ...").
+    tail: tuple[str, ...]
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=TERM_GRACE_S)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    on_line: LineSink,
+    cancel: threading.Event,
+    timeout_s: float,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    tail_lines: int = 20,
+) -> Completed:
+    """Run ``argv``; each output line (stdout and stderr merged) goes to ``on_line``.
+
+    Raises ``Cancelled`` when ``cancel`` is set and ``TimedOut`` past ``timeout_s``; in both
+    cases the whole process group has been stopped before it returns.
+    """
+    if cancel.is_set():
+        raise Cancelled()
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    tail: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            tail.append(line)
+            if len(tail) > tail_lines:
+                del tail[0]
+            on_line(line)
+        proc.stdout.close()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout_s
+    outcome: type[Exception] | None = None
+    while proc.poll() is None:
+        if cancel.wait(0.05):
+            outcome = Cancelled
+            break
+        if time.monotonic() > deadline:
+            outcome = TimedOut
+            break
+    if outcome is not None:
+        _kill_group(proc)
+    reader.join(timeout=5)
+    if outcome is Cancelled:
+        raise Cancelled()
+    if outcome is TimedOut:
+        raise TimedOut(f"{Path(argv[0]).name} timed out after {timeout_s:g} s")
+    return Completed(proc.returncode, tuple(tail))

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, repositories that own the queries, Alembic migrations."""

@@ -1,0 +1,128 @@
+"""Tables. The build row is the only truth about a build (DESIGN.md, "Running builds")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Workload(Base):
+    """A service (combined or build) or a job: anything Shipyard builds images for."""
+
+    __tablename__ = "workloads"
+    __table_args__ = (UniqueConstraint("project_id", "entity", "slug"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(16))  # "service" | "job"
+    slug: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # combined | build | manual | cron
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    vcs_url: Mapped[str | None] = mapped_column(Text)
+    vcs_type: Mapped[str | None] = mapped_column(String(32))
+    vcs_branch: Mapped[str | None] = mapped_column(String(255))
+    dockerfile_path: Mapped[str] = mapped_column(String(1024), default="/Dockerfile")
+    docker_work_dir: Mapped[str] = mapped_column(String(1024), default="/")
+    use_cache: Mapped[bool] = mapped_column(Boolean, default=True)
+    path_ignore_rules: Mapped[list[str]] = mapped_column(JSON, default=list)
+    is_allow_list: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The request body minus secrets: fields about running the workload are kept, not acted on.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    build_arguments_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Build(Base):
+    __tablename__ = "builds"
+    __table_args__ = (
+        Index("ix_builds_workload_created", "workload_id", "created_at"),
+        Index("ix_builds_status", "status"),
+        UniqueConstraint("workload_id", "idempotency_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(32))
+    concluded: Mapped[bool] = mapped_column(Boolean, default=False)
+    success: Mapped[bool] = mapped_column(Boolean, default=False)
+    message: Mapped[str | None] = mapped_column(Text)
+
+    source_kind: Mapped[str] = mapped_column(String(16))  # git | bundle
+    sha: Mapped[str | None] = mapped_column(String(64))
+    requested_sha: Mapped[str | None] = mapped_column(String(64))
+    branch: Mapped[str | None] = mapped_column(String(255))
+    pull_request_id: Mapped[int | None] = mapped_column(BigInteger)
+    bundle_url: Mapped[str | None] = mapped_column(Text)
+    dockerfile_path: Mapped[str | None] = mapped_column(String(1024))
+    docker_work_dir: Mapped[str | None] = mapped_column(String(1024))
+    docker_target: Mapped[str | None] = mapped_column(String(255))
+    # buildArguments, buildFiles and dockerSecretMounts of this build, AES-GCM encrypted.
+    overrides_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+
+    registry_uri: Mapped[str | None] = mapped_column(Text)
+    image_digest: Mapped[str | None] = mapped_column(String(128))
+
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    concluded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # Claim-and-fence bookkeeping (DESIGN.md rules 2 and 3).
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    abort_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class BuildLogLine(Base):
+    __tablename__ = "build_logs"
+    __table_args__ = (Index("ix_build_logs_build_seq", "build_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    build_id: Mapped[str] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    line: Mapped[str] = mapped_column(Text)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    project_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
