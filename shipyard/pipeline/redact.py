@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 MASK = "[REDACTED]"
-_MIN_LEN = 4  # shorter values would mask ordinary words; such secrets are refused upstream? no: masked only when long enough
+_MIN_LEN = 4  # shorter values would mask ordinary words in every line
 
 
 class Redactor:
