@@ -1,0 +1,258 @@
+"""Where images go: an external registry target, or Shipyard's own loopback registry.
+
+The Debian ``docker-registry`` service does not start on these machines (DESIGN.md,
+"Building with buildah"), so Shipyard runs ``docker-registry serve <config>`` itself,
+bound to 127.0.0.1 only: it is plain HTTP without auth, so it must not face the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import httpx
+
+from shipyard.pipeline.net import free_port
+
+LOOPBACK = "127.0.0.1"
+STOP_GRACE_S = 5.0
+
+# A registry host: name or IPv4 with optional port, or a bracketed IPv6 address.
+_HOST = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
+)
+# One path component of a repository name, as the distribution spec allows it.
+_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+
+
+class RegistryStartError(RuntimeError):
+    """The embedded registry did not come up; the message carries its own output."""
+
+
+def _check_path(path: str, what: str) -> None:
+    for part in path.split("/"):
+        if not _COMPONENT.match(part):
+            raise ValueError(
+                f"invalid {what} {path!r}: {part!r} is not a valid repository component"
+            )
+
+
+@dataclass(frozen=True)
+class RegistryTarget:
+    """A registry to push to: ``host[:port]`` plus an optional repository prefix."""
+
+    host: str
+    prefix: str = ""
+    insecure: bool = True  # plain HTTP / unverified TLS (``--tls-verify=false``)
+    username: str | None = None
+    # repr=False: targets end up in log lines and tracebacks; the password must not.
+    password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not _HOST.match(self.host):
+            raise ValueError(f"invalid registry host {self.host!r} (expected host[:port])")
+        if self.prefix:
+            _check_path(self.prefix, "registry prefix")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("registry username and password must be given together")
+
+    @classmethod
+    def parse(
+        cls,
+        value: str,
+        *,
+        insecure: bool = True,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> RegistryTarget:
+        """Parse ``host:port[/prefix]`` (the ``SHIPYARD_REGISTRY`` setting)."""
+        text = value.strip().rstrip("/")
+        if "://" in text:
+            # buildah picks http/https itself (``--tls-verify``); a scheme here is a mistake
+            # that would otherwise end up inside every image name.
+            raise ValueError(f"registry {value!r} must be host[:port][/prefix], without a scheme")
+        host, _, prefix = text.partition("/")
+        return cls(
+            host=host, prefix=prefix, insecure=insecure, username=username, password=password
+        )
+
+    def repository(self, project_id: str, name: str) -> str:
+        """``host[/prefix]/project_id/name``: one repository per service (or job)."""
+        _check_path(project_id, "project id")
+        _check_path(name, "repository name")
+        parts = [self.host, self.prefix, project_id, name]
+        return "/".join(part for part in parts if part)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+class EmbeddedRegistry:
+    """``docker-registry serve`` on 127.0.0.1, data under ``<data_dir>/registry``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        binary: str = "docker-registry",
+        startup_timeout_s: float = 10.0,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self._port = port
+        self.binary = binary
+        self.startup_timeout_s = startup_timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "registry"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "registry.yml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "registry.log"
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the embedded registry has no port until it is started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def target(self) -> RegistryTarget:
+        return RegistryTarget(host=f"{LOOPBACK}:{self.port}", insecure=True)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _write_config(self) -> None:
+        # JSON is valid YAML, and json.dumps quotes any path safely.
+        config = {
+            "version": "0.1",
+            # warn: at info the registry logs every request, and the log file is never rotated.
+            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(self.storage_dir)},
+                # Needed for deleting manifests (retention, cleaning up a deleted service).
+                "delete": {"enabled": True},
+            },
+            # A fixed secret per start silences the "no HTTP secret" warning; uploads never
+            # span a restart of a single instance, so it need not persist.
+            "http": {"addr": f"{LOOPBACK}:{self.port}", "secret": secrets.token_hex(16)},
+        }
+        self.config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+    def _output_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def start(self) -> None:
+        if self.running:
+            return
+        if self._port is None:
+            self._port = free_port(LOOPBACK)
+        if not _port_is_free(self.port):
+            # Checked first because another registry on this port would answer /v2/ with
+            # 200 and make a failed start look like a successful one.
+            raise RegistryStartError(f"cannot start the registry: {LOOPBACK}:{self.port} is in use")
+        self.storage_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        # REGISTRY_* variables override the config file; drop them so the file is the truth.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        self._log = self.log_path.open("wb")
+        # Output goes to a file, not a pipe: nobody reads a pipe after start-up and a full
+        # pipe would block the registry.
+        self._proc = subprocess.Popen(
+            [self.binary, "serve", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own group: Ctrl-C on a CLI must not kill it first
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        probe = f"{self.url}/v2/"
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                raise RegistryStartError(
+                    f"docker-registry exited with code {code} during start-up:"
+                    f"\n{self._output_tail()}"
+                )
+            try:
+                if httpx.get(probe, timeout=1.0, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                raise RegistryStartError(
+                    f"docker-registry did not answer {probe} within {self.startup_timeout_s:g} s:"
+                    f"\n{self._output_tail()}"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=STOP_GRACE_S)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        elif proc is not None:
+            proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> EmbeddedRegistry:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
