@@ -1,0 +1,495 @@
+"""Fetch exactly the commit to build from a git repository (DESIGN.md, git row).
+
+``git init`` + ``git fetch --depth 1 <url> <sha>`` + ``git checkout``: cost follows the tree,
+not the history. Only when the server refuses a want by id, or when path rules need history
+to pick the most recent relevant commit, is more than one commit fetched.
+
+The URL is given to ``git fetch`` directly and never stored in ``.git/config``: the checkout
+is the build context, so a token in the remote URL would otherwise end up in any image that
+does ``COPY . .``. Git itself records only the credential-free URL in ``FETCH_HEAD``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from shipyard.builds.refs import is_valid_branch, is_valid_sha
+from shipyard.builds.relevant_commit import PathRules, most_recent_relevant
+from shipyard.pipeline.errors import SourceError, TimedOut
+from shipyard.pipeline.process import Completed, LineSink, run
+
+# Path rules: history fetched in these steps (total depth) before giving up and building the
+# tip. Most repositories find a relevant commit in the first step.
+RELEVANT_DEPTHS: tuple[int, ...] = (50, 200, 1000)
+# A sha the server will not send by id is searched for in the branch at these depths, then
+# in the full history of the branch.
+SHA_SEARCH_DEPTHS: tuple[int, ...] = (50, 1000)
+
+_URL_SCHEMES = frozenset({"https", "http", "ssh", "git", "file"})
+# scp-like ``[user@]host:path``. The user and host may not start with "-" (they reach ssh as
+# an argument), and "host::x" is refused because git reads it as a remote-helper transport
+# ("ext::sh -c …" runs commands).
+_SCP_LIKE = re.compile(
+    r"^(?:[A-Za-z0-9_][A-Za-z0-9._~%+-]*@)?"
+    r"(?:[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])"
+    r":(?!:)[^\s].*$"
+)
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+# Variables that would point git at another repository than ``dest`` (the list of
+# ``git rev-parse --local-env-vars``); inherited ones are dropped.
+_REPO_LOCAL_VARS = frozenset(
+    {
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_CONFIG",
+        "GIT_CONFIG_PARAMETERS",
+        "GIT_CONFIG_COUNT",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_IMPLICIT_WORK_TREE",
+        "GIT_GRAFT_FILE",
+        "GIT_INDEX_FILE",
+        "GIT_NO_REPLACE_OBJECTS",
+        "GIT_REPLACE_REF_BASE",
+        "GIT_PREFIX",
+        "GIT_INTERNAL_SUPER_PREFIX",
+        "GIT_SHALLOW_FILE",
+        "GIT_COMMON_DIR",
+    }
+)
+# Flags common to every network fetch: tags and submodules are not part of "one commit".
+_FETCH = ("fetch", "--no-tags", "--no-recurse-submodules")
+
+
+@dataclass(frozen=True)
+class FetchedSource:
+    sha: str
+    branch: str | None
+    path: Path
+
+
+def strip_userinfo(text: str) -> str:
+    """``https://user:token@host/x`` → ``https://host/x`` anywhere in ``text``."""
+    return _USERINFO.sub(r"\g<scheme>", text)
+
+
+def check_repository_url(url: str) -> None:
+    """Refuse anything git could read as an option, a remote helper or a relative path."""
+    refused = SourceError(f"unsupported repository URL {strip_userinfo(url)!r}")
+    if not url or url.startswith("-") or _CONTROL_CHARS.search(url):
+        raise refused
+    if url.startswith("/"):
+        return
+    if "://" not in url:
+        if _SCP_LIKE.match(url):
+            return
+        raise refused
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _URL_SCHEMES:
+        raise refused
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise refused
+        return
+    host = parts.hostname or ""
+    if not host or host.startswith("-") or (parts.username or "").startswith("-"):
+        raise refused
+
+
+def git_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    """Environment for git that can never wait for a human.
+
+    ``extra`` (e.g. ``GIT_SSH_COMMAND`` with a deploy key) is layered over the service's own
+    environment; only ``GIT_TERMINAL_PROMPT`` is forced.
+    """
+    merged = {k: v for k, v in os.environ.items() if k not in _REPO_LOCAL_VARS}
+    # Overridden even if inherited: an editor's terminal (VS Code) exports its own askpass.
+    merged["GIT_ASKPASS"] = shutil.which("true") or "/bin/true"
+    merged["SSH_ASKPASS_REQUIRE"] = "never"
+    merged["GCM_INTERACTIVE"] = "never"
+    if "GIT_SSH_COMMAND" not in merged and "GIT_SSH" not in merged:
+        # BatchMode: fail instead of asking for a passphrase or an unknown host key.
+        merged["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
+    merged.update(extra or {})
+    merged["GIT_TERMINAL_PROMPT"] = "0"
+    return merged
+
+
+class _Git:
+    """Runs git steps in one repository under one overall deadline and cancel event."""
+
+    def __init__(
+        self,
+        cwd: Path | None,
+        *,
+        log: LineSink,
+        cancel: threading.Event,
+        timeout_s: float,
+        env: Mapping[str, str] | None,
+    ) -> None:
+        self.cwd = cwd
+        self.log = log
+        self._cancel = cancel
+        self._timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s
+        self._env = git_env(env)
+
+    def run(self, *args: str, sink: LineSink | None = None) -> Completed:
+        """Run ``git args``; output goes to the build log unless ``sink`` collects it."""
+        remaining = self._deadline - time.monotonic()
+        try:
+            if remaining <= 0:
+                raise TimedOut("no time left")
+            return run(
+                ["git", *args],
+                on_line=sink or self.log,
+                cancel=self._cancel,
+                timeout_s=remaining,
+                cwd=self.cwd,
+                env=self._env,
+            )
+        except TimedOut as exc:
+            # The whole fetch shares one budget; report it, not the step that ran out.
+            raise TimedOut(f"fetching the source timed out after {self._timeout_s:g} s") from exc
+
+    def output(self, *args: str) -> tuple[int, str]:
+        """Run a query whose output is data, not log: returns (returncode, stdout+stderr)."""
+        lines: list[str] = []
+        completed = self.run(*args, sink=lines.append)
+        return completed.returncode, "\n".join(lines)
+
+    def checked(self, *args: str) -> None:
+        completed = self.run(*args)
+        if completed.returncode != 0:
+            raise SourceError(f"git {args[0]} failed: {_detail(completed.tail)}")
+
+    def has_commit(self, sha: str) -> bool:
+        return self.output("cat-file", "-e", f"{sha}^{{commit}}")[0] == 0
+
+    def rev_parse(self, rev: str) -> str:
+        rc, out = self.output("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        sha = out.strip()
+        if rc != 0 or not is_valid_sha(sha):
+            raise SourceError(f"could not resolve {rev} after fetching")
+        return sha
+
+
+def _detail(tail: Sequence[str]) -> str:
+    """The line of git's output that says why it failed (``fatal: …`` is usually last)."""
+    for line in reversed(tail):
+        for prefix in ("fatal: ", "error: "):
+            if line.startswith(prefix):
+                return strip_userinfo(line[len(prefix) :].strip())
+    lines = [line.strip() for line in tail if line.strip()]
+    return strip_userinfo(lines[-1]) if lines else "no output"
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """What to fetch when not fetching by sha, and how to name it to the user."""
+
+    name: str  # full ref name as the server knows it
+    label: str  # "branch 'main'", "pull request 7", "the default branch"
+    missing: str  # the error when the server has no such ref
+
+
+class _Fetcher:
+    def __init__(self, git: _Git, url: str) -> None:
+        self.git = git
+        self.url = url
+        self.public_url = strip_userinfo(url)
+
+    def fetch(self, *options: str, ref: str) -> Completed:
+        # --end-of-options: the URL and refspec can never be read as options.
+        return self.git.run(*_FETCH, *options, "--end-of-options", self.url, ref)
+
+    def remote_refs(self, *refs: str) -> dict[str, str]:
+        """``git ls-remote``: {ref: sha} for those of ``refs`` the server has."""
+        rc, out = self.git.output("ls-remote", "--end-of-options", self.url, *refs)
+        if rc != 0:
+            raise SourceError(
+                f"could not read from repository {self.public_url}: "
+                f"{_detail(out.splitlines()[-20:])}"
+            )
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            sha, _, name = line.partition("\t")
+            # ls-remote matches patterns by suffix; keep only exact names.
+            if name in refs and is_valid_sha(sha):
+                found[name] = sha
+        return found
+
+    def fail(self, ref: _Ref, failed: Completed) -> SourceError:
+        """Why fetching ``ref`` failed: asking the server separates "no such ref" from
+        "unreachable / no access" without parsing git's (translatable) messages."""
+        if ref.name not in self.remote_refs(ref.name):
+            return SourceError(ref.missing)
+        return SourceError(
+            f"could not fetch {ref.label} from {self.public_url}: {_detail(failed.tail)}"
+        )
+
+    def fetch_ref(self, ref: _Ref, *, depth: int) -> str:
+        """Fetch ``ref`` at ``depth``; returns the sha it points at."""
+        completed = self.fetch("--depth", str(depth), ref=ref.name)
+        if completed.returncode != 0:
+            raise self.fail(ref, completed)
+        return self.git.rev_parse("FETCH_HEAD")
+
+    def fetch_sha(self, sha: str, find_ref: Callable[[], _Ref | None]) -> None:
+        """One commit by id; else search the ref (or every branch and tag) for it.
+
+        ``find_ref`` is only called on that fallback: for a pull request it costs a round
+        trip to the server.
+        """
+        self.git.log(f"Fetching commit {sha} from {self.public_url}")
+        if self.fetch("--depth", "1", ref=sha).returncode == 0 and self.git.has_commit(sha):
+            return
+        ref = find_ref()
+        if ref is None:
+            self.git.log(f"The server did not send {sha[:12]} by id; fetching all branches")
+            self._fetch_everything()
+        else:
+            self.git.log(f"The server did not send {sha[:12]} by id; searching {ref.label}")
+            self._search_ref(sha, ref)
+        if not self.git.has_commit(sha):
+            raise SourceError(f"commit {sha} not found on remote")
+
+    def _fetch_everything(self) -> None:
+        completed = self.git.run(
+            *_FETCH,
+            "--end-of-options",
+            self.url,
+            "+refs/heads/*:refs/remotes/origin/*",
+            "+refs/tags/*:refs/tags/*",
+        )
+        if completed.returncode != 0:
+            raise SourceError(f"could not fetch from {self.public_url}: {_detail(completed.tail)}")
+
+    def _search_ref(self, sha: str, ref: _Ref) -> None:
+        fetched = 0
+        for depth in SHA_SEARCH_DEPTHS:
+            if fetched == 0:
+                self.fetch_ref(ref, depth=depth)
+            else:
+                self._deepen(ref, depth - fetched)
+            fetched = depth
+            if self.git.has_commit(sha):
+                return
+        if _is_shallow(self.git):
+            completed = self.fetch("--unshallow", ref=ref.name)
+            if completed.returncode != 0:
+                raise self.fail(ref, completed)
+
+    def _deepen(self, ref: _Ref, by: int) -> None:
+        self.git.log(f"Fetching {by} more commits of {ref.label}")
+        completed = self.fetch(f"--deepen={by}", ref=ref.name)
+        if completed.returncode != 0:
+            raise self.fail(ref, completed)
+
+    def fetch_relevant(self, ref: _Ref, rules: PathRules) -> str:
+        """The most recent commit of ``ref`` whose changes pass ``rules``, else its tip."""
+        tip = self.fetch_ref(ref, depth=RELEVANT_DEPTHS[0])
+        fetched = RELEVANT_DEPTHS[0]
+        for next_depth in (*RELEVANT_DEPTHS[1:], None):
+            walk = _Walk(self.git, tip, limit=RELEVANT_DEPTHS[-1])
+            found = most_recent_relevant(walk, rules)
+            if found is not None:
+                skipped = walk.seen - 1
+                note = f" (skipped {skipped} newer commits)" if skipped else " (the tip)"
+                self.git.log(f"Most recent relevant commit on {ref.label}: {found[:12]}{note}")
+                return found
+            if not walk.hit_boundary:
+                # The walk saw the whole first-parent history, or the limit: nothing is
+                # relevant, and building nothing is not an option.
+                break
+            if next_depth is None:
+                break
+            self._deepen(ref, next_depth - fetched)
+            fetched = next_depth
+        self.git.log(
+            f"No commit among the last {walk.seen} of {ref.label} changes a relevant path; "
+            f"building the tip {tip[:12]}"
+        )
+        return tip
+
+
+def _is_shallow(git: _Git) -> bool:
+    return git.output("rev-parse", "--is-shallow-repository")[1].strip() == "true"
+
+
+class _Walk:
+    """``git log`` of ``tip`` as (sha, changed paths), newest first, along first parents.
+
+    First parents only: a commit from a merged side branch is not a state of this branch,
+    and the merge commit itself is judged by what it brought in (its diff to the first
+    parent). The walk stops before a shallow-boundary commit: its parents were not fetched,
+    so git would show it as adding every file, which would make it look relevant.
+    """
+
+    def __init__(self, git: _Git, tip: str, *, limit: int) -> None:
+        self._git = git
+        self._tip = tip
+        self._limit = limit
+        self.seen = 0
+        self.hit_boundary = False
+
+    def __iter__(self) -> Iterator[tuple[str, list[str]]]:
+        shallow_file = self._git.cwd / ".git" / "shallow" if self._git.cwd else None
+        boundary: set[str] = set()
+        if shallow_file is not None and shallow_file.exists():
+            boundary = set(shallow_file.read_text().split())
+        rc, out = self._git.output(
+            "log",
+            "-z",
+            "--first-parent",
+            "--diff-merges=first-parent",
+            "--no-renames",  # a move lists both paths: leaving docs/ can matter
+            "--name-only",
+            "--format=/%H",  # no changed path starts with "/", so headers are unambiguous
+            f"--max-count={self._limit}",
+            self._tip,
+            "--",
+        )
+        if rc != 0:
+            raise SourceError(f"git log failed: {_detail(out.splitlines()[-20:])}")
+        for sha, paths in _parse_log(out):
+            if sha in boundary:
+                self.hit_boundary = True
+                return
+            self.seen += 1
+            yield sha, paths
+
+
+def _parse_log(out: str) -> Iterator[tuple[str, list[str]]]:
+    """Parse ``git log -z --name-only --format=/%H``: "/<sha>\\0" then, if the commit
+    changed files, "\\n<path>\\0<path>\\0…"."""
+    sha: str | None = None
+    paths: list[str] = []
+    for token in out.split("\0"):
+        if token.startswith("/") and is_valid_sha(token[1:]):
+            if sha is not None:
+                yield sha, paths
+            sha, paths = token[1:], []
+        elif token and sha is not None:
+            paths.append(token.removeprefix("\n"))
+    if sha is not None:
+        yield sha, paths
+
+
+def _pick_ref(fetcher: _Fetcher, branch: str | None, pull_request_id: int | None) -> _Ref:
+    if pull_request_id is not None:
+        github = f"refs/pull/{pull_request_id}/head"
+        gitlab = f"refs/merge-requests/{pull_request_id}/head"
+        missing = (
+            f"pull request {pull_request_id} not found on remote (tried {github} and {gitlab})"
+        )
+        found = fetcher.remote_refs(github, gitlab)
+        name = github if github in found else gitlab
+        if name not in found:
+            raise SourceError(missing)
+        return _Ref(name, f"pull request {pull_request_id}", missing)
+    if branch is not None:
+        return _Ref(
+            f"refs/heads/{branch}", f"branch '{branch}'", f"branch '{branch}' not found on remote"
+        )
+    return _Ref("HEAD", "the default branch", "the remote has no default branch (HEAD)")
+
+
+def _validate(url: str, sha: str | None, branch: str | None, pull_request_id: int | None) -> None:
+    check_repository_url(url)
+    if sha is not None and not is_valid_sha(sha):
+        raise SourceError(f"invalid commit sha {sha!r} (expected 40 lowercase hex digits)")
+    if branch is not None and not is_valid_branch(branch):
+        raise SourceError(f"invalid branch name {branch!r}")
+    if pull_request_id is not None and (isinstance(pull_request_id, bool) or pull_request_id <= 0):
+        raise SourceError(f"invalid pull request number {pull_request_id!r}")
+
+
+def fetch_source(
+    url: str,
+    dest: Path,
+    *,
+    sha: str | None,
+    branch: str | None,
+    pull_request_id: int | None,
+    rules: PathRules | None,
+    on_line: LineSink,
+    cancel: threading.Event,
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
+) -> FetchedSource:
+    """Check out one commit of ``url`` into ``dest`` (created if missing).
+
+    - ``sha``: that commit (``branch``/``pull_request_id`` are only searched if the server
+      will not send it by id; it is not checked to be on them).
+    - else ``pull_request_id``: the head of ``refs/pull/N/head`` or
+      ``refs/merge-requests/N/head``; else ``branch``; else the remote's default branch.
+    - without ``sha`` and with ``rules`` that have patterns: the most recent relevant commit
+      of that ref (see ``shipyard.builds.relevant_commit``), or its tip if none is found.
+
+    ``timeout_s`` bounds the whole fetch. Raises ``SourceError``, ``TimedOut``, ``Cancelled``.
+    """
+    _validate(url, sha, branch, pull_request_id)
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def log(line: str) -> None:
+        on_line(strip_userinfo(line))
+
+    git = _Git(dest, log=log, cancel=cancel, timeout_s=timeout_s, env=env)
+    git.checked("init", "-q", ".")
+    fetcher = _Fetcher(git, url)
+    if sha is not None:
+
+        def find_ref() -> _Ref | None:
+            if branch is None and pull_request_id is None:
+                return None
+            return _pick_ref(fetcher, branch, pull_request_id)
+
+        fetcher.fetch_sha(sha, find_ref)
+    else:
+        ref = _pick_ref(fetcher, branch, pull_request_id)
+        git.log(f"Fetching {ref.label} from {fetcher.public_url}")
+        if rules is not None and rules.has_patterns:
+            sha = fetcher.fetch_relevant(ref, rules)
+        else:
+            sha = fetcher.fetch_ref(ref, depth=1)
+    # sha is 40 validated hex digits, so it cannot be read as an option (checkout does not
+    # accept --end-of-options in git 2.39).
+    git.checked("-c", "advice.detachedHead=false", "checkout", "-q", "--detach", sha)
+    # For tools in the build that ask git for the origin; credentials stay out (see top).
+    git.checked("remote", "add", "--end-of-options", "origin", fetcher.public_url)
+    git.log(f"Checked out {sha}")
+    return FetchedSource(sha=sha, branch=branch, path=dest)
+
+
+def list_remote_head(
+    url: str,
+    branch: str,
+    *,
+    on_line: LineSink,
+    cancel: threading.Event,
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """The sha at the tip of ``branch`` on ``url`` (``git ls-remote``), without fetching."""
+    _validate(url, None, branch, None)
+
+    def log(line: str) -> None:
+        on_line(strip_userinfo(line))
+
+    git = _Git(None, log=log, cancel=cancel, timeout_s=timeout_s, env=env)
+    ref = f"refs/heads/{branch}"
+    found = _Fetcher(git, url).remote_refs(ref)
+    if ref not in found:
+        raise SourceError(f"branch '{branch}' not found on remote")
+    return found[ref]
