@@ -19,10 +19,7 @@ def is_valid_branch(name: str) -> bool:
         return False
     if name.startswith("/") or name.endswith("/") or name.endswith("."):
         return False
-    for part in name.split("/"):
-        if part.startswith(".") or part.endswith(".lock"):
-            return False
-    return True
+    return all(not (part.startswith(".") or part.endswith(".lock")) for part in name.split("/"))
 
 
 def is_valid_sha(sha: str) -> bool:

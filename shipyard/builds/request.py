@@ -116,13 +116,17 @@ def resolve_source(
     """Apply the seeds' rules on which source fields each kind of target accepts."""
     if bundle_url is not None:
         if kind.is_job:
-            raise InvalidRequest("bundleUrl is not supported for job builds", {"bundleUrl": "unsupported"})
+            raise InvalidRequest(
+                "bundleUrl is not supported for job builds", {"bundleUrl": "unsupported"}
+            )
         if pull_request_id is not None:
             raise InvalidRequest(
                 "pullRequestId cannot be combined with bundleUrl", {"pullRequestId": "unsupported"}
             )
         if branch is not None and not is_valid_branch(branch):
-            raise InvalidRequest(f"branch '{branch}' is not a valid branch name", {"branch": "invalid"})
+            raise InvalidRequest(
+                f"branch '{branch}' is not a valid branch name", {"branch": "invalid"}
+            )
         return SourceSpec(SourceKind.BUNDLE, sha=sha, branch=branch, bundle_url=bundle_url)
 
     if kind is WorkloadKind.BUILD:
@@ -141,7 +145,8 @@ def resolve_source(
         for name, value in (("branch", branch), ("pullRequestId", pull_request_id)):
             if value is not None:
                 raise InvalidRequest(
-                    f"{name} is only supported by build services; {target} build their configured branch",
+                    f"{name} is only supported by build services; "
+                    f"{target} build their configured branch",
                     {name: "unsupported"},
                 )
         branch = default_branch

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -18,7 +18,26 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone on its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -33,7 +52,7 @@ class Project(Base):
     description: Mapped[str | None] = mapped_column(Text)
     region: Mapped[str | None] = mapped_column(String(64))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Workload(Base):
@@ -60,7 +79,7 @@ class Workload(Base):
     # The request body minus secrets: fields about running the workload are kept, not acted on.
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     build_arguments_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Build(Base):
@@ -90,18 +109,20 @@ class Build(Base):
     # buildArguments, buildFiles and dockerSecretMounts of this build, AES-GCM encrypted.
     overrides_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # sha256 of the canonical request body: a reused Idempotency-Key with another body is refused.
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
     registry_uri: Mapped[str | None] = mapped_column(Text)
     image_digest: Mapped[str | None] = mapped_column(String(128))
 
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    concluded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    concluded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     # Claim-and-fence bookkeeping (DESIGN.md rules 2 and 3).
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str | None] = mapped_column(String(255))
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     abort_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -113,7 +134,7 @@ class BuildLogLine(Base):
     build_id: Mapped[str] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(Integer)
-    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
     line: Mapped[str] = mapped_column(Text)
 
 
@@ -125,4 +146,4 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
     permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
     project_id: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

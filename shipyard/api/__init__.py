@@ -1,0 +1,1 @@
+"""HTTP transport: FastAPI routers, request/response schemas, auth and error mapping."""

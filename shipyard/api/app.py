@@ -1,0 +1,85 @@
+"""The FastAPI application: wiring only. Settings are built once and passed in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shipyard import __version__
+from shipyard.api import errors
+from shipyard.api.deps import AppState
+from shipyard.api.paths import NormalisePath
+from shipyard.api.routers import builds, login, logs, projects, workloads
+from shipyard.executors.base import Executor
+from shipyard.settings import Settings
+from shipyard.store.crypto import SecretBox
+from shipyard.store.db import make_engine, make_sessionmaker, migrate
+
+ExecutorFactory = Callable[[Settings, sessionmaker[Session], SecretBox], Executor]
+
+
+def create_app(
+    settings: Settings,
+    executor_factory: ExecutorFactory,
+    *,
+    engine: Engine | None = None,
+) -> FastAPI:
+    """``settings`` must have been through ``shipyard.settings.prepare`` (secrets filled)."""
+    assert settings.admin_token is not None and settings.secret_key is not None
+    engine = engine or make_engine(settings.resolved_database_url)
+    migrate(engine)
+    sessions = make_sessionmaker(engine)
+    box = SecretBox(settings.secret_key.get_secret_value())
+    executor = executor_factory(settings, sessions, box)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        executor.start()
+        try:
+            yield
+        finally:
+            executor.stop()
+
+    app = FastAPI(
+        title="Shipyard",
+        version=__version__,
+        description="Self-hosted container builds behind Northflank's v1 build API.",
+        lifespan=lifespan,
+    )
+    app.state.shipyard = AppState(
+        settings=settings,
+        sessions=sessions,
+        box=box,
+        executor=executor,
+        admin_token=settings.admin_token.get_secret_value(),
+    )
+    errors.install(app)
+    for module in (login, projects, workloads, builds, logs):
+        app.include_router(module.router)
+    app.add_middleware(NormalisePath)
+    _publish_body_as_any_of(app)
+    return app
+
+
+def _publish_body_as_any_of(app: FastAPI) -> None:
+    """The seed documents the start-build body as ``anyOf`` (bundle | git); pydantic emits
+    ``oneOf`` for our tagged union. The validation is the same; publish the seed's word."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            for path in schema.get("paths", {}).values():
+                body = path.get("post", {}).get("requestBody", {})
+                content = body.get("content", {}).get("application/json", {}).get("schema", {})
+                if "oneOf" in content:
+                    content["anyOf"] = content.pop("oneOf")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

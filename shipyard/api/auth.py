@@ -1,0 +1,47 @@
+"""Bearer tokens: the bootstrap admin token (every permission) or a stored API token."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from shipyard.builds.errors import Forbidden, Unauthenticated
+from shipyard.builds.permissions import ALL, Permission
+from shipyard.store import tokens as token_store
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    permissions: frozenset[str]
+    project_id: str | None  # None: every project
+
+    def require(self, permission: Permission, project_id: str | None = None) -> None:
+        if permission not in self.permissions:
+            raise Forbidden(
+                f"token lacks the permission '{permission.value}'", {"permission": permission.value}
+            )
+        if project_id is not None and self.project_id is not None and project_id != self.project_id:
+            raise Forbidden(f"token is scoped to another project than '{project_id}'")
+
+
+def bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def authenticate(session: Session, token: str | None, admin_token: str) -> Principal:
+    if token is None:
+        raise Unauthenticated("missing bearer token (Authorization: Bearer <token>)")
+    if hmac.compare_digest(token.encode(), admin_token.encode()):
+        return Principal("admin", frozenset(p.value for p in ALL), None)
+    row = token_store.find(session, token)
+    if row is None:
+        raise Unauthenticated("unknown API token")
+    return Principal(row.name, frozenset(row.permissions), row.project_id)

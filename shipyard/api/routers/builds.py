@@ -1,0 +1,256 @@
+"""Start, list, get and abort builds of services and jobs (the seeds' two endpoints and their
+neighbours in CONTRACT.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header
+from sqlalchemy.orm import Session
+
+from shipyard.api.deps import DB, AppState, Caller, State
+from shipyard.api.pagination import Page, encode_cursor, pagination
+from shipyard.api.schemas.builds import (
+    BuildOverrides,
+    StartBuildFromBundle,
+    StartJobBuildBody,
+    StartServiceBuildBody,
+)
+from shipyard.api.schemas.common import envelope, iso_ms
+from shipyard.builds import permissions
+from shipyard.builds import service as build_service
+from shipyard.builds.errors import InvalidRequest
+from shipyard.builds.request import (
+    BuildRequest,
+    DockerOverrides,
+    Overrides,
+    WorkloadKind,
+    check_secret_budget,
+    decode_secret,
+    resolve_source,
+)
+from shipyard.store import builds as build_store
+from shipyard.store import workloads as workload_store
+from shipyard.store.models import Build, Workload
+
+router = APIRouter(prefix="/v1/projects/{projectId}", tags=["builds"])
+
+Entity = Literal["service", "job"]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+
+
+def build_out(build: Build) -> dict[str, Any]:
+    return {
+        "id": build.id,
+        "branch": build.branch,
+        "pullRequestId": build.pull_request_id,
+        "sha": build.sha,
+        "registry": {"uri": build.registry_uri} if build.registry_uri else {},
+        "createdAt": iso_ms(build.created_at),
+        "status": build.status,
+        "concluded": build.concluded,
+        "success": build.success,
+        "message": build.message,
+        **({"buildConcludedAt": int(build.concluded_at.timestamp())} if build.concluded_at else {}),
+        **({"bundleUrl": build.bundle_url} if build.bundle_url else {}),
+    }
+
+
+def to_overrides(body: BuildOverrides | None) -> Overrides:
+    if body is None:
+        return Overrides()
+    docker = body.docker
+    overrides = Overrides(
+        build_arguments=dict(body.buildArguments or {}),
+        build_files={
+            path: decode_secret(f"overrides.buildFiles.{path}", v.data, v.encoding)
+            for path, v in (body.buildFiles or {}).items()
+        },
+        secret_mounts={
+            key: decode_secret(f"overrides.dockerSecretMounts.{key}", v.data, v.encoding)
+            for key, v in (body.dockerSecretMounts or {}).items()
+        },
+        docker=DockerOverrides(
+            dockerfile_path=docker.dockerFilePath if docker else None,
+            work_dir=docker.dockerWorkDir if docker else None,
+            target=docker.dockerfileTarget if docker else None,
+        ),
+    )
+    check_secret_budget(overrides)
+    return overrides
+
+
+def _fingerprint(entity: Entity, body: dict[str, Any]) -> str:
+    canonical = json.dumps([entity, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _start(
+    session: Session,
+    state: AppState,
+    workload: Workload,
+    request: BuildRequest,
+    idempotency_key: str | None,
+    fingerprint: str,
+) -> dict[str, Any]:
+    build, created = build_service.start(
+        session,
+        state.box,
+        workload,
+        request,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+    )
+    session.commit()
+    if created:
+        state.executor.submit(build.id)
+    return envelope(build_out(build))
+
+
+@router.post("/services/{serviceId}/build", summary="Start service build")
+def start_service_build(
+    projectId: str,
+    serviceId: str,
+    body: StartServiceBuildBody,
+    session: DB,
+    state: State,
+    caller: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    caller.require(permissions.DEPLOY_BUILD["service"], projectId)
+    workload = workload_store.get(session, projectId, "service", serviceId)
+    bundle = isinstance(body, StartBuildFromBundle)
+    source = resolve_source(
+        WorkloadKind(workload.kind),
+        default_branch=workload.vcs_branch,
+        sha=body.sha,
+        branch=body.branch,
+        pull_request_id=None if bundle else body.pullRequestId,  # type: ignore[union-attr]
+        bundle_url=body.bundleUrl if bundle else None,  # type: ignore[union-attr]
+    )
+    request = BuildRequest(source=source, overrides=to_overrides(body.overrides))
+    fingerprint = _fingerprint("service", body.model_dump(mode="json", exclude_none=True))
+    return _start(session, state, workload, request, idempotency_key, fingerprint)
+
+
+@router.post("/jobs/{jobId}/build", summary="Start job build")
+def start_job_build(
+    projectId: str,
+    jobId: str,
+    body: StartJobBuildBody,
+    session: DB,
+    state: State,
+    caller: Caller,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    caller.require(permissions.DEPLOY_BUILD["job"], projectId)
+    workload = workload_store.get(session, projectId, "job", jobId)
+    source = resolve_source(
+        WorkloadKind(workload.kind),
+        default_branch=workload.vcs_branch,
+        sha=body.sha,
+        branch=None,
+        pull_request_id=None,
+        bundle_url=None,
+    )
+    request = BuildRequest(source=source, overrides=to_overrides(body.overrides))
+    fingerprint = _fingerprint("job", body.model_dump(mode="json", exclude_none=True))
+    return _start(session, state, workload, request, idempotency_key, fingerprint)
+
+
+def _list(
+    session: Session, caller: Caller, project_id: str, entity: Entity, slug: str, page: Page
+) -> dict[str, Any]:
+    caller.require(permissions.READ[entity], project_id)
+    workload = workload_store.get(session, project_id, entity, slug)
+    after = None
+    if page.cursor is not None:
+        try:
+            after = build_store.PageKey(
+                datetime.fromisoformat(page.cursor["c"]), str(page.cursor["i"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidRequest("cursor is not valid", {"cursor": "invalid"}) from exc
+    rows = build_store.list_page(
+        session, workload.id, limit=page.per_page + 1, offset=page.offset, after=after
+    )
+    shown = rows[: page.per_page]
+    cursor = (
+        encode_cursor({"c": shown[-1].created_at.isoformat(), "i": shown[-1].id}) if shown else None
+    )
+    return envelope(
+        {"builds": [build_out(b) for b in shown]}, pagination(len(rows), page.per_page, cursor)
+    )
+
+
+@router.get("/services/{serviceId}/build", summary="List service builds")
+def list_service_builds(
+    projectId: str, serviceId: str, session: DB, caller: Caller, page: Page
+) -> dict[str, Any]:
+    return _list(session, caller, projectId, "service", serviceId, page)
+
+
+@router.get("/jobs/{jobId}/build", summary="List job builds")
+def list_job_builds(
+    projectId: str, jobId: str, session: DB, caller: Caller, page: Page
+) -> dict[str, Any]:
+    return _list(session, caller, projectId, "job", jobId, page)
+
+
+def _get(
+    session: Session, caller: Caller, project_id: str, entity: Entity, slug: str, build_id: str
+) -> Build:
+    caller.require(permissions.READ[entity], project_id)
+    workload = workload_store.get(session, project_id, entity, slug)
+    return build_store.get(session, workload.id, build_id)
+
+
+@router.get("/services/{serviceId}/build/{buildId}", summary="Get service build")
+def get_service_build(
+    projectId: str, serviceId: str, buildId: str, session: DB, caller: Caller
+) -> dict[str, Any]:
+    return envelope(build_out(_get(session, caller, projectId, "service", serviceId, buildId)))
+
+
+@router.get("/jobs/{jobId}/build/{buildId}", summary="Get job build")
+def get_job_build(
+    projectId: str, jobId: str, buildId: str, session: DB, caller: Caller
+) -> dict[str, Any]:
+    return envelope(build_out(_get(session, caller, projectId, "job", jobId, buildId)))
+
+
+def _abort(
+    session: Session,
+    state: AppState,
+    caller: Caller,
+    project_id: str,
+    entity: Entity,
+    slug: str,
+    build_id: str,
+) -> dict[str, Any]:
+    caller.require(permissions.DEPLOY_BUILD[entity], project_id)
+    workload = workload_store.get(session, project_id, entity, slug)
+    build = build_store.get(session, workload.id, build_id)
+    worker_must_act = build_service.abort(session, build)
+    session.commit()
+    if worker_must_act:
+        state.executor.abort(build.id)
+    session.refresh(build)
+    return envelope(build_out(build))
+
+
+@router.delete("/services/{serviceId}/build/{buildId}", summary="Abort service build")
+def abort_service_build(
+    projectId: str, serviceId: str, buildId: str, session: DB, state: State, caller: Caller
+) -> dict[str, Any]:
+    return _abort(session, state, caller, projectId, "service", serviceId, buildId)
+
+
+@router.delete("/jobs/{jobId}/build/{buildId}", summary="Abort job build")
+def abort_job_build(
+    projectId: str, jobId: str, buildId: str, session: DB, state: State, caller: Caller
+) -> dict[str, Any]:
+    return _abort(session, state, caller, projectId, "job", jobId, buildId)

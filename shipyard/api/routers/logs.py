@@ -1,0 +1,281 @@
+"""Build logs: a range query over HTTP and a live tail over a websocket (the JS client's
+protocol, CONTRACT.md "Log tail protocol") or server-sent events (curl, our CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from shipyard.api.auth import Principal, authenticate
+from shipyard.api.deps import DB, AppState, Caller, State
+from shipyard.api.schemas.common import envelope, iso_ms
+from shipyard.builds import permissions
+from shipyard.builds.errors import InvalidRequest, ShipyardError
+from shipyard.store import builds as build_store
+from shipyard.store import logs as log_store
+from shipyard.store import workloads as workload_store
+from shipyard.store.models import Build, BuildLogLine
+
+router = APIRouter(prefix="/v1/projects/{projectId}", tags=["logs"])
+
+Entity = Literal["service", "job"]
+MAX_LINES = 10_000
+TAIL_POLL_S = 0.25
+TAIL_BATCH = 500
+
+
+def line_out(row: BuildLogLine) -> dict[str, Any]:
+    return {
+        "containerId": f"build-{row.build_id}-{row.attempt}",
+        "log": row.line,
+        "ts": iso_ms(row.ts),
+    }
+
+
+def _compile(pattern: str | None, name: str) -> re.Pattern[str] | None:
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise InvalidRequest(
+            f"{name} is not a valid regular expression: {exc}", {name: "invalid"}
+        ) from exc
+
+
+def _find_build(
+    session: Session,
+    caller: Principal,
+    project_id: str,
+    entity: Entity,
+    slug: str,
+    build_id: str | None,
+) -> Build:
+    caller.require(permissions.READ[entity], project_id)
+    if not build_id:
+        raise InvalidRequest("buildId is required", {"buildId": "required"})
+    workload = workload_store.get(session, project_id, entity, slug)
+    return build_store.get(session, workload.id, build_id)
+
+
+def _range(
+    session: Session,
+    caller: Principal,
+    project_id: str,
+    entity: Entity,
+    slug: str,
+    build_id: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    duration: int | None,
+    limit: int,
+    direction: str,
+    text_includes: str | None,
+    text_not_includes: str | None,
+    regex_includes: str | None,
+    regex_not_includes: str | None,
+) -> dict[str, Any]:
+    build = _find_build(session, caller, project_id, entity, slug, build_id)
+    if duration is not None and start is None:
+        start = (end or datetime.now().astimezone()) - timedelta(seconds=duration)
+    inc, exc = (
+        _compile(regex_includes, "regexIncludes"),
+        _compile(regex_not_includes, "regexNotIncludes"),
+    )
+    filtered = any(x is not None for x in (text_includes, text_not_includes, inc, exc))
+    backward = direction == "backward"
+    rows = log_store.in_range(
+        session,
+        build.id,
+        start=start,
+        end=end,
+        limit=MAX_LINES if filtered else limit,
+        backward=backward,
+    )
+    out = []
+    for row in rows:
+        if text_includes is not None and text_includes not in row.line:
+            continue
+        if text_not_includes is not None and text_not_includes in row.line:
+            continue
+        if inc is not None and not inc.search(row.line):
+            continue
+        if exc is not None and exc.search(row.line):
+            continue
+        out.append(line_out(row))
+        if len(out) >= limit:
+            break
+    return envelope(out)
+
+
+LineLimit = Annotated[int, Query(ge=1, le=MAX_LINES)]
+Direction = Annotated[Literal["forward", "backward"], Query()]
+
+
+def _range_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
+    def handler(
+        projectId: str,
+        entityId: str,
+        session: DB,
+        caller: Caller,
+        buildId: str | None = None,
+        runId: str | None = None,
+        queryType: Literal["range", "tail"] = "range",
+        startTime: datetime | None = None,
+        endTime: datetime | None = None,
+        duration: Annotated[int | None, Query(ge=1)] = None,
+        lineLimit: LineLimit = 1000,
+        direction: Direction = "forward",
+        textIncludes: str | None = None,
+        textNotIncludes: str | None = None,
+        regexIncludes: Annotated[str | None, Query(max_length=256)] = None,
+        regexNotIncludes: Annotated[str | None, Query(max_length=256)] = None,
+    ) -> dict[str, Any]:
+        if queryType == "tail":
+            raise InvalidRequest(
+                "queryType=tail needs a websocket "
+                "(or GET …/build-logs/stream for server-sent events)"
+            )
+        return _range(
+            session,
+            caller,
+            projectId,
+            entity,
+            entityId,
+            buildId or runId,
+            startTime,
+            endTime,
+            duration,
+            lineLimit,
+            direction,
+            textIncludes,
+            textNotIncludes,
+            regexIncludes,
+            regexNotIncludes,
+        )
+
+    return handler
+
+
+router.add_api_route(
+    "/services/{entityId}/build-logs",
+    _range_endpoint("service"),
+    methods=["GET"],
+    summary="Get service build logs",
+)
+router.add_api_route(
+    "/jobs/{entityId}/build-logs",
+    _range_endpoint("job"),
+    methods=["GET"],
+    summary="Get job build logs",
+)
+
+
+async def follow(
+    sessions: sessionmaker[Session], build_id: str, after_seq: int = -1
+) -> AsyncIterator[list[BuildLogLine]]:
+    """Yield batches of new lines until the build has concluded and every line was yielded."""
+
+    def poll(seq: int) -> tuple[list[BuildLogLine], bool]:
+        with sessions() as session:
+            build = build_store.get_any(session, build_id)
+            done = build is None or build.concluded
+            # Read lines after the status: a line written before the conclusion is never missed.
+            return log_store.after_seq(session, build_id, seq, TAIL_BATCH), done
+
+    seq = after_seq
+    while True:
+        rows, done = await run_in_threadpool(poll, seq)
+        if rows:
+            seq = rows[-1].seq
+            yield rows
+            continue
+        if done:
+            return
+        await asyncio.sleep(TAIL_POLL_S)
+
+
+async def _tail_socket(websocket: WebSocket, entity: Entity, project_id: str, slug: str) -> None:
+    state: AppState = websocket.app.state.shipyard
+    await websocket.accept()
+    try:
+        init = json.loads(await asyncio.wait_for(websocket.receive_text(), timeout=30))
+        token = init.get("data", {}).get("auth", {}).get("apiToken")
+        build_id = websocket.query_params.get("buildId") or websocket.query_params.get("runId")
+
+        def check() -> str:
+            with state.sessions() as session:
+                caller = authenticate(
+                    session, token if isinstance(token, str) else None, state.admin_token
+                )
+                return _find_build(session, caller, project_id, entity, slug, build_id).id
+
+        try:
+            found = await run_in_threadpool(check)
+        except ShipyardError as exc:
+            await websocket.send_json(
+                {"type": "init", "data": {"auth": "failed", "message": exc.message}}
+            )
+            await websocket.close(code=4001)
+            return
+        await websocket.send_json({"type": "init", "data": {"auth": "successful"}})
+        async for rows in follow(state.sessions, found):
+            await websocket.send_json({"type": "log-lines", "data": [line_out(r) for r in rows]})
+        await websocket.close()
+    except (TimeoutError, WebSocketDisconnect):
+        return
+    except (ValueError, AttributeError):
+        await websocket.send_json(
+            {"type": "error", "data": {"message": "expected an init message"}}
+        )
+        await websocket.close(code=4000)
+
+
+@router.websocket("/services/{serviceId}/build-logs")
+async def tail_service_build_logs(websocket: WebSocket, projectId: str, serviceId: str) -> None:
+    await _tail_socket(websocket, "service", projectId, serviceId)
+
+
+@router.websocket("/jobs/{jobId}/build-logs")
+async def tail_job_build_logs(websocket: WebSocket, projectId: str, jobId: str) -> None:
+    await _tail_socket(websocket, "job", projectId, jobId)
+
+
+def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
+    def handler(
+        projectId: str, entityId: str, state: State, session: DB, caller: Caller, buildId: str
+    ) -> StreamingResponse:
+        build = _find_build(session, caller, projectId, entity, entityId, buildId)
+
+        async def events() -> AsyncIterator[str]:
+            async for rows in follow(state.sessions, build.id):
+                for row in rows:
+                    yield f"data: {json.dumps(line_out(row))}\n\n"
+            yield "event: end\ndata: {}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return handler
+
+
+router.add_api_route(
+    "/services/{entityId}/build-logs/stream",
+    _stream_endpoint("service"),
+    methods=["GET"],
+    summary="Follow service build logs (server-sent events)",
+)
+router.add_api_route(
+    "/jobs/{entityId}/build-logs/stream",
+    _stream_endpoint("job"),
+    methods=["GET"],
+    summary="Follow job build logs (server-sent events)",
+)

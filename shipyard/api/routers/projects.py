@@ -1,0 +1,71 @@
+"""Projects: create and list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from shipyard.api.deps import DB, Caller
+from shipyard.api.pagination import Page, encode_cursor, offset_of, pagination
+from shipyard.api.schemas.common import envelope, iso_ms
+from shipyard.api.schemas.resources import CreateProject
+from shipyard.builds.errors import Forbidden, InvalidRequest
+from shipyard.builds.ids import slugify
+from shipyard.builds.permissions import Permission
+from shipyard.store import projects as project_store
+from shipyard.store.models import Project
+
+router = APIRouter(prefix="/v1/projects", tags=["projects"])
+
+
+def project_out(project: Project) -> dict[str, Any]:
+    return {
+        **project.spec,
+        "id": project.id,
+        "name": project.name,
+        "description": project.description,
+        "region": project.region,
+        "createdAt": iso_ms(project.created_at),
+    }
+
+
+@router.post("", summary="Create project")
+def create_project(body: CreateProject, session: DB, caller: Caller) -> dict[str, Any]:
+    caller.require(Permission.PROJECTS_CREATE)
+    if caller.project_id is not None:
+        raise Forbidden("a project-scoped token cannot create projects")
+    project_id = slugify(body.name)
+    if not project_id:
+        raise InvalidRequest("name must contain at least one letter or digit", {"name": "invalid"})
+    extra = body.model_dump(exclude={"name", "description", "region"}, exclude_none=True)
+    project = project_store.create(
+        session,
+        project_id=project_id,
+        name=body.name,
+        description=body.description,
+        region=body.region,
+        spec=extra,
+    )
+    session.commit()
+    return envelope(project_out(project))
+
+
+@router.get("", summary="List projects")
+def list_projects(session: DB, caller: Caller, page: Page) -> dict[str, Any]:
+    caller.require(Permission.PROJECTS_READ)
+    offset = offset_of(page)
+    scope = {caller.project_id} if caller.project_id is not None else None
+    rows = project_store.list_page(
+        session, offset=offset, limit=page.per_page + 1, project_ids=scope
+    )
+    data = {"projects": [project_out(p) for p in rows[: page.per_page]]}
+    return envelope(
+        data, pagination(len(rows), page.per_page, encode_cursor({"o": offset + page.per_page}))
+    )
+
+
+@router.get("/{projectId}", summary="Get project")
+def get_project(projectId: str, session: DB, caller: Caller) -> dict[str, Any]:
+    caller.require(Permission.PROJECTS_READ, projectId)
+    return envelope(project_out(project_store.get(session, projectId)))

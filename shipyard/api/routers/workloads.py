@@ -1,0 +1,158 @@
+"""Services (combined, build) and jobs (manual, cron): create, list, get."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+
+from shipyard.api.deps import DB, Caller, State
+from shipyard.api.pagination import Page, encode_cursor, offset_of, pagination
+from shipyard.api.schemas.common import envelope, iso_ms
+from shipyard.api.schemas.resources import CreateWorkload
+from shipyard.builds import permissions
+from shipyard.builds.errors import InvalidRequest
+from shipyard.builds.ids import slugify
+from shipyard.builds.refs import is_valid_branch
+from shipyard.builds.request import WorkloadKind
+from shipyard.builds.service import workload_context
+from shipyard.store import projects as project_store
+from shipyard.store import workloads as workload_store
+from shipyard.store.crypto import SecretBox
+from shipyard.store.models import Workload
+
+router = APIRouter(prefix="/v1/projects/{projectId}", tags=["services", "jobs"])
+
+Entity = Literal["service", "job"]
+
+
+def workload_out(workload: Workload) -> dict[str, Any]:
+    return {
+        **workload.spec,
+        "id": workload.slug,
+        "projectId": workload.project_id,
+        "name": workload.name,
+        "description": workload.description,
+        "serviceType" if workload.entity == "service" else "jobType": workload.kind,
+        "createdAt": iso_ms(workload.created_at),
+    }
+
+
+def _create(
+    session: DB,
+    box: SecretBox,
+    caller: Caller,
+    project_id: str,
+    entity: Entity,
+    kind: WorkloadKind,
+    body: CreateWorkload,
+) -> dict[str, Any]:
+    caller.require(permissions.CREATE[entity], project_id)
+    project_store.get(session, project_id)
+    slug = slugify(body.name)
+    if not slug:
+        raise InvalidRequest("name must contain at least one letter or digit", {"name": "invalid"})
+    branch = body.vcsData.projectBranch
+    if kind is not WorkloadKind.BUILD and branch is None:
+        raise InvalidRequest(
+            "vcsData.projectBranch is required for combined services and jobs",
+            {"vcsData.projectBranch": "required"},
+        )
+    if branch is not None and not is_valid_branch(branch):
+        raise InvalidRequest(
+            f"vcsData.projectBranch '{branch}' is not a valid branch name",
+            {"vcsData.projectBranch": "invalid"},
+        )
+    dockerfile = body.buildSettings.dockerfile if body.buildSettings else None
+    config = body.buildConfiguration
+    spec = body.model_dump(exclude={"name", "description", "buildArguments"}, exclude_none=True)
+    workload = Workload(
+        project_id=project_id,
+        entity=entity,
+        slug=slug,
+        kind=kind.value,
+        name=body.name,
+        description=body.description,
+        vcs_url=body.vcsData.projectUrl,
+        vcs_type=body.vcsData.projectType,
+        vcs_branch=branch,
+        dockerfile_path=dockerfile.dockerFilePath if dockerfile else "/Dockerfile",
+        docker_work_dir=dockerfile.dockerWorkDir if dockerfile else "/",
+        use_cache=not (
+            dockerfile and dockerfile.buildkit and dockerfile.buildkit.useCache is False
+        ),
+        path_ignore_rules=list(config.pathIgnoreRules or []) if config else [],
+        is_allow_list=bool(config and config.isAllowList),
+        spec=spec,
+    )
+    workload_store.create(session, workload)
+    if body.buildArguments:
+        workload.build_arguments_enc = box.seal(body.buildArguments, workload_context(workload))
+    session.commit()
+    return envelope(workload_out(workload))
+
+
+def _list(
+    session: DB, caller: Caller, project_id: str, entity: Entity, page: Page
+) -> dict[str, Any]:
+    caller.require(permissions.READ[entity], project_id)
+    project_store.get(session, project_id)
+    offset = offset_of(page)
+    rows = workload_store.list_page(
+        session, project_id, entity, offset=offset, limit=page.per_page + 1
+    )
+    key = "services" if entity == "service" else "jobs"
+    data = {key: [workload_out(w) for w in rows[: page.per_page]]}
+    return envelope(
+        data, pagination(len(rows), page.per_page, encode_cursor({"o": offset + page.per_page}))
+    )
+
+
+@router.post("/services/combined", summary="Create combined service")
+def create_combined_service(
+    projectId: str, body: CreateWorkload, session: DB, state: State, caller: Caller
+) -> dict[str, Any]:
+    return _create(session, state.box, caller, projectId, "service", WorkloadKind.COMBINED, body)
+
+
+@router.post("/services/build", summary="Create build service")
+def create_build_service(
+    projectId: str, body: CreateWorkload, session: DB, state: State, caller: Caller
+) -> dict[str, Any]:
+    return _create(session, state.box, caller, projectId, "service", WorkloadKind.BUILD, body)
+
+
+@router.post("/jobs/manual", summary="Create manual job")
+def create_manual_job(
+    projectId: str, body: CreateWorkload, session: DB, state: State, caller: Caller
+) -> dict[str, Any]:
+    return _create(session, state.box, caller, projectId, "job", WorkloadKind.MANUAL_JOB, body)
+
+
+@router.post("/jobs/cron", summary="Create cron job")
+def create_cron_job(
+    projectId: str, body: CreateWorkload, session: DB, state: State, caller: Caller
+) -> dict[str, Any]:
+    return _create(session, state.box, caller, projectId, "job", WorkloadKind.CRON_JOB, body)
+
+
+@router.get("/services", summary="List services")
+def list_services(projectId: str, session: DB, caller: Caller, page: Page) -> dict[str, Any]:
+    return _list(session, caller, projectId, "service", page)
+
+
+@router.get("/jobs", summary="List jobs")
+def list_jobs(projectId: str, session: DB, caller: Caller, page: Page) -> dict[str, Any]:
+    return _list(session, caller, projectId, "job", page)
+
+
+@router.get("/services/{serviceId}", summary="Get service")
+def get_service(projectId: str, serviceId: str, session: DB, caller: Caller) -> dict[str, Any]:
+    caller.require(permissions.READ["service"], projectId)
+    return envelope(workload_out(workload_store.get(session, projectId, "service", serviceId)))
+
+
+@router.get("/jobs/{jobId}", summary="Get job")
+def get_job(projectId: str, jobId: str, session: DB, caller: Caller) -> dict[str, Any]:
+    caller.require(permissions.READ["job"], projectId)
+    return envelope(workload_out(workload_store.get(session, projectId, "job", jobId)))

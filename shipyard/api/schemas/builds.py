@@ -1,0 +1,141 @@
+"""The start-build bodies of the seeds, their rules, and the Build response."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+)
+
+from shipyard.api.schemas.common import Sha, Strict
+
+ArgName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-/._]+$", max_length=256)]
+AbsoluteFilePath = Annotated[
+    str, StringConstraints(pattern=r"^\/([a-zA-Z0-9-._]+\/)*[a-zA-Z0-9-._]+$", max_length=1024)
+]
+SecretId = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)
+]
+DockerFilePath = Annotated[
+    str, StringConstraints(pattern=r"^\/([a-zA-Z0-9-._]+\/)*[a-zA-Z0-9-._]+$", max_length=1024)
+]
+DockerWorkDir = Annotated[
+    str, StringConstraints(pattern=r"^\/([a-zA-Z0-9-._]+\/)*[a-zA-Z0-9-._]*$", max_length=1024)
+]
+DockerTarget = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9-_]+$", max_length=128)]
+
+
+def _no_dot_segments(path: str) -> str:
+    if any(part in (".", "..") for part in path.split("/")):
+        raise ValueError("path must not contain '.' or '..' segments")
+    return path
+
+
+class SecretContent(Strict):
+    data: str = Field(description="The content; base64 when encoding is 'base64'")
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+
+
+class DockerSettings(Strict):
+    dockerFilePath: DockerFilePath | None = None
+    dockerWorkDir: DockerWorkDir | None = None
+    dockerfileTarget: DockerTarget | None = None
+
+    @field_validator("dockerFilePath", "dockerWorkDir")
+    @classmethod
+    def _paths(cls, value: str | None) -> str | None:
+        return None if value is None else _no_dot_segments(value)
+
+
+class BuildOverrides(Strict):
+    buildArguments: dict[ArgName, str] | None = Field(
+        default=None, description="Take precedence over the stored build arguments"
+    )
+    buildFiles: dict[AbsoluteFilePath, SecretContent] | None = Field(
+        default=None,
+        description="Secret files, encrypted at rest, placed at that path in the context",
+    )
+    dockerSecretMounts: dict[SecretId, SecretContent] | None = Field(
+        default=None, description="Exposed only to RUN --mount=type=secret,id=…"
+    )
+    docker: DockerSettings | None = None
+
+    @field_validator("buildFiles")
+    @classmethod
+    def _file_paths(cls, value: dict[str, SecretContent] | None) -> dict[str, SecretContent] | None:
+        for path in value or {}:
+            _no_dot_segments(path)
+        return value
+
+
+class StartBuildFromBundle(Strict):
+    """Build from bundle."""
+
+    bundleUrl: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    branch: str | None = None
+    sha: Sha | None = None
+    overrides: BuildOverrides | None = None
+
+    @field_validator("bundleUrl")
+    @classmethod
+    def _http_only(cls, value: str) -> str:
+        if not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http or https URL")
+        return value
+
+
+class StartBuildFromGit(Strict):
+    """Build from git repository."""
+
+    sha: Sha | None = Field(
+        default=None, description="If absent, builds the most recent relevant commit"
+    )
+    branch: str | None = Field(default=None, max_length=255)
+    pullRequestId: Annotated[int, Field(ge=1, le=2**53)] | None = None
+    overrides: BuildOverrides | None = None
+
+
+def _variant(value: Any) -> str:
+    if isinstance(value, dict) and "bundleUrl" in value:
+        return "bundle"
+    if isinstance(value, BaseModel) and hasattr(value, "bundleUrl"):
+        return "bundle"
+    return "git"
+
+
+StartServiceBuildBody = Annotated[
+    Annotated[StartBuildFromBundle, Tag("bundle")] | Annotated[StartBuildFromGit, Tag("git")],
+    Discriminator(_variant),
+]
+
+
+class StartJobBuildBody(Strict):
+    """Start a build (optionally with overrides for the current settings)."""
+
+    sha: Sha | None = None
+    overrides: BuildOverrides | None = None
+
+
+class RegistryOut(BaseModel):
+    uri: str | None = None
+
+
+class BuildOut(BaseModel):
+    id: str
+    branch: str | None = None
+    pullRequestId: int | None = None
+    sha: str | None = None
+    registry: RegistryOut | None = None
+    createdAt: str
+    status: str
+    concluded: bool
+    success: bool
+    message: str | None = None
+    buildConcludedAt: int | None = None
+    bundleUrl: str | None = None

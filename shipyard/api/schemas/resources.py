@@ -1,0 +1,75 @@
+"""Create bodies for projects, services and jobs (the build-relevant subset is validated;
+other fields are accepted and stored)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from shipyard.api.schemas.builds import ArgName, DockerFilePath, DockerWorkDir
+from shipyard.api.schemas.common import Name, Open
+
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^-].*$")
+GIT_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
+
+
+def check_repo_url(url: str) -> str:
+    if url.startswith(GIT_SCHEMES) or _SCP_LIKE.match(url) or url.startswith("/"):
+        return url
+    raise ValueError(
+        "must be an https, http, ssh, git or file URL, user@host:path, or an absolute path"
+    )
+
+
+class CreateProject(Open):
+    name: Name
+    description: str | None = Field(default=None, max_length=2000)
+    region: str | None = Field(default=None, max_length=64)
+
+
+class VcsData(Open):
+    projectUrl: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    projectType: Annotated[str, StringConstraints(max_length=32)] = "self-hosted"
+    projectBranch: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+
+    @field_validator("projectUrl")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_repo_url(value)
+
+
+class Buildkit(Open):
+    useCache: bool | None = None
+
+
+class DockerfileSettings(Open):
+    dockerFilePath: DockerFilePath = "/Dockerfile"
+    dockerWorkDir: DockerWorkDir = "/"
+    buildkit: Buildkit | None = None
+
+
+class BuildSettings(Open):
+    dockerfile: DockerfileSettings | None = None
+
+
+class BuildConfiguration(Open):
+    pathIgnoreRules: list[Annotated[str, StringConstraints(max_length=1024)]] | None = None
+    isAllowList: bool | None = None
+
+
+class CreateWorkload(Open):
+    name: Name
+    description: str | None = Field(default=None, max_length=2000)
+    vcsData: VcsData
+    buildSettings: BuildSettings | None = None
+    buildConfiguration: BuildConfiguration | None = None
+    buildArguments: dict[ArgName, str] | None = None
+
+
+class WorkloadOut(BaseModel):
+    id: str
+    name: str
+    description: str | None = None
+    createdAt: str

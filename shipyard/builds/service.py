@@ -1,0 +1,139 @@
+"""Starting and aborting builds: the domain's rules applied, then the store written.
+
+Callers commit; the executor is told after the commit (the row is the queue entry, so a
+lost wake-up only delays a build until the next poll, never loses it).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shipyard.builds.errors import Conflict
+from shipyard.builds.request import (
+    BuildRequest,
+    DockerOverrides,
+    Overrides,
+    SourceKind,
+    SourceSpec,
+)
+from shipyard.builds.status import BuildStatus
+from shipyard.store import builds as build_store
+from shipyard.store.crypto import SecretBox
+from shipyard.store.models import Build, Workload
+
+
+def workload_context(workload: Workload) -> str:
+    return f"workload:{workload.id}"
+
+
+def build_context(build_id: str) -> str:
+    return f"build:{build_id}"
+
+
+def start(
+    session: Session,
+    box: SecretBox,
+    workload: Workload,
+    request: BuildRequest,
+    *,
+    idempotency_key: str | None = None,
+    fingerprint: str | None = None,
+) -> tuple[Build, bool]:
+    """Persist a QUEUED build with its complete request; returns (build, created)."""
+    if idempotency_key is not None:
+        existing = build_store.by_idempotency_key(session, workload.id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, fingerprint), False
+
+    source = request.source
+    docker = request.overrides.docker
+    build = Build(
+        workload_id=workload.id,
+        status=BuildStatus.QUEUED,
+        concluded=False,
+        success=False,
+        source_kind=source.kind,
+        sha=source.sha,
+        requested_sha=source.sha,
+        branch=source.branch,
+        pull_request_id=source.pull_request_id,
+        bundle_url=source.bundle_url,
+        dockerfile_path=docker.dockerfile_path,
+        docker_work_dir=docker.work_dir,
+        docker_target=docker.target,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        created_at=datetime.now(UTC),
+        attempt=0,
+        abort_requested=False,
+    )
+    try:
+        build_store.insert(session, build)
+    except IntegrityError:
+        # Two identical requests raced on the same Idempotency-Key: the other one won.
+        session.rollback()
+        assert idempotency_key is not None
+        existing = build_store.by_idempotency_key(session, workload.id, idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint), False
+    build.overrides_enc = box.seal(request.overrides.to_secret_json(), build_context(build.id))
+    session.flush()
+    return build, True
+
+
+def _replay(existing: Build, fingerprint: str | None) -> Build:
+    if existing.request_fingerprint != fingerprint:
+        raise Conflict(
+            "Idempotency-Key was already used with a different request body",
+            {"Idempotency-Key": "reused"},
+        )
+    return existing
+
+
+def load_request(box: SecretBox, workload: Workload, build: Build) -> BuildRequest:
+    """The build's full request: its overrides, with the workload's stored build arguments
+    merged underneath (overrides win), and its docker settings over the workload's."""
+    stored_args: dict[str, str] = {}
+    if workload.build_arguments_enc is not None:
+        stored_args = dict(box.open(workload.build_arguments_enc, workload_context(workload)))
+    docker = DockerOverrides(
+        dockerfile_path=build.dockerfile_path or workload.dockerfile_path,
+        work_dir=build.docker_work_dir or workload.docker_work_dir,
+        target=build.docker_target,
+    )
+    secret_json = (
+        box.open(build.overrides_enc, build_context(build.id)) if build.overrides_enc else {}
+    )
+    overrides = Overrides.from_secret_json(secret_json, docker)
+    merged = Overrides(
+        build_arguments={**stored_args, **overrides.build_arguments},
+        build_files=overrides.build_files,
+        secret_mounts=overrides.secret_mounts,
+        docker=docker,
+    )
+    source = SourceSpec(
+        kind=SourceKind(build.source_kind),
+        sha=build.requested_sha,
+        branch=build.branch,
+        pull_request_id=build.pull_request_id,
+        bundle_url=build.bundle_url,
+    )
+    return BuildRequest(source=source, overrides=merged)
+
+
+def abort(session: Session, build: Build) -> bool:
+    """Abort: a queued build concludes at once; a running one is flagged for its worker.
+    Returns True when a worker has to act (the executor should be told)."""
+    if build.concluded:
+        raise Conflict(
+            f"build '{build.id}' has already concluded with status {build.status}",
+            {"status": build.status},
+        )
+    if build_store.conclude_if_waiting(session, build.id, BuildStatus.ABORTED, "Build aborted"):
+        return False
+    build_store.request_abort(session, build.id)
+    return True

@@ -1,0 +1,83 @@
+"""``shipyard``: run the service (``up``) and administer it (``tokens``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from shipyard.builds.permissions import ALL, Permission
+from shipyard.settings import Settings, prepare
+
+app = typer.Typer(
+    help="Shipyard: container builds behind Northflank's v1 build API.", no_args_is_help=True
+)
+tokens = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(tokens, name="tokens")
+console = Console(stderr=True)
+
+
+@app.command()
+def up(
+    host: Annotated[Optional[str], typer.Option(help="Listen address (SHIPYARD_HOST)")] = None,  # noqa: UP045
+    port: Annotated[Optional[int], typer.Option(help="Listen port (SHIPYARD_PORT)")] = None,  # noqa: UP045
+) -> None:
+    """Run the API, the local build executor and the embedded registry."""
+    from shipyard.api.app import create_app
+    from shipyard.executors.runtime import executor_for
+
+    settings = prepare(Settings())
+    if host is not None or port is not None:
+        settings = settings.model_copy(
+            update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        )
+    application = create_app(settings, executor_for)
+    assert settings.admin_token is not None
+    console.print(
+        f"[bold]Shipyard[/] on http://{settings.host}:{settings.port}  (data: {settings.data_dir})"
+    )
+    console.print(
+        f"Admin token: {settings.admin_token.get_secret_value()}  "
+        f"(also in {settings.data_dir / 'admin-token'})"
+    )
+    if not settings.registry:
+        console.print(f"Registry: 127.0.0.1:{settings.registry_port} (embedded)")
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+
+
+@tokens.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Option(help="A label for the token")],
+    project: Annotated[Optional[str], typer.Option(help="Limit the token to one project")] = None,  # noqa: UP045
+    permission: Annotated[
+        Optional[list[str]], typer.Option("--permission", "-p", help="Repeatable; default: all")  # noqa: UP045
+    ] = None,
+) -> None:
+    """Create an API token (printed once; only its hash is stored)."""
+    from shipyard.store import tokens as token_store
+    from shipyard.store.db import make_engine, make_sessionmaker, migrate
+
+    chosen = permission or [p.value for p in ALL]
+    known = {p.value for p in Permission}
+    unknown = [p for p in chosen if p not in known]
+    if unknown:
+        console.print(f"[red]unknown permission(s):[/] {', '.join(unknown)}")
+        raise typer.Exit(2)
+    settings = prepare(Settings())
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    with make_sessionmaker(engine)() as session:
+        row, token = token_store.create(session, name=name, permissions=chosen, project_id=project)
+        session.commit()
+    print(
+        json.dumps(
+            {"name": row.name, "token": token, "projectId": project, "permissions": row.permissions}
+        )
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Executors run queued builds: ``local`` (in-process pool) now, ``procrastinate`` to scale out."""

@@ -1,0 +1,288 @@
+"""The embedded executor: a pool of build threads in this process, fed from the build table.
+
+DESIGN.md "Running builds": the row is the queue entry (so nothing is lost between commit and
+enqueue), a claim is one conditional UPDATE, every later write is fenced by attempt, a
+heartbeat renews the lease and carries abort requests, and builds whose lease ran out end
+``CRASHED``. Scale-out swaps only how a worker learns of work (procrastinate), not this.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from shipyard.builds import service as build_service
+from shipyard.builds.relevant_commit import PathRules
+from shipyard.builds.status import BuildStatus
+from shipyard.pipeline.errors import Cancelled, PipelineError, TimedOut
+from shipyard.pipeline.logsink import BuildLog
+from shipyard.pipeline.redact import Redactor
+from shipyard.pipeline.run import BuildJob, Pipeline
+from shipyard.store import builds as build_store
+from shipyard.store import workloads as workload_store
+from shipyard.store.crypto import SecretBox
+
+log = logging.getLogger(__name__)
+
+CRASH_MESSAGE = "Shipyard stopped while the build was running; start the build again"
+LEASE_MESSAGE = "the worker running this build stopped responding (lease expired)"
+
+
+@dataclass
+class _Running:
+    build_id: str
+    attempt: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+    reason: str = "abort"  # "abort" | "shutdown"
+
+
+class _Reporter:
+    def __init__(self, sessions: sessionmaker[Session], run: _Running, log_sink: BuildLog) -> None:
+        self._sessions = sessions
+        self._run = run
+        self.line = log_sink
+
+    def _write(self, **values: object) -> None:
+        with self._sessions() as session:
+            if not build_store.fenced_update(
+                session, self._run.build_id, self._run.attempt, **values
+            ):
+                # Concluded or taken over elsewhere: stop doing work nobody will record.
+                self._run.cancel.set()
+            session.commit()
+
+    def stage(self, status: BuildStatus) -> None:
+        self.line(f"==> {status.value.lower()}")
+        self._write(status=status)
+
+    def resolved(self, sha: str | None, branch: str | None) -> None:
+        if sha:
+            self.line(f"Building commit {sha}" + (f" ({branch})" if branch else ""))
+        self._write(sha=sha, branch=branch)
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        box: SecretBox,
+        pipeline: Pipeline,
+        *,
+        concurrency: int,
+        heartbeat_s: float,
+        lease_s: float,
+    ) -> None:
+        self._sessions = sessions
+        self._box = box
+        self._pipeline = pipeline
+        self._concurrency = max(1, concurrency)
+        self._heartbeat_s = heartbeat_s
+        self._lease = timedelta(seconds=lease_s)
+        self.worker_prefix = f"local:{socket.gethostname()}:"
+        self.worker_id = f"{self.worker_prefix}{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- Executor interface -------------------------------------------------------------
+
+    def submit(self, build_id: str) -> None:
+        self._wake.set()
+
+    def abort(self, build_id: str) -> None:
+        with self._lock:
+            run = self._running.get(build_id)
+        if run is not None:
+            run.cancel.set()
+
+    def start(self) -> None:
+        self._recover()
+        for target, name in ((self._dispatch, "dispatcher"), (self._heartbeat, "heartbeat")):
+            thread = threading.Thread(target=target, name=f"shipyard-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        with self._lock:
+            runs = list(self._running.values())
+        for run in runs:
+            run.reason = "shutdown"
+            run.cancel.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+    # --- recovery and leases ------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Builds a previous process on this host left running can never finish: end them."""
+        with self._sessions() as session:
+            for build in build_store.running_held_by(session, self.worker_prefix):
+                if build.worker_id == self.worker_id or _pid_alive(build.worker_id):
+                    continue
+                build_store.conclude(
+                    session, build.id, build.attempt, BuildStatus.CRASHED, CRASH_MESSAGE
+                )
+            session.commit()
+        self._sweep_leases()
+
+    def _sweep_leases(self) -> None:
+        with self._sessions() as session:
+            for build in build_store.expired_leases(session, self._lease):
+                build_store.conclude(
+                    session, build.id, build.attempt, BuildStatus.CRASHED, LEASE_MESSAGE
+                )
+            session.commit()
+
+    def _heartbeat(self) -> None:
+        while not self._stopping.wait(self._heartbeat_s):
+            with self._lock:
+                runs = list(self._running.values())
+            for run in runs:
+                try:
+                    with self._sessions() as session:
+                        abort = build_store.heartbeat(session, run.build_id, run.attempt)
+                        session.commit()
+                except Exception:  # a DB hiccup must not kill the heartbeat thread
+                    log.exception("heartbeat failed for %s", run.build_id)
+                    continue
+                if abort is None or abort:
+                    run.cancel.set()
+            try:
+                self._sweep_leases()
+            except Exception:
+                log.exception("lease sweep failed")
+
+    # --- dispatch ----------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self._fill_slots()
+            except Exception:
+                log.exception("dispatch failed")
+
+    def _fill_slots(self) -> None:
+        with self._lock:
+            free = self._concurrency - len(self._running)
+        if free <= 0:
+            return
+        with self._sessions() as session:
+            candidates = build_store.queued_ids(session, free * 2)
+        for build_id in candidates:
+            if free <= 0:
+                return
+            with self._sessions() as session:
+                attempt = build_store.claim(session, build_id, self.worker_id)
+                session.commit()
+            if attempt is None:
+                continue
+            run = _Running(build_id, attempt)
+            with self._lock:
+                self._running[build_id] = run
+            free -= 1
+            threading.Thread(
+                target=self._execute, args=(run,), name=f"build-{build_id}", daemon=True
+            ).start()
+
+    def _execute(self, run: _Running) -> None:
+        try:
+            self._execute_fenced(run)
+        except Exception:
+            log.exception("build %s crashed", run.build_id)
+            with self._sessions() as session:
+                build_store.conclude(
+                    session,
+                    run.build_id,
+                    run.attempt,
+                    BuildStatus.CRASHED,
+                    "internal error while running the build (see the server log)",
+                )
+                session.commit()
+        finally:
+            with self._lock:
+                self._running.pop(run.build_id, None)
+            self._wake.set()
+
+    def _execute_fenced(self, run: _Running) -> None:
+        with self._sessions() as session:
+            build = build_store.get_any(session, run.build_id)
+            assert build is not None
+            workload = workload_store.get_by_id(session, build.workload_id)
+            request = build_service.load_request(self._box, workload, build)
+            job = BuildJob(
+                build_id=build.id,
+                attempt=run.attempt,
+                project_id=workload.project_id,
+                workload_slug=workload.slug,
+                repository_url=workload.vcs_url,
+                request=request,
+                use_cache=workload.use_cache,
+                path_rules=PathRules(tuple(workload.path_ignore_rules), workload.is_allow_list)
+                if workload.path_ignore_rules
+                else None,
+            )
+        redactor = Redactor([*request.overrides.secret_values(), *self._pipeline_secrets()])
+        sink = BuildLog(self._sessions, run.build_id, run.attempt, redactor)
+        status, message, values = BuildStatus.FAILURE, "", {}
+        try:
+            sink(f"Build {run.build_id} (attempt {run.attempt}) on {self.worker_id}")
+            outcome = self._pipeline.run(job, _Reporter(self._sessions, run, sink), run.cancel)
+            status, message = BuildStatus.SUCCESS, "Image successfully built"
+            values = {"registry_uri": outcome.image, "image_digest": outcome.digest}
+            sink(f"Image available at {outcome.image}")
+        except Cancelled:
+            if run.reason == "shutdown":
+                status, message = BuildStatus.CRASHED, CRASH_MESSAGE
+            else:
+                status, message = BuildStatus.ABORTED, "Build aborted"
+        except TimedOut as exc:
+            status, message = BuildStatus.FAILURE, exc.message
+        except PipelineError as exc:
+            status, message = BuildStatus.FAILURE, exc.message
+        finally:
+            if message:
+                sink(f"==> {status.value.lower()}: {message}")
+            sink.close()
+        with self._sessions() as session:
+            build_store.conclude(session, run.build_id, run.attempt, status, message, **values)
+            session.commit()
+
+    def _pipeline_secrets(self) -> list[str]:
+        password = self._pipeline.registry.password
+        return [password] if password else []
+
+
+def _pid_alive(worker_id: str | None) -> bool:
+    try:
+        pid = int((worker_id or "").split(":")[2])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

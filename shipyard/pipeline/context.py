@@ -1,0 +1,60 @@
+"""The build context: work dir and Dockerfile inside the source, build files placed at their
+path in the context, secret mounts written 0600 beside it (never inside the context)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.builds.request import Overrides
+from shipyard.pipeline.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class PreparedContext:
+    context_dir: Path
+    dockerfile: Path
+    display_dockerfile: str
+    secrets: Mapping[str, Path]
+
+
+def _inside(root: Path, relative: str, what: str) -> Path:
+    """``root``/``relative`` with symlinks resolved, refused if it leaves ``root``."""
+    real_root = root.resolve()
+    candidate = (real_root / relative.lstrip("/")).resolve()
+    if candidate != real_root and real_root not in candidate.parents:
+        raise PipelineError(f"{what} /{relative.lstrip('/')} points outside the source")
+    return candidate
+
+
+def prepare(source_root: Path, overrides: Overrides, secrets_dir: Path) -> PreparedContext:
+    work_dir = overrides.docker.work_dir or "/"
+    dockerfile_path = overrides.docker.dockerfile_path or "/Dockerfile"
+    context_dir = _inside(source_root, work_dir, "dockerWorkDir")
+    if not context_dir.is_dir():
+        raise PipelineError(f"dockerWorkDir {work_dir} not found in the source")
+    dockerfile = _inside(source_root, dockerfile_path, "dockerFilePath")
+    if not dockerfile.is_file():
+        raise PipelineError(f"Dockerfile not found at {dockerfile_path}")
+
+    for path, content in overrides.build_files.items():
+        target = _inside(context_dir, path, "build file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.is_dir():
+            raise PipelineError(
+                f"build file {path} would replace a link or directory in the source"
+            )
+        target.write_bytes(content)
+
+    secrets: dict[str, Path] = {}
+    if overrides.secret_mounts:
+        secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for secret_id, content in overrides.secret_mounts.items():
+            file = secrets_dir / secret_id
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(content)
+            secrets[secret_id] = file
+    return PreparedContext(context_dir, dockerfile, dockerfile_path, secrets)

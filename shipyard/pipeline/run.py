@@ -1,0 +1,165 @@
+"""One build, start to end: source → context → buildah bud → push. Knows nothing of the
+database: the executor hands in a ``BuildJob`` and a ``Reporter`` and writes the outcome."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from shipyard.builds.relevant_commit import PathRules
+from shipyard.builds.request import BuildRequest, SourceKind
+from shipyard.builds.status import BuildStatus
+from shipyard.pipeline import context as build_context
+from shipyard.pipeline.builder import Buildah, BuildSpec
+from shipyard.pipeline.errors import PipelineError, TimedOut
+from shipyard.pipeline.registry import RegistryTarget
+from shipyard.pipeline.source_bundle import fetch_bundle
+from shipyard.pipeline.source_git import fetch_source
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    build_id: str
+    attempt: int
+    project_id: str
+    workload_slug: str
+    repository_url: str | None
+    request: BuildRequest
+    use_cache: bool
+    path_rules: PathRules | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    image: str  # repository@digest: pullable, immutable
+    tag: str
+    digest: str
+
+
+class Reporter(Protocol):
+    def stage(self, status: BuildStatus) -> None: ...
+
+    def resolved(self, sha: str | None, branch: str | None) -> None: ...
+
+    def line(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    work_root: Path
+    build_timeout_s: float
+    git_timeout_s: float
+    max_bundle_bytes: int
+    bundle_timeout_s: float
+    allow_private_urls: bool
+    network: str
+
+
+class Pipeline:
+    def __init__(
+        self, settings: PipelineSettings, buildah: Buildah, registry: RegistryTarget
+    ) -> None:
+        self.settings = settings
+        self.buildah = buildah
+        self.registry = registry
+
+    def run(self, job: BuildJob, report: Reporter, cancel: threading.Event) -> Outcome:
+        """Raises ``PipelineError`` (user-facing message), ``TimedOut`` or ``Cancelled``."""
+        deadline = time.monotonic() + self.settings.build_timeout_s
+        workdir = self.settings.work_root / f"{job.build_id}-{job.attempt}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True, mode=0o700)
+        try:
+            return self._run(job, report, cancel, workdir, deadline)
+        finally:
+            # Removes the decrypted build files and secret mounts with everything else.
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _remaining(self, deadline: float, cap: float | None = None) -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimedOut(f"build timed out after {self.settings.build_timeout_s:g} s")
+        return min(left, cap) if cap is not None else left
+
+    def _run(
+        self,
+        job: BuildJob,
+        report: Reporter,
+        cancel: threading.Event,
+        workdir: Path,
+        deadline: float,
+    ) -> Outcome:
+        request = job.request
+        source = request.source
+        report.stage(BuildStatus.CLONING)
+        if source.kind is SourceKind.BUNDLE:
+            assert source.bundle_url is not None
+            root = fetch_bundle(
+                source.bundle_url,
+                workdir / "src",
+                max_bytes=self.settings.max_bundle_bytes,
+                timeout_s=self._remaining(deadline, self.settings.bundle_timeout_s),
+                allow_private=self.settings.allow_private_urls,
+                on_line=report.line,
+                cancel=cancel,
+            )
+            sha, branch = source.sha, source.branch
+        else:
+            if not job.repository_url:
+                raise PipelineError("the service has no vcsData.projectUrl to build from")
+            fetched = fetch_source(
+                job.repository_url,
+                workdir / "src",
+                sha=source.sha,
+                branch=source.branch,
+                pull_request_id=source.pull_request_id,
+                rules=job.path_rules if source.sha is None else None,
+                on_line=report.line,
+                cancel=cancel,
+                timeout_s=self._remaining(deadline, self.settings.git_timeout_s),
+            )
+            root, sha, branch = fetched.path, fetched.sha, fetched.branch or source.branch
+        report.resolved(sha, branch)
+
+        prepared = build_context.prepare(root, request.overrides, workdir / "secrets")
+        tag = sha or job.build_id
+        repository = self.registry.repository(job.project_id, job.workload_slug)
+        local_tag = f"{repository}:{tag}"
+        tmpdir = workdir / "tmp"
+        tmpdir.mkdir(mode=0o700)
+
+        report.stage(BuildStatus.BUILDING)
+        spec = BuildSpec(
+            context_dir=prepared.context_dir,
+            dockerfile=prepared.dockerfile,
+            display_dockerfile=prepared.display_dockerfile,
+            tag=local_tag,
+            tmpdir=tmpdir,
+            build_args=dict(request.overrides.build_arguments),
+            target=request.overrides.docker.target,
+            secrets=prepared.secrets,
+            layers=job.use_cache,
+            network=self.settings.network,
+        )
+        image_id = self.buildah.bud(
+            spec, on_line=report.line, cancel=cancel, timeout_s=self._remaining(deadline)
+        )
+
+        report.stage(BuildStatus.UPLOADING)
+        report.line(f"Pushing {local_tag}")
+        digest = self.buildah.push(
+            image_id,
+            local_tag,
+            target=self.registry,
+            tmpdir=tmpdir,
+            on_line=report.line,
+            cancel=cancel,
+            timeout_s=self._remaining(deadline),
+        )
+        image = f"{repository}@{digest}"
+        report.line(f"Pushed {local_tag} ({digest})")
+        return Outcome(image=image, tag=local_tag, digest=digest)

@@ -1,0 +1,218 @@
+"""Queries about builds, including the claim-and-fence writes of DESIGN.md ("Running builds").
+
+Every write a worker makes after its claim carries ``attempt`` and ``NOT concluded`` in its
+WHERE clause, so a stale worker or a duplicate delivery changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shipyard.builds.errors import NotFound
+from shipyard.builds.ids import new_build_id
+from shipyard.builds.status import RUNNING, BuildStatus
+from shipyard.store.models import Build
+
+_ID_ATTEMPTS = 20
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def insert(session: Session, build: Build) -> Build:
+    """Insert with a fresh random id, retrying on the (rare) clash with an existing id."""
+    for _ in range(_ID_ATTEMPTS):
+        build.id = new_build_id()
+        if session.get(Build, build.id) is not None:
+            continue
+        nested = session.begin_nested()
+        try:
+            session.add(build)
+            session.flush()
+        except IntegrityError:
+            nested.rollback()
+            if build.idempotency_key is not None:
+                raise
+            continue
+        nested.commit()
+        return build
+    raise RuntimeError("could not allocate a unique build id")
+
+
+def get(session: Session, workload_id: int, build_id: str) -> Build:
+    build = session.scalar(
+        select(Build).where(Build.id == build_id, Build.workload_id == workload_id)
+    )
+    if build is None:
+        raise NotFound(f"build '{build_id}' not found")
+    return build
+
+
+def get_any(session: Session, build_id: str) -> Build | None:
+    return session.get(Build, build_id)
+
+
+def by_idempotency_key(session: Session, workload_id: int, key: str) -> Build | None:
+    return session.scalar(
+        select(Build).where(Build.workload_id == workload_id, Build.idempotency_key == key)
+    )
+
+
+@dataclass(frozen=True)
+class PageKey:
+    created_at: datetime
+    build_id: str
+
+
+def list_page(
+    session: Session, workload_id: int, *, limit: int, offset: int, after: PageKey | None
+) -> list[Build]:
+    """Newest first. ``after`` (keyset) wins over ``offset`` so cursors are stable under inserts."""
+    query = select(Build).where(Build.workload_id == workload_id)
+    if after is not None:
+        query = query.where(
+            tuple_(Build.created_at, Build.id) < tuple_(after.created_at, after.build_id)
+        )
+    else:
+        query = query.offset(offset)
+    query = query.order_by(Build.created_at.desc(), Build.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def conclude_if_waiting(session: Session, build_id: str, status: BuildStatus, message: str) -> bool:
+    """Conclude a build no worker has claimed yet (abort of a queued build)."""
+    result = session.execute(
+        update(Build)
+        .where(Build.id == build_id, Build.status == BuildStatus.QUEUED, Build.attempt == 0)
+        .values(
+            status=status,
+            concluded=True,
+            success=False,
+            message=message,
+            concluded_at=now(),
+            abort_requested=True,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def request_abort(session: Session, build_id: str) -> bool:
+    result = session.execute(
+        update(Build)
+        .where(Build.id == build_id, Build.concluded.is_(False))
+        .values(abort_requested=True)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- worker side -------------------------------------------------------------------------
+
+
+def queued_ids(session: Session, limit: int) -> list[str]:
+    rows = session.scalars(
+        select(Build.id)
+        .where(Build.status == BuildStatus.QUEUED, Build.concluded.is_(False))
+        .order_by(Build.created_at, Build.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+def claim(session: Session, build_id: str, worker_id: str) -> int | None:
+    """QUEUED → STARTING in one conditional UPDATE; returns the attempt, or None if taken."""
+    stamp = now()
+    result = session.execute(
+        update(Build)
+        .where(
+            Build.id == build_id,
+            Build.status == BuildStatus.QUEUED,
+            Build.concluded.is_(False),
+            Build.abort_requested.is_(False),
+        )
+        .values(
+            status=BuildStatus.STARTING,
+            attempt=Build.attempt + 1,
+            worker_id=worker_id,
+            heartbeat_at=stamp,
+            started_at=stamp,
+        )
+        .returning(Build.attempt)
+    )
+    row = result.first()
+    return int(row[0]) if row is not None else None
+
+
+def fenced_update(session: Session, build_id: str, attempt: int, **values: Any) -> bool:
+    result = session.execute(
+        update(Build)
+        .where(Build.id == build_id, Build.attempt == attempt, Build.concluded.is_(False))
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def conclude(
+    session: Session,
+    build_id: str,
+    attempt: int,
+    status: BuildStatus,
+    message: str | None,
+    **values: Any,
+) -> bool:
+    return fenced_update(
+        session,
+        build_id,
+        attempt,
+        status=status,
+        concluded=True,
+        success=status is BuildStatus.SUCCESS,
+        message=message,
+        concluded_at=now(),
+        **values,
+    )
+
+
+def heartbeat(session: Session, build_id: str, attempt: int) -> bool | None:
+    """Renew the lease; returns ``abort_requested``, or None when the build is no longer ours."""
+    result = session.execute(
+        update(Build)
+        .where(Build.id == build_id, Build.attempt == attempt, Build.concluded.is_(False))
+        .values(heartbeat_at=now())
+        .returning(Build.abort_requested)
+    )
+    row = result.first()
+    return bool(row[0]) if row is not None else None
+
+
+def expired_leases(session: Session, lease: timedelta) -> Sequence[Build]:
+    return list(
+        session.scalars(
+            select(Build).where(
+                Build.status.in_([s.value for s in RUNNING]),
+                Build.concluded.is_(False),
+                Build.heartbeat_at < now() - lease,
+            )
+        )
+    )
+
+
+def running_held_by(session: Session, worker_prefix: str) -> Sequence[Build]:
+    return list(
+        session.scalars(
+            select(Build).where(
+                and_(
+                    Build.status.in_([s.value for s in RUNNING]),
+                    Build.concluded.is_(False),
+                    Build.worker_id.startswith(worker_prefix),
+                )
+            )
+        )
+    )

@@ -1,0 +1,66 @@
+"""Build logs: append-only lines ``(build_id, attempt, seq, ts, line)``, read by sequence."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from shipyard.store.models import BuildLogLine
+
+
+def append(
+    session: Session,
+    build_id: str,
+    attempt: int,
+    first_seq: int,
+    lines: Sequence[tuple[datetime, str]],
+) -> None:
+    if not lines:
+        return
+    session.execute(
+        insert(BuildLogLine),
+        [
+            {"build_id": build_id, "attempt": attempt, "seq": first_seq + i, "ts": ts, "line": line}
+            for i, (ts, line) in enumerate(lines)
+        ],
+    )
+
+
+def next_seq(session: Session, build_id: str) -> int:
+    current = session.scalar(
+        select(func.max(BuildLogLine.seq)).where(BuildLogLine.build_id == build_id)
+    )
+    return 0 if current is None else int(current) + 1
+
+
+def after_seq(session: Session, build_id: str, seq: int, limit: int) -> list[BuildLogLine]:
+    return list(
+        session.scalars(
+            select(BuildLogLine)
+            .where(BuildLogLine.build_id == build_id, BuildLogLine.seq > seq)
+            .order_by(BuildLogLine.seq)
+            .limit(limit)
+        )
+    )
+
+
+def in_range(
+    session: Session,
+    build_id: str,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    backward: bool,
+) -> list[BuildLogLine]:
+    query = select(BuildLogLine).where(BuildLogLine.build_id == build_id)
+    if start is not None:
+        query = query.where(BuildLogLine.ts >= start)
+    if end is not None:
+        query = query.where(BuildLogLine.ts <= end)
+    order = BuildLogLine.seq.desc() if backward else BuildLogLine.seq
+    rows = list(session.scalars(query.order_by(order).limit(limit)))
+    return rows

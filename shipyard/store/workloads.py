@@ -1,0 +1,63 @@
+"""Queries about services and jobs (both are "workloads": things Shipyard builds images for)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shipyard.builds.errors import Conflict, NotFound
+from shipyard.store.models import Workload
+
+
+def create(session: Session, workload: Workload) -> Workload:
+    workload.created_at = datetime.now(UTC)
+    session.add(workload)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(
+            f"a {workload.entity} with id '{workload.slug}' already exists in project "
+            f"'{workload.project_id}'",
+            {"name": workload.name},
+        ) from exc
+    return workload
+
+
+def get(session: Session, project_id: str, entity: str, slug: str) -> Workload:
+    workload = session.scalar(
+        select(Workload).where(
+            Workload.project_id == project_id, Workload.entity == entity, Workload.slug == slug
+        )
+    )
+    if workload is None:
+        raise NotFound(f"{entity} '{slug}' not found in project '{project_id}'")
+    return workload
+
+
+def get_by_id(session: Session, workload_id: int) -> Workload:
+    workload = session.get(Workload, workload_id)
+    if workload is None:
+        raise NotFound(f"workload {workload_id} not found")
+    return workload
+
+
+def list_page(
+    session: Session, project_id: str, entity: str, *, offset: int, limit: int
+) -> list[Workload]:
+    query = (
+        select(Workload)
+        .where(Workload.project_id == project_id, Workload.entity == entity)
+        .order_by(Workload.created_at.desc(), Workload.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def spec_for_response(workload: Workload) -> dict[str, Any]:
+    return dict(workload.spec)
