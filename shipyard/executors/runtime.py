@@ -35,7 +35,11 @@ class LocalRuntime:
         store = BuildahStore(root=data / "buildah" / "root", runroot=data / "buildah" / "runroot")
         # Two builds share one store (locked by containers/storage); the janitor must then only
         # remove the containers of the build it cleans up after.
-        buildah = Buildah(store, exclusive_store=settings.max_concurrent_builds <= 1)
+        buildah = Buildah(
+            store,
+            exclusive_store=settings.max_concurrent_builds <= 1,
+            pull_tls_verify=not target.insecure,
+        )
         pipeline = Pipeline(
             PipelineSettings(
                 work_root=data / "work",

@@ -135,6 +135,7 @@ class Buildah:
         binary: str = "buildah",
         retry_delay_s: float = 2.0,
         exclusive_store: bool = True,
+        pull_tls_verify: bool = True,
     ) -> None:
         """``retry_delay_s``: pause between buildah's registry retries (buildah 1.28 ignores
         ``--retry`` and always retries 3 times). ``exclusive_store``: no other build uses the
@@ -144,6 +145,8 @@ class Buildah:
         self.binary = binary
         self.retry_delay_s = retry_delay_s
         self.exclusive_store = exclusive_store
+        # False when base images come from Shipyard's own plain-HTTP loopback registry.
+        self.pull_tls_verify = pull_tls_verify
 
     def _argv(self, *args: str) -> list[str]:
         return [self.binary, *self.store.args(), *args]
@@ -165,6 +168,8 @@ class Buildah:
             "--iidfile", str(iidfile),
             *self._retry_args(),
         )  # fmt: skip
+        if not self.pull_tls_verify:
+            argv.append("--tls-verify=false")
         if not spec.layers:
             argv.append("--no-cache")
         if spec.target:

@@ -1,0 +1,254 @@
+"""End to end through the API of a live server: real git, real buildah, real registry."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import LiveServer
+from tests.helpers.sample_app import SECRET_VALUE, SampleApp
+
+pytestmark = pytest.mark.slow
+
+
+def skopeo_inspect(ref: str, *extra: str) -> dict[str, Any]:
+    out = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", *extra, f"docker://{ref}"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def image_files(ref: str, dest: Path) -> dict[str, bytes]:
+    """Every file of every layer of ``ref`` (path → content), and the raw blobs under dest."""
+    subprocess.run(
+        ["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{dest}:x"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    files: dict[str, bytes] = {}
+    for blob in (dest / "blobs" / "sha256").iterdir():
+        try:
+            with tarfile.open(blob) as tar:
+                for member in tar:
+                    if member.isfile():
+                        data = tar.extractfile(member)
+                        files[member.name] = data.read() if data else b""
+        except tarfile.ReadError:
+            continue  # config or manifest blob
+    return files
+
+
+def all_blob_bytes(dest: Path) -> bytes:
+    import gzip
+
+    out = b""
+    for blob in (dest / "blobs" / "sha256").iterdir():
+        raw = blob.read_bytes()
+        out += gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    return out
+
+
+@pytest.fixture(scope="module")
+def project(live: LiveServer, sample_app: SampleApp) -> dict[str, str]:
+    with live.client() as c:
+        p = c.post("/v1/projects", json={"name": "e2e"}).json()["data"]["id"]
+        vcs = {"projectUrl": sample_app.url, "projectType": "self-hosted"}
+        ids = {"project": p}
+        for path, name, extra in (
+            ("services/combined", "web", {"projectBranch": "main"}),
+            ("services/build", "builder", {}),
+            ("jobs/manual", "migrate", {"projectBranch": "main"}),
+        ):
+            body = {
+                "name": name,
+                "vcsData": {**vcs, **extra},
+                "buildSettings": {
+                    "dockerfile": {"dockerFilePath": "/Dockerfile", "dockerWorkDir": "/"}
+                },
+                "buildArguments": {"GREETING": "stored"},
+            }
+            r = c.post(f"/v1/projects/{p}/{path}", json=body)
+            assert r.status_code == 200, r.text
+            ids[name] = r.json()["data"]["id"]
+        return ids
+
+
+def start(live: LiveServer, path: str, body: dict[str, Any]) -> str:
+    with live.client() as c:
+        r = c.post(f"{path}/build", json=body)
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        assert data["status"] == "QUEUED" and data["concluded"] is False
+        return str(data["id"])
+
+
+def test_combined_service_builds_branch_tip_with_overrides(
+    live: LiveServer, project: dict[str, str], sample_app: SampleApp, tmp_path: Path
+) -> None:
+    svc = f"/v1/projects/{project['project']}/services/{project['web']}"
+    build_id = start(live, svc, {
+        "overrides": {
+            "buildArguments": {"GREETING": "override"},
+            "buildFiles": {"/config/extra.txt": {"data": base64.b64encode(b"from-build-file").decode(), "encoding": "base64"}},
+            "dockerSecretMounts": {"token": {"data": SECRET_VALUE, "encoding": "utf-8"}},
+            "docker": {"dockerfileTarget": "final"},
+        }
+    })  # fmt: skip
+    build = live.wait(f"{svc}/build/{build_id}")
+    assert build["status"] == "SUCCESS", (build, live.logs(f"{svc}/build-logs", build_id)[-20:])
+    assert build["success"] is True and build["sha"] == sample_app.main_sha
+    assert build["branch"] == "main" and isinstance(build["buildConcludedAt"], int)
+    uri = build["registry"]["uri"]
+    assert uri.startswith(f"{live.registry}/{project['project']}/{project['web']}@sha256:")
+
+    config = skopeo_inspect(uri, "--config")["config"]
+    assert "GREETING=override" in config["Env"]  # override beat the stored argument
+    files = image_files(uri, tmp_path / "oci")
+    assert files["app/config/extra.txt"] == b"from-build-file"
+    assert files["app/secret-check"] == b"secret-ok\n"
+    assert files["app/greeting"] == b"built with override\n"
+    assert SECRET_VALUE.encode() not in all_blob_bytes(tmp_path / "oci")
+
+    logs = live.logs(f"{svc}/build-logs", build_id)
+    assert any("==> building" in line for line in logs)
+    assert not any(SECRET_VALUE in line for line in logs)
+    # The tag by sha points at the same image.
+    assert (
+        skopeo_inspect(
+            f"{live.registry}/{project['project']}/{project['web']}:{sample_app.main_sha}"
+        )["Digest"]
+        == uri.split("@")[1]
+    )
+
+
+def test_build_service_branch_and_pull_request(
+    live: LiveServer, project: dict[str, str], sample_app: SampleApp
+) -> None:
+    svc = f"/v1/projects/{project['project']}/services/{project['builder']}"
+    branch_build = start(
+        live, svc, {"branch": "feature", "overrides": {"docker": {"dockerfileTarget": "base"}}}
+    )
+    pr_build = start(
+        live, svc, {"pullRequestId": 5, "overrides": {"docker": {"dockerfileTarget": "base"}}}
+    )
+    b1 = live.wait(f"{svc}/build/{branch_build}")
+    b2 = live.wait(f"{svc}/build/{pr_build}")
+    assert (
+        b1["status"] == "SUCCESS"
+        and b1["sha"] == sample_app.feature_sha
+        and b1["branch"] == "feature"
+    )
+    assert b2["status"] == "SUCCESS" and b2["sha"] == sample_app.pr_sha and b2["pullRequestId"] == 5
+    skopeo_inspect(b1["registry"]["uri"])
+    skopeo_inspect(b2["registry"]["uri"])
+
+
+def test_job_build_with_dockerfile_path_and_work_dir(
+    live: LiveServer, project: dict[str, str], sample_app: SampleApp, tmp_path: Path
+) -> None:
+    job = f"/v1/projects/{project['project']}/jobs/{project['migrate']}"
+    build_id = start(live, job, {
+        "sha": sample_app.main_sha,
+        "overrides": {"docker": {"dockerFilePath": "/sub/Dockerfile.custom", "dockerWorkDir": "/sub"}},
+    })  # fmt: skip
+    build = live.wait(f"{job}/build/{build_id}")
+    assert build["status"] == "SUCCESS", live.logs(f"{job}/build-logs", build_id)[-20:]
+    files = image_files(build["registry"]["uri"], tmp_path / "oci")
+    assert files["sub/hello.txt"] == b"hi\n"
+    assert b"Dockerfile.custom" in files["sub-listing"] and b"app.txt" not in files["sub-listing"]
+
+
+@pytest.fixture
+def bundle_server(tmp_path: Path) -> Iterator[str]:
+    root = tmp_path / "www"
+    root.mkdir()
+    src = tmp_path / "bundle-src" / "project-1.0"
+    src.mkdir(parents=True)
+    (src / "Dockerfile").write_text("FROM scratch\nCOPY hello.txt /hello.txt\n")
+    (src / "hello.txt").write_text("from bundle\n")
+    with tarfile.open(root / "app.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname="project-1.0")
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_bundle_build(
+    live: LiveServer, project: dict[str, str], bundle_server: str, tmp_path: Path
+) -> None:
+    svc = f"/v1/projects/{project['project']}/services/{project['builder']}"
+    build_id = start(live, svc, {"bundleUrl": f"{bundle_server}/app.tar.gz"})
+    build = live.wait(f"{svc}/build/{build_id}")
+    assert build["status"] == "SUCCESS", live.logs(f"{svc}/build-logs", build_id)[-20:]
+    files = image_files(build["registry"]["uri"], tmp_path / "oci")
+    assert files["hello.txt"] == b"from bundle\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"branch": "main", "overrides": {"docker": {"dockerFilePath": "/docker/Dockerfile"}}},
+            "Dockerfile not found at /docker/Dockerfile",
+        ),
+        (
+            {"branch": "main", "overrides": {"docker": {"dockerfileTarget": "nope"}}},
+            "unknown target stage 'nope'",
+        ),
+        ({"branch": "main", "sha": "0" * 40}, "not found"),
+        ({"branch": "no-such-branch"}, "branch 'no-such-branch' not found"),
+    ],
+)
+def test_failures_have_clear_messages(
+    live: LiveServer, project: dict[str, str], body: dict[str, Any], message: str
+) -> None:
+    svc = f"/v1/projects/{project['project']}/services/{project['builder']}"
+    build = live.wait(f"{svc}/build/{start(live, svc, body)}")
+    assert build["status"] == "FAILURE" and build["concluded"] is True and build["success"] is False
+    assert message in build["message"], build
+
+
+def test_abort_running_build_within_5_seconds(live: LiveServer, project: dict[str, str]) -> None:
+    svc = f"/v1/projects/{project['project']}/services/{project['builder']}"
+    build_id = start(
+        live, svc, {"branch": "main", "overrides": {"docker": {"dockerfileTarget": "slow"}}}
+    )
+    deadline = time.monotonic() + 60
+    with live.client() as c:
+        while (
+            c.get(
+                f"{svc}/build-logs", params={"buildId": build_id, "textIncludes": "sleep 300"}
+            ).json()["data"]
+            == []
+        ):
+            assert time.monotonic() < deadline, "build never reached RUN sleep"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        started = time.monotonic()
+        r = c.delete(f"{svc}/build/{build_id}")
+        assert r.status_code == 200, r.text
+    build = live.wait(f"{svc}/build/{build_id}", timeout=10)
+    elapsed = time.monotonic() - started
+    assert build["status"] == "ABORTED" and build["concluded"] is True
+    assert elapsed < 5, elapsed
+    ps = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True)
+    assert ps.stdout.strip() == b"", "the RUN step's process survived the abort"
