@@ -1,0 +1,161 @@
+"""List, get, abort, idempotency, path forms, OpenAPI, and what a started build persists."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from shipyard.builds import service as build_service
+from shipyard.store import builds as build_store
+from shipyard.store import workloads as workload_store
+from tests.api.test_start_build_rules import assert_error
+from tests.conftest import SHA
+
+
+def svc_path(targets: dict[str, str], kind: str = "build") -> str:
+    return f"/v1/projects/{targets['project']}/services/{targets[kind]}"
+
+
+def test_list_newest_first_with_cursor(client: TestClient, targets: dict[str, str]) -> None:
+    path = svc_path(targets)
+    ids = [
+        client.post(f"{path}/build", json={"branch": "main"}).json()["data"]["id"] for _ in range(5)
+    ]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, object] = {"per_page": 2, **({"cursor": cursor} if cursor else {})}
+        body = client.get(f"{path}/build", params=params).json()
+        seen += [b["id"] for b in body["data"]["builds"]]
+        if not body["pagination"]["hasNextPage"]:
+            break
+        cursor = body["pagination"]["cursor"]
+    assert seen == list(reversed(ids))
+    page2 = client.get(f"{path}/build", params={"per_page": 2, "page": 2}).json()["data"]["builds"]
+    assert [b["id"] for b in page2] == list(reversed(ids))[2:4]
+
+
+def test_get_and_abort(client: TestClient, targets: dict[str, str]) -> None:
+    path = svc_path(targets)
+    build = client.post(f"{path}/build", json={"branch": "main"}).json()["data"]
+    got = client.get(f"{path}/build/{build['id']}").json()["data"]
+    assert got == {**build, "success": False, "message": None} | got
+    aborted = client.delete(f"{path}/build/{build['id']}").json()["data"]
+    assert (
+        aborted["status"] == "ABORTED"
+        and aborted["concluded"] is True
+        and aborted["success"] is False
+    )
+    assert isinstance(aborted["buildConcludedAt"], int)
+    assert_error(client.delete(f"{path}/build/{build['id']}"), 409)
+    assert_error(client.delete(f"{path}/build/nope-nope-0000"), 404)
+
+
+def test_job_builds(client: TestClient, targets: dict[str, str]) -> None:
+    path = f"/v1/projects/{targets['project']}/jobs/{targets['job']}"
+    build = client.post(f"{path}/build", json={"sha": SHA}).json()["data"]
+    assert build["sha"] == SHA and build["branch"] == "main"
+    assert client.get(f"{path}/build/{build['id']}").json()["data"]["id"] == build["id"]
+    assert [b["id"] for b in client.get(f"{path}/build").json()["data"]["builds"]] == [build["id"]]
+    assert client.delete(f"{path}/build/{build['id']}").json()["data"]["status"] == "ABORTED"
+
+
+def test_idempotency_key(client: TestClient, targets: dict[str, str]) -> None:
+    path = svc_path(targets)
+    headers = {"Idempotency-Key": "deploy-42"}
+    first = client.post(f"{path}/build", json={"branch": "main"}, headers=headers).json()["data"]
+    again = client.post(f"{path}/build", json={"branch": "main"}, headers=headers).json()["data"]
+    assert again["id"] == first["id"]
+    assert len(client.get(f"{path}/build").json()["data"]["builds"]) == 1
+    assert_error(
+        client.post(f"{path}/build", json={"branch": "dev"}, headers=headers),
+        409,
+        "Idempotency-Key",
+    )
+    other = client.post(f"{path}/build", json={"branch": "main"}).json()["data"]
+    assert other["id"] != first["id"]
+
+
+def test_team_scoped_and_double_slash_paths(client: TestClient, targets: dict[str, str]) -> None:
+    path = svc_path(targets)
+    build = client.post(f"{path}/build", json={"branch": "main"}).json()["data"]
+    team = path.replace("/v1/projects", "/v1/teams/my-team/projects")
+    assert client.get(f"{team}/build/{build['id']}").json()["data"]["id"] == build["id"]
+    base = str(client.base_url)
+    assert client.get(f"{base}/{path}/build/{build['id']}").json()["data"]["id"] == build["id"]
+
+
+def test_openapi_publishes_both_body_variants(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/v1/projects/{projectId}/services/{serviceId}/build"]["post"][
+        "requestBody"
+    ]
+    variants = body["content"]["application/json"]["schema"]["anyOf"]
+    assert {v["$ref"].rsplit("/", 1)[1] for v in variants} == {
+        "StartBuildFromBundle",
+        "StartBuildFromGit",
+    }
+    assert "/v1/projects/{projectId}/jobs/{jobId}/build" in spec["paths"]
+
+
+def test_request_is_persisted_completely_and_encrypted(
+    client: TestClient, targets: dict[str, str]
+) -> None:
+    state = client.app.state.shipyard  # type: ignore[attr-defined]
+    path = svc_path(targets)
+    overrides = {
+        "buildArguments": {"ARG_ONE": "arg-value-visible-only-decrypted"},
+        "buildFiles": {"/conf/app.env": {"data": "FILE-SECRET-CONTENT", "encoding": "utf-8"}},
+        "dockerSecretMounts": {"npm": {"data": "TlBNLVRPS0VOLVNFQ1JFVA==", "encoding": "base64"}},
+        "docker": {
+            "dockerFilePath": "/build/Dockerfile",
+            "dockerWorkDir": "/build",
+            "dockerfileTarget": "prod",
+        },
+    }
+    build_id = client.post(
+        f"{path}/build", json={"pullRequestId": 12, "sha": SHA, "overrides": overrides}
+    ).json()["data"]["id"]
+    with state.sessions() as session:
+        build = build_store.get_any(session, build_id)
+        workload = workload_store.get_by_id(session, build.workload_id)
+        request = build_service.load_request(state.box, workload, build)
+    assert request.source.pull_request_id == 12 and request.source.sha == SHA
+    o = request.overrides
+    assert o.build_arguments == {"ARG_ONE": "arg-value-visible-only-decrypted"}
+    assert o.build_files == {"/conf/app.env": b"FILE-SECRET-CONTENT"}
+    assert o.secret_mounts == {"npm": b"NPM-TOKEN-SECRET"}
+    assert (o.docker.dockerfile_path, o.docker.work_dir, o.docker.target) == (
+        "/build/Dockerfile",
+        "/build",
+        "prod",
+    )
+    db = b"".join(p.read_bytes() for p in state.settings.data_dir.glob("shipyard.db*"))
+    for secret in (
+        b"arg-value-visible-only-decrypted",
+        b"FILE-SECRET-CONTENT",
+        b"NPM-TOKEN-SECRET",
+        b"TlBNLVRPS0VOLVNFQ1JFVA==",
+    ):
+        assert secret not in db
+    # Nor in any response.
+    listed = client.get(f"{path}/build").text
+    assert "FILE-SECRET-CONTENT" not in listed and "arg-value" not in listed
+
+
+def test_stored_build_arguments_are_merged_under_overrides(
+    client: TestClient, factory: object
+) -> None:
+    state = client.app.state.shipyard  # type: ignore[attr-defined]
+    client.post("/v1/projects", json={"name": "p"})
+    client.post("/v1/projects/p/services/build", json={
+        "name": "s", "vcsData": {"projectUrl": "file:///r"}, "buildArguments": {"A": "stored", "B": "stored"},
+    })  # fmt: skip
+    build_id = client.post(
+        "/v1/projects/p/services/s/build",
+        json={"branch": "main", "overrides": {"buildArguments": {"B": "override"}}},
+    ).json()["data"]["id"]
+    with state.sessions() as session:
+        build = build_store.get_any(session, build_id)
+        workload = workload_store.get_by_id(session, build.workload_id)
+        request = build_service.load_request(state.box, workload, build)
+    assert request.overrides.build_arguments == {"A": "stored", "B": "override"}
