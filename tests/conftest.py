@@ -13,6 +13,8 @@ from shipyard.api.app import create_app
 from shipyard.executors.base import NullExecutor
 from shipyard.settings import Settings, prepare
 
+pytest_plugins = ["tests.helpers.live"]
+
 SHA = "262ed9817b3cad5142fbceabe0c9e371e390d616"
 
 

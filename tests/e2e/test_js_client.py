@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import LiveServer
+from tests.helpers.live import LiveServer
 from tests.helpers.sample_app import SampleApp
 
 pytestmark = [pytest.mark.slow, pytest.mark.js]

@@ -1,5 +1,6 @@
-"""A live Shipyard (``shipyard up`` in a child process) on free loopback ports, with its
-embedded registry, its buildah store pre-seeded with the local busybox base image."""
+"""Pytest plugin (registered in tests/conftest.py): a live Shipyard (``shipyard up`` in a
+child process) on free loopback ports, with its embedded registry, its buildah store
+pre-seeded with the local busybox base image."""
 
 from __future__ import annotations
 
