@@ -54,6 +54,7 @@ class LocalRuntime:
             target,
         )
         self.registry = target
+        self.pipeline = pipeline
         self.executor = LocalExecutor(
             sessions,
             box,
@@ -72,6 +73,7 @@ class LocalRuntime:
     def start(self) -> None:
         if self.embedded is not None:
             self.embedded.start()
+        self.pipeline.clean_leftovers()
         self.executor.start()
 
     def stop(self) -> None:

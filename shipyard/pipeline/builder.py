@@ -291,6 +291,11 @@ class Buildah:
         unmount_under(tmpdir)
         shutil.rmtree(tmpdir, ignore_errors=True)
 
+    def sweep_store(self, *, on_line: LineSink | None = None) -> None:
+        """Remove every working container of the store: only safe while no build runs in it
+        (at start-up, before the executor takes work)."""
+        self._quiet(self._argv("rm", "--all"), on_line)
+
     def _runc_containers_under(self, tmpdir: Path) -> list[str]:
         # buildah runs runc without --root, so its state is in runc's default root
         # (/run/runc for root); filter by bundle so other builds' containers are untouched.

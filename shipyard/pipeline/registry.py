@@ -7,6 +7,7 @@ bound to 127.0.0.1 only: it is plain HTTP without auth, so it must not face the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -134,6 +135,26 @@ class EmbeddedRegistry:
         return self.data_dir / "registry.log"
 
     @property
+    def pid_path(self) -> Path:
+        return self.data_dir / "registry.pid"
+
+    def _stop_orphan(self) -> None:
+        """A Shipyard killed with SIGKILL leaves its registry running (own session) on the
+        port; stop it if the pid file names a registry serving this data dir's config."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if str(self.config_path).encode() not in cmdline:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    @property
     def port(self) -> int:
         if self._port is None:
             raise RuntimeError("the embedded registry has no port until it is started")
@@ -178,6 +199,7 @@ class EmbeddedRegistry:
     def start(self) -> None:
         if self.running:
             return
+        self._stop_orphan()
         if self._port is None:
             self._port = free_port(LOOPBACK)
         if not _port_is_free(self.port):
@@ -199,6 +221,7 @@ class EmbeddedRegistry:
             env=env,
             start_new_session=True,  # its own group: Ctrl-C on a CLI must not kill it first
         )
+        self.pid_path.write_text(f"{self._proc.pid}\n")
         try:
             self._wait_ready()
         except BaseException:

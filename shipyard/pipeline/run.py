@@ -75,9 +75,29 @@ class Pipeline:
         workdir.mkdir(parents=True, mode=0o700)
         try:
             return self._run(job, report, cancel, workdir, deadline)
+        except TimedOut as exc:
+            if time.monotonic() < deadline:
+                raise  # one step's own limit (e.g. git), named in its message
+            raise TimedOut(
+                f"build timed out after {self.settings.build_timeout_s:g} s "
+                "(SHIPYARD_BUILD_TIMEOUT_S)"
+            ) from exc
         finally:
             # Removes the decrypted build files and secret mounts with everything else.
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def clean_leftovers(self) -> int:
+        """After a crash: stop what killed builds left (runc containers, mounts, working
+        containers) and remove their work dirs, which may hold decrypted secrets. Call only
+        before any build of this store starts. Returns how many work dirs were removed."""
+        removed = 0
+        if self.settings.work_root.is_dir():
+            for workdir in self.settings.work_root.iterdir():
+                self.buildah.janitor(workdir / "tmp")
+                shutil.rmtree(workdir, ignore_errors=True)
+                removed += 1
+        self.buildah.sweep_store()
+        return removed
 
     def _remaining(self, deadline: float, cap: float | None = None) -> float:
         left = deadline - time.monotonic()
