@@ -122,14 +122,17 @@ def start_service_build(
 ) -> dict[str, Any]:
     caller.require(permissions.DEPLOY_BUILD["service"], projectId)
     workload = workload_store.get(session, projectId, "service", serviceId)
-    bundle = isinstance(body, StartBuildFromBundle)
+    if isinstance(body, StartBuildFromBundle):
+        pull_request_id, bundle_url = None, body.bundleUrl
+    else:
+        pull_request_id, bundle_url = body.pullRequestId, None
     source = resolve_source(
         WorkloadKind(workload.kind),
         default_branch=workload.vcs_branch,
         sha=body.sha,
         branch=body.branch,
-        pull_request_id=None if bundle else body.pullRequestId,  # type: ignore[union-attr]
-        bundle_url=body.bundleUrl if bundle else None,  # type: ignore[union-attr]
+        pull_request_id=pull_request_id,
+        bundle_url=bundle_url,
     )
     request = BuildRequest(source=source, overrides=to_overrides(body.overrides))
     fingerprint = _fingerprint("service", body.model_dump(mode="json", exclude_none=True))

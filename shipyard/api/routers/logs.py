@@ -166,18 +166,17 @@ def _range_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
     return handler
 
 
-router.add_api_route(
-    "/services/{entityId}/build-logs",
-    _range_endpoint("service"),
-    methods=["GET"],
-    summary="Get service build logs",
-)
-router.add_api_route(
-    "/jobs/{entityId}/build-logs",
-    _range_endpoint("job"),
-    methods=["GET"],
-    summary="Get job build logs",
-)
+def _register_for_both(suffix: str, factory: Any, summary: str) -> None:
+    for entity, segment in (("service", "services"), ("job", "jobs")):
+        router.add_api_route(
+            f"/{segment}/{{entityId}}/{suffix}",
+            factory(entity),
+            methods=["GET"],
+            summary=summary.format(entity=entity),
+        )
+
+
+_register_for_both("build-logs", _range_endpoint, "Get {entity} build logs")
 
 
 async def follow(
@@ -267,15 +266,6 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
     return handler
 
 
-router.add_api_route(
-    "/services/{entityId}/build-logs/stream",
-    _stream_endpoint("service"),
-    methods=["GET"],
-    summary="Follow service build logs (server-sent events)",
-)
-router.add_api_route(
-    "/jobs/{entityId}/build-logs/stream",
-    _stream_endpoint("job"),
-    methods=["GET"],
-    summary="Follow job build logs (server-sent events)",
+_register_for_both(
+    "build-logs/stream", _stream_endpoint, "Follow {entity} build logs (server-sent events)"
 )
