@@ -14,7 +14,7 @@ from shipyard import __version__
 from shipyard.api import errors
 from shipyard.api.deps import AppState
 from shipyard.api.paths import NormalisePath
-from shipyard.api.routers import builds, login, logs, projects, workloads
+from shipyard.api.routers import build_arguments, builds, login, logs, projects, workloads
 from shipyard.executors.base import Executor
 from shipyard.settings import Settings
 from shipyard.store.crypto import SecretBox
@@ -59,7 +59,7 @@ def create_app(
         admin_token=settings.admin_token.get_secret_value(),
     )
     errors.install(app)
-    for module in (login, projects, workloads, builds, logs):
+    for module in (login, projects, workloads, builds, logs, build_arguments):
         app.include_router(module.router)
     app.add_middleware(NormalisePath)
     _publish_body_as_any_of(app)

@@ -33,6 +33,20 @@ def build_context(build_id: str) -> str:
     return f"build:{build_id}"
 
 
+def stored_secrets(box: SecretBox, workload: Workload) -> Overrides:
+    """The workload's own build arguments, build files and secret mounts (decrypted)."""
+    if workload.build_arguments_enc is None:
+        return Overrides()
+    return Overrides.from_secret_json(
+        box.open(workload.build_arguments_enc, workload_context(workload)), DockerOverrides()
+    )
+
+
+def store_secrets(box: SecretBox, workload: Workload, secrets: Overrides) -> None:
+    """Replace the workload's stored build arguments, build files and secret mounts."""
+    workload.build_arguments_enc = box.seal(secrets.to_secret_json(), workload_context(workload))
+
+
 def start(
     session: Session,
     box: SecretBox,
@@ -95,11 +109,10 @@ def _replay(existing: Build, fingerprint: str | None) -> Build:
 
 
 def load_request(box: SecretBox, workload: Workload, build: Build) -> BuildRequest:
-    """The build's full request: its overrides, with the workload's stored build arguments
-    merged underneath (overrides win), and its docker settings over the workload's."""
-    stored_args: dict[str, str] = {}
-    if workload.build_arguments_enc is not None:
-        stored_args = dict(box.open(workload.build_arguments_enc, workload_context(workload)))
+    """The build's full request: its overrides, with the workload's stored build arguments,
+    files and secret mounts merged underneath (overrides win), and its docker settings over
+    the workload's."""
+    stored = stored_secrets(box, workload)
     docker = DockerOverrides(
         dockerfile_path=build.dockerfile_path or workload.dockerfile_path,
         work_dir=build.docker_work_dir or workload.docker_work_dir,
@@ -110,9 +123,9 @@ def load_request(box: SecretBox, workload: Workload, build: Build) -> BuildReque
     )
     overrides = Overrides.from_secret_json(secret_json, docker)
     merged = Overrides(
-        build_arguments={**stored_args, **overrides.build_arguments},
-        build_files=overrides.build_files,
-        secret_mounts=overrides.secret_mounts,
+        build_arguments={**stored.build_arguments, **overrides.build_arguments},
+        build_files={**stored.build_files, **overrides.build_files},
+        secret_mounts={**stored.secret_mounts, **overrides.secret_mounts},
         docker=docker,
     )
     source = SourceSpec(

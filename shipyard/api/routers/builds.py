@@ -15,6 +15,7 @@ from shipyard.api.deps import DB, AppState, Caller, State
 from shipyard.api.pagination import Page, encode_cursor, pagination
 from shipyard.api.schemas.builds import (
     BuildOverrides,
+    SecretOverrides,
     StartBuildFromBundle,
     StartJobBuildBody,
     StartServiceBuildBody,
@@ -59,10 +60,10 @@ def build_out(build: Build) -> dict[str, Any]:
     }
 
 
-def to_overrides(body: BuildOverrides | None) -> Overrides:
+def to_overrides(body: SecretOverrides | None) -> Overrides:
     if body is None:
         return Overrides()
-    docker = body.docker
+    docker = body.docker if isinstance(body, BuildOverrides) else None
     overrides = Overrides(
         build_arguments=dict(body.buildArguments or {}),
         build_files={

@@ -14,8 +14,8 @@ from shipyard.builds import permissions
 from shipyard.builds.errors import InvalidRequest
 from shipyard.builds.ids import slugify
 from shipyard.builds.refs import is_valid_branch
-from shipyard.builds.request import WorkloadKind
-from shipyard.builds.service import workload_context
+from shipyard.builds.request import Overrides, WorkloadKind
+from shipyard.builds.service import store_secrets
 from shipyard.store import projects as project_store
 from shipyard.store import workloads as workload_store
 from shipyard.store.crypto import SecretBox
@@ -87,7 +87,7 @@ def _create(
     )
     workload_store.create(session, workload)
     if body.buildArguments:
-        workload.build_arguments_enc = box.seal(body.buildArguments, workload_context(workload))
+        store_secrets(box, workload, Overrides(build_arguments=dict(body.buildArguments)))
     session.commit()
     return envelope(workload_out(workload))
 

@@ -53,7 +53,10 @@ class DockerSettings(Strict):
         return None if value is None else _no_dot_segments(value)
 
 
-class BuildOverrides(Strict):
+class SecretOverrides(Strict):
+    """Build arguments, secret files and secret mounts: what a build or a workload stores
+    encrypted."""
+
     buildArguments: dict[ArgName, str] | None = Field(
         default=None, description="Take precedence over the stored build arguments"
     )
@@ -64,7 +67,6 @@ class BuildOverrides(Strict):
     dockerSecretMounts: dict[SecretId, SecretContent] | None = Field(
         default=None, description="Exposed only to RUN --mount=type=secret,id=…"
     )
-    docker: DockerSettings | None = None
 
     @field_validator("buildFiles")
     @classmethod
@@ -72,6 +74,10 @@ class BuildOverrides(Strict):
         for path in value or {}:
             _no_dot_segments(path)
         return value
+
+
+class BuildOverrides(SecretOverrides):
+    docker: DockerSettings | None = None
 
 
 class StartBuildFromBundle(Strict):
