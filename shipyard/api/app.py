@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard import __version__
-from shipyard.api import errors
+from shipyard.api import errors, metrics
 from shipyard.api.deps import AppState
 from shipyard.api.paths import NormalisePath
 from shipyard.api.routers import build_arguments, builds, login, logs, projects, workloads
@@ -59,7 +59,7 @@ def create_app(
         admin_token=settings.admin_token.get_secret_value(),
     )
     errors.install(app)
-    for module in (login, projects, workloads, builds, logs, build_arguments):
+    for module in (login, projects, workloads, builds, logs, build_arguments, metrics):
         app.include_router(module.router)
     app.add_middleware(NormalisePath)
     _publish_body_as_any_of(app)
