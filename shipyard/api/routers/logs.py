@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from shipyard.api.auth import Principal, authenticate
 from shipyard.api.deps import DB, AppState, Caller, State
+from shipyard.api.routers.builds import build_out
 from shipyard.api.schemas.common import envelope, iso_ms
 from shipyard.builds import permissions
 from shipyard.builds.errors import InvalidRequest, ShipyardError
@@ -31,6 +33,7 @@ Entity = Literal["service", "job"]
 MAX_LINES = 10_000
 TAIL_POLL_S = 0.25
 TAIL_BATCH = 500
+KEEPALIVE_S = 15.0
 
 
 def line_out(row: BuildLogLine) -> dict[str, Any]:
@@ -182,7 +185,8 @@ _register_for_both("build-logs", _range_endpoint, "Get {entity} build logs")
 async def follow(
     sessions: sessionmaker[Session], build_id: str, after_seq: int = -1
 ) -> AsyncIterator[list[BuildLogLine]]:
-    """Yield batches of new lines until the build has concluded and every line was yielded."""
+    """Yield batches of new lines until the build has concluded and every line was yielded.
+    An empty batch now and then during silence lets a transport send a keep-alive."""
 
     def poll(seq: int) -> tuple[list[BuildLogLine], bool]:
         with sessions() as session:
@@ -192,14 +196,19 @@ async def follow(
             return log_store.after_seq(session, build_id, seq, TAIL_BATCH), done
 
     seq = after_seq
+    quiet_since = time.monotonic()
     while True:
         rows, done = await run_in_threadpool(poll, seq)
         if rows:
             seq = rows[-1].seq
+            quiet_since = time.monotonic()
             yield rows
             continue
         if done:
             return
+        if time.monotonic() - quiet_since > KEEPALIVE_S:
+            quiet_since = time.monotonic()
+            yield []
         await asyncio.sleep(TAIL_POLL_S)
 
 
@@ -228,6 +237,8 @@ async def _tail_socket(websocket: WebSocket, entity: Entity, project_id: str, sl
             return
         await websocket.send_json({"type": "init", "data": {"auth": "successful"}})
         async for rows in follow(state.sessions, found):
+            if not rows:
+                continue
             await websocket.send_json({"type": "log-lines", "data": [line_out(r) for r in rows]})
         await websocket.close()
     except (TimeoutError, WebSocketDisconnect):
@@ -249,17 +260,45 @@ async def tail_job_build_logs(websocket: WebSocket, projectId: str, jobId: str) 
     await _tail_socket(websocket, "job", projectId, jobId)
 
 
+def _event_id(value: str | None) -> int:
+    try:
+        return int(value) if value is not None else -1
+    except ValueError:
+        raise InvalidRequest(
+            "Last-Event-ID must be a line id", {"Last-Event-ID": "invalid"}
+        ) from None
+
+
 def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
     def handler(
-        projectId: str, entityId: str, state: State, session: DB, caller: Caller, buildId: str
+        projectId: str,
+        entityId: str,
+        state: State,
+        session: DB,
+        caller: Caller,
+        buildId: str,
+        after: Annotated[int | None, Query(ge=-1, description="Resume after this line id")] = None,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> StreamingResponse:
+        """Each line is an event whose ``id`` is its sequence number (a reconnect with
+        ``Last-Event-ID`` resumes after it); ``: ping`` comments keep quiet streams open; the
+        final ``end`` event carries the concluded build."""
         build = _find_build(session, caller, projectId, entity, entityId, buildId)
+        start = after if after is not None else _event_id(last_event_id)
+
+        def final() -> dict[str, Any]:
+            with state.sessions() as s:
+                row = build_store.get_any(s, build.id)
+                return build_out(row) if row is not None else {}
 
         async def events() -> AsyncIterator[str]:
-            async for rows in follow(state.sessions, build.id):
+            async for rows in follow(state.sessions, build.id, start):
+                if not rows:
+                    yield ": ping\n\n"
                 for row in rows:
-                    yield f"data: {json.dumps(line_out(row))}\n\n"
-            yield "event: end\ndata: {}\n\n"
+                    yield f"id: {row.seq}\ndata: {json.dumps(line_out(row))}\n\n"
+            concluded = await run_in_threadpool(final)
+            yield f"event: end\ndata: {json.dumps(concluded)}\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
