@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import uvicorn
 from rich.console import Console
 
 from shipyard.builds.permissions import ALL, Permission
+from shipyard.cli import builds, resources
 from shipyard.settings import Settings, prepare
 
 app = typer.Typer(
     help="Shipyard: container builds behind Northflank's v1 build API.", no_args_is_help=True
 )
-tokens = typer.Typer(help="API tokens.", no_args_is_help=True)
+tokens = typer.Typer(help="API tokens (run on the server's machine).", no_args_is_help=True)
+app.add_typer(builds.start_app, name="start")
+app.add_typer(builds.get_app, name="get")
+app.add_typer(builds.list_app, name="list")
+app.add_typer(builds.abort_app, name="abort")
+app.add_typer(builds.logs_app, name="logs")
+app.add_typer(resources.create_app, name="create")
 app.add_typer(tokens, name="tokens")
+app.command()(resources.login)
 console = Console(stderr=True)
 
 
 @app.command()
 def up(
-    host: Annotated[Optional[str], typer.Option(help="Listen address (SHIPYARD_HOST)")] = None,  # noqa: UP045
-    port: Annotated[Optional[int], typer.Option(help="Listen port (SHIPYARD_PORT)")] = None,  # noqa: UP045
+    host: Annotated[str | None, typer.Option(help="Listen address (SHIPYARD_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (SHIPYARD_PORT)")] = None,
 ) -> None:
     """Run the API, the local build executor and the embedded registry."""
     from shipyard.api.app import create_app
@@ -51,9 +59,9 @@ def up(
 @tokens.command("create")
 def tokens_create(
     name: Annotated[str, typer.Option(help="A label for the token")],
-    project: Annotated[Optional[str], typer.Option(help="Limit the token to one project")] = None,  # noqa: UP045
+    project: Annotated[str | None, typer.Option(help="Limit the token to one project")] = None,
     permission: Annotated[
-        Optional[list[str]], typer.Option("--permission", "-p", help="Repeatable; default: all")  # noqa: UP045
+        list[str] | None, typer.Option("--permission", "-p", help="Repeatable; default: all")
     ] = None,
 ) -> None:
     """Create an API token (printed once; only its hash is stored)."""

@@ -1,0 +1,106 @@
+"""Rendering for people (Rich tables) or scripts (``--output json``: the API's data)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from shipyard.client import Build, LogLine
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+STATUS_STYLE = {
+    "SUCCESS": "green",
+    "FAILURE": "red",
+    "CRASHED": "red",
+    "ABORTED": "yellow",
+    "SUBMISSION_FAILURE": "red",
+}
+
+
+class Output(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+def emit_json(data: Any, *, line: bool = False) -> None:
+    """``line``: one compact JSON document per line (streams: log lines, then the build)."""
+    text = json.dumps(data, default=str) if line else json.dumps(data, indent=2, default=str)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def show_line(line: LogLine, output: Output) -> None:
+    if output is Output.JSON:
+        record = {"containerId": line.container_id, "log": line.log, "ts": line.ts.isoformat()}
+        emit_json(record, line=True)
+    else:
+        stdout.out(f"{line.ts.strftime('%H:%M:%S')} {line.log}", highlight=False)
+
+
+def status_text(status: str) -> str:
+    style = STATUS_STYLE.get(status, "cyan")
+    return f"[{style}]{status}[/]"
+
+
+def show_build(build: Build, output: Output) -> None:
+    if output is Output.JSON:
+        emit_json(dict(build.raw))
+        return
+    table = Table(show_header=False, box=None)
+    rows: Sequence[tuple[str, str | None]] = (
+        ("id", build.id),
+        ("status", status_text(build.status)),
+        ("branch", build.branch),
+        ("pull request", str(build.pull_request_id) if build.pull_request_id else None),
+        ("sha", build.sha),
+        ("bundle", build.bundle_url),
+        ("image", build.registry_uri),
+        ("message", build.message),
+        ("created", build.created_at.isoformat()),
+    )
+    for key, value in rows:
+        if value:
+            table.add_row(f"[bold]{key}[/]", value)
+    stdout.print(table)
+
+
+def show_builds(builds: Iterable[Build], output: Output) -> None:
+    items = list(builds)
+    if output is Output.JSON:
+        emit_json([dict(b.raw) for b in items])
+        return
+    table = Table("id", "status", "ref", "sha", "created", "message")
+    for b in items:
+        ref = (
+            b.branch
+            or (f"PR {b.pull_request_id}" if b.pull_request_id else "")
+            or (b.bundle_url or "")
+        )
+        table.add_row(
+            b.id,
+            status_text(b.status),
+            ref,
+            (b.sha or "")[:12],
+            b.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            b.message or "",
+        )
+    stdout.print(table)
+
+
+def show_record(data: dict[str, Any], output: Output, fields: Sequence[str]) -> None:
+    if output is Output.JSON:
+        emit_json(data)
+        return
+    table = Table(show_header=False, box=None)
+    for key in fields:
+        if data.get(key) is not None:
+            table.add_row(f"[bold]{key}[/]", str(data[key]))
+    stdout.print(table)
