@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shipyard.builds.errors import Conflict
+from shipyard.builds.repo_url import join_credentials, split_credentials
 from shipyard.builds.request import (
     BuildRequest,
     DockerOverrides,
@@ -31,6 +32,30 @@ def workload_context(workload: Workload) -> str:
 
 def build_context(build_id: str) -> str:
     return f"build:{build_id}"
+
+
+def _repository_context(workload: Workload) -> str:
+    # Known before the row is inserted (unlike its id), so nothing secret is ever flushed.
+    return f"repository:{workload.project_id}/{workload.entity}/{workload.slug}"
+
+
+def store_repository_url(box: SecretBox, workload: Workload, url: str) -> str:
+    """Keep the URL without credentials in clear and the credentials sealed; returns the
+    URL that may be shown. Call before the workload is first flushed."""
+    public, credentials = split_credentials(url)
+    workload.vcs_url = public
+    workload.vcs_credentials_enc = (
+        box.seal(credentials, _repository_context(workload)) if credentials else None
+    )
+    return public
+
+
+def repository_url(box: SecretBox, workload: Workload) -> tuple[str | None, str | None]:
+    """The URL to fetch from (credentials put back) and the credentials, for redaction."""
+    if workload.vcs_url is None or workload.vcs_credentials_enc is None:
+        return workload.vcs_url, None
+    credentials = str(box.open(workload.vcs_credentials_enc, _repository_context(workload)))
+    return join_credentials(workload.vcs_url, credentials), credentials
 
 
 def stored_secrets(box: SecretBox, workload: Workload) -> Overrides:

@@ -229,19 +229,23 @@ class LocalExecutor:
             assert build is not None
             workload = workload_store.get_by_id(session, build.workload_id)
             request = build_service.load_request(self._box, workload, build)
+            repo_url, repo_credentials = build_service.repository_url(self._box, workload)
             job = BuildJob(
                 build_id=build.id,
                 attempt=run.attempt,
                 project_id=workload.project_id,
                 workload_slug=workload.slug,
-                repository_url=workload.vcs_url,
+                repository_url=repo_url,
                 request=request,
                 use_cache=workload.use_cache,
                 path_rules=PathRules(tuple(workload.path_ignore_rules), workload.is_allow_list)
                 if workload.path_ignore_rules
                 else None,
             )
-        redactor = Redactor([*request.overrides.secret_values(), *self._pipeline_secrets()])
+        secrets: list[bytes | str] = [*request.overrides.secret_values(), *self._pipeline_secrets()]
+        if repo_credentials:
+            secrets += [repo_credentials, *repo_credentials.split(":", 1)]
+        redactor = Redactor(secrets)
         sink = BuildLog(self._sessions, run.build_id, run.attempt, redactor)
         status, message, values = BuildStatus.FAILURE, "", {}
         try:

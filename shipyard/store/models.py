@@ -68,7 +68,9 @@ class Workload(Base):
     kind: Mapped[str] = mapped_column(String(16))  # combined | build | manual | cron
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
-    vcs_url: Mapped[str | None] = mapped_column(Text)
+    vcs_url: Mapped[str | None] = mapped_column(Text)  # without credentials
+    # ``user:token`` of an http(s) projectUrl, AES-GCM encrypted (builds.repo_url).
+    vcs_credentials_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     vcs_type: Mapped[str | None] = mapped_column(String(32))
     vcs_branch: Mapped[str | None] = mapped_column(String(255))
     dockerfile_path: Mapped[str] = mapped_column(String(1024), default="/Dockerfile")

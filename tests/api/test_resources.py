@@ -123,3 +123,22 @@ def test_workloads_create_list_get(client: TestClient) -> None:
     assert [j["id"] for j in client.get("/v1/projects/p/jobs").json()["data"]["jobs"]] == ["job"]
     assert client.get("/v1/projects/p/services/web-app").json()["data"]["name"] == "Web App"
     assert_error(client.get("/v1/projects/p/services/job"), 404)
+
+
+def test_repository_credentials_are_never_shown_or_stored_in_clear(client: TestClient) -> None:
+    from shipyard.builds.service import repository_url
+    from shipyard.store import workloads as workload_store
+
+    client.post("/v1/projects", json={"name": "p"})
+    url = "https://deploy:tok-3f9a7c1e@git.example.com/team/app.git"
+    data = client.post(
+        "/v1/projects/p/services/build", json={"name": "s", "vcsData": {"projectUrl": url}}
+    ).json()["data"]
+    assert data["vcsData"]["projectUrl"] == "https://git.example.com/team/app.git"
+    assert "tok-3f9a7c1e" not in client.get("/v1/projects/p/services/s").text
+    state = client.app.state.shipyard  # type: ignore[attr-defined]
+    db = b"".join(p.read_bytes() for p in state.settings.data_dir.glob("shipyard.db*"))
+    assert b"tok-3f9a7c1e" not in db
+    with state.sessions() as session:
+        workload = workload_store.get(session, "p", "service", "s")
+        assert repository_url(state.box, workload) == (url, "deploy:tok-3f9a7c1e")

@@ -15,7 +15,7 @@ from shipyard.builds.errors import InvalidRequest
 from shipyard.builds.ids import slugify
 from shipyard.builds.refs import is_valid_branch
 from shipyard.builds.request import Overrides, WorkloadKind
-from shipyard.builds.service import store_secrets
+from shipyard.builds.service import store_repository_url, store_secrets
 from shipyard.store import projects as project_store
 from shipyard.store import workloads as workload_store
 from shipyard.store.crypto import SecretBox
@@ -73,7 +73,6 @@ def _create(
         kind=kind.value,
         name=body.name,
         description=body.description,
-        vcs_url=body.vcsData.projectUrl,
         vcs_type=body.vcsData.projectType,
         vcs_branch=branch,
         dockerfile_path=dockerfile.dockerFilePath if dockerfile else "/Dockerfile",
@@ -85,6 +84,7 @@ def _create(
         is_allow_list=bool(config and config.isAllowList),
         spec=spec,
     )
+    spec["vcsData"]["projectUrl"] = store_repository_url(box, workload, body.vcsData.projectUrl)
     workload_store.create(session, workload)
     if body.buildArguments:
         store_secrets(box, workload, Overrides(build_arguments=dict(body.buildArguments)))
