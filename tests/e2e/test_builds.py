@@ -252,3 +252,45 @@ def test_abort_running_build_within_5_seconds(live: LiveServer, project: dict[st
     assert elapsed < 5, elapsed
     ps = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True)
     assert ps.stdout.strip() == b"", "the RUN step's process survived the abort"
+
+
+def test_base_image_pulled_from_the_embedded_registry(live: LiveServer, tmp_path: Path) -> None:
+    from shipyard.pipeline.builder import BuildahStore
+    from tests.helpers.images import BUSYBOX_IMAGE
+
+    store = BuildahStore(
+        root=live.data_dir / "buildah" / "root", runroot=live.data_dir / "buildah" / "runroot"
+    )
+    base = f"{live.registry}/base/busybox:1"
+    subprocess.run(
+        ["buildah", *store.args(), "push", "--tls-verify=false", BUSYBOX_IMAGE, f"docker://{base}"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    repo = tmp_path / "from-registry"
+    repo.mkdir()
+    (repo / "Dockerfile").write_text(f"FROM {base}\nRUN echo pulled > /proof\n")
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+        "PATH": "/usr/bin:/bin",
+    }
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "x"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+    with live.client() as c:
+        c.post("/v1/projects", json={"name": "base-pull"})
+        c.post(
+            "/v1/projects/base-pull/services/build",
+            json={"name": "s", "vcsData": {"projectUrl": f"file://{repo}"}},
+        )
+        build_id = c.post(
+            "/v1/projects/base-pull/services/s/build", json={"branch": "main"}
+        ).json()["data"]["id"]
+    build = live.wait(f"/v1/projects/base-pull/services/s/build/{build_id}")
+    assert build["status"] == "SUCCESS", live.logs(
+        "/v1/projects/base-pull/services/s/build-logs", build_id
+    )[-15:]
+    assert image_files(build["registry"]["uri"], tmp_path / "oci")["proof"] == b"pulled\n"
