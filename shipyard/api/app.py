@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shipyard import __version__
 from shipyard.api import errors, metrics
 from shipyard.api.deps import AppState
+from shipyard.api.limits import LimitBody
 from shipyard.api.paths import NormalisePath
 from shipyard.api.routers import build_arguments, builds, login, logs, projects, workloads
 from shipyard.executors.base import Executor
@@ -61,6 +62,7 @@ def create_app(
     errors.install(app)
     for module in (login, projects, workloads, builds, logs, build_arguments, metrics):
         app.include_router(module.router)
+    app.add_middleware(LimitBody)
     app.add_middleware(NormalisePath)
     _publish_body_as_any_of(app)
     return app

@@ -162,3 +162,36 @@ def test_unknown_targets_are_404(client: TestClient, targets: dict[str, str]) ->
     assert_error(
         client.get(f"/v1/projects/{p}/services/{targets['build']}/build/no-such-0000"), 404
     )
+
+
+def test_oversized_body_is_413(client: TestClient, targets: dict[str, str]) -> None:
+    from shipyard.api.limits import MAX_BODY_BYTES
+
+    p, s = targets["project"], targets["build"]
+    big = b'{"branch": "main", "x": "' + b"a" * MAX_BODY_BYTES + b'"}'
+    assert_error(
+        client.post(
+            f"/v1/projects/{p}/services/{s}/build",
+            content=big,
+            headers={"Content-Type": "application/json"},
+        ),
+        413,
+    )
+
+
+def test_oversized_chunked_body_is_413(client: TestClient, targets: dict[str, str]) -> None:
+    from shipyard.api.limits import MAX_BODY_BYTES
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"branch": "main", "x": "'
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b"a" * 65536
+        yield b'"}'
+
+    p, s = targets["project"], targets["build"]
+    response = client.post(
+        f"/v1/projects/{p}/services/{s}/build",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_error(response, 413)
