@@ -15,6 +15,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,7 +25,7 @@ from shipyard.builds.status import BuildStatus
 from shipyard.pipeline.errors import Cancelled, PipelineError, TimedOut
 from shipyard.pipeline.logsink import BuildLog
 from shipyard.pipeline.redact import Redactor
-from shipyard.pipeline.run import BuildJob, Pipeline
+from shipyard.pipeline.run import BuildJob, Outcome, Pipeline
 from shipyard.store import builds as build_store
 from shipyard.store import workloads as workload_store
 from shipyard.store.crypto import SecretBox
@@ -246,13 +247,23 @@ class LocalExecutor:
         if repo_credentials:
             secrets += [repo_credentials, *repo_credentials.split(":", 1)]
         redactor = Redactor(secrets)
+        reuse_key = reuse_key_of(self._box, job)
         sink = BuildLog(self._sessions, run.build_id, run.attempt, redactor)
         status, message, values = BuildStatus.FAILURE, "", {}
         try:
             sink(f"Build {run.build_id} (attempt {run.attempt}) on {self.worker_id}")
-            outcome = self._pipeline.run(job, _Reporter(self._sessions, run, sink), run.cancel)
+            outcome = self._pipeline.run(
+                job, _Reporter(self._sessions, run, sink), run.cancel,
+                reuse=partial(self._reusable, build_id=run.build_id, reuse_key=reuse_key),
+            )  # fmt: skip
             status, message = BuildStatus.SUCCESS, "Image successfully built"
-            values = {"registry_uri": outcome.image, "image_digest": outcome.digest}
+            if outcome.reused_from:
+                message += f" (reused from build {outcome.reused_from}: same commit and settings)"
+            values = {
+                "registry_uri": outcome.image,
+                "image_digest": outcome.digest,
+                "reuse_key": reuse_key,
+            }
             sink(f"Image available at {outcome.image}")
         except Cancelled:
             if run.reason == "shutdown":
@@ -271,9 +282,35 @@ class LocalExecutor:
             build_store.conclude(session, run.build_id, run.attempt, status, message, **values)
             session.commit()
 
+    def _reusable(self, sha: str, *, build_id: str, reuse_key: str) -> Outcome | None:
+        with self._sessions() as session:
+            build = build_store.get_any(session, build_id)
+            assert build is not None
+            earlier = build_store.reusable(session, build.workload_id, sha, reuse_key)
+        if earlier is None or earlier.registry_uri is None or earlier.image_digest is None:
+            return None
+        return Outcome(
+            image=earlier.registry_uri, tag="", digest=earlier.image_digest, reused_from=earlier.id
+        )
+
     def _pipeline_secrets(self) -> list[str]:
         password = self._pipeline.registry.password
         return [password] if password else []
+
+
+def reuse_key_of(box: SecretBox, job: BuildJob) -> str:
+    """What, besides the commit, shapes the image: the same key and sha give the same image."""
+    overrides = job.request.overrides
+    docker = overrides.docker
+    return box.fingerprint(
+        {
+            "dockerfile": docker.dockerfile_path,
+            "workDir": docker.work_dir,
+            "target": docker.target,
+            "secrets": overrides.to_secret_json(),
+            "repository": job.repository_url,
+        }
+    )
 
 
 def _pid_alive(worker_id: str | None) -> bool:

@@ -315,6 +315,33 @@ class Buildah:
         return found
 
 
+def remote_image_exists(
+    reference: str,
+    *,
+    target: RegistryTarget,
+    tmpdir: Path,
+    cancel: threading.Event,
+    timeout_s: float = 30,
+    skopeo: str = "skopeo",
+) -> bool:
+    """Whether ``reference`` (``repo@sha256:…``) can still be pulled from ``target``."""
+    argv = [skopeo, "inspect", "--raw"]
+    if target.insecure:
+        argv.append("--tls-verify=false")
+    authfile = tmpdir / "shipyard-auth-inspect.json"
+    if target.username:
+        _write_authfile(authfile, target)
+        argv += ["--authfile", str(authfile)]
+    argv += ["--", f"docker://{reference}"]
+    try:
+        completed = run(argv, on_line=lambda _line: None, cancel=cancel, timeout_s=timeout_s)
+    except TimedOut:
+        return False
+    finally:
+        authfile.unlink(missing_ok=True)
+    return completed.returncode == 0
+
+
 def _write_authfile(path: Path, target: RegistryTarget) -> None:
     token = base64.b64encode(f"{target.username}:{target.password}".encode()).decode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

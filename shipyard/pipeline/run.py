@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -14,11 +15,11 @@ from shipyard.builds.relevant_commit import PathRules
 from shipyard.builds.request import BuildRequest, SourceKind
 from shipyard.builds.status import BuildStatus
 from shipyard.pipeline import context as build_context
-from shipyard.pipeline.builder import Buildah, BuildSpec
+from shipyard.pipeline.builder import Buildah, BuildSpec, remote_image_exists
 from shipyard.pipeline.errors import PipelineError, TimedOut
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.source_bundle import fetch_bundle
-from shipyard.pipeline.source_git import fetch_source
+from shipyard.pipeline.source_git import fetch_source, list_remote_head
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class Outcome:
     image: str  # repository@digest: pullable, immutable
     tag: str
     digest: str
+    reused_from: str | None = None  # id of the earlier identical build whose image this is
+
+
+# Given a resolved commit, an earlier identical build's outcome (or None).
+ReuseLookup = Callable[[str], Outcome | None]
 
 
 class Reporter(Protocol):
@@ -67,13 +73,27 @@ class Pipeline:
         self.buildah = buildah
         self.registry = registry
 
-    def run(self, job: BuildJob, report: Reporter, cancel: threading.Event) -> Outcome:
-        """Raises ``PipelineError`` (user-facing message), ``TimedOut`` or ``Cancelled``."""
+    def run(
+        self,
+        job: BuildJob,
+        report: Reporter,
+        cancel: threading.Event,
+        reuse: ReuseLookup | None = None,
+    ) -> Outcome:
+        """Raises ``PipelineError`` (user-facing message), ``TimedOut`` or ``Cancelled``.
+
+        ``reuse``: when the commit can be known without fetching it (a sha, or a branch tip
+        by ``git ls-remote``) and an identical earlier build's image is still in the registry,
+        that image is the outcome and nothing is fetched or built."""
         deadline = time.monotonic() + self.settings.build_timeout_s
         workdir = self.settings.work_root / f"{job.build_id}-{job.attempt}"
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True, mode=0o700)
         try:
+            if reuse is not None and job.use_cache:
+                reused = self._try_reuse(job, report, cancel, workdir, deadline, reuse)
+                if reused is not None:
+                    return reused
             return self._run(job, report, cancel, workdir, deadline)
         except TimedOut as exc:
             if time.monotonic() < deadline:
@@ -98,6 +118,52 @@ class Pipeline:
                 removed += 1
         self.buildah.sweep_store()
         return removed
+
+    def _try_reuse(
+        self,
+        job: BuildJob,
+        report: Reporter,
+        cancel: threading.Event,
+        workdir: Path,
+        deadline: float,
+        reuse: ReuseLookup,
+    ) -> Outcome | None:
+        source = job.request.source
+        # Only where the commit is known without history: path rules pick a commit by walking
+        # it, and pull request refs are not resolved by ls-remote here.
+        if source.kind is not SourceKind.GIT or not job.repository_url:
+            return None
+        if source.sha is None and (
+            source.pull_request_id is not None or job.path_rules or not source.branch
+        ):
+            return None
+        report.stage(BuildStatus.CLONING)
+        sha = source.sha or list_remote_head(
+            job.repository_url,
+            str(source.branch),
+            on_line=report.line,
+            cancel=cancel,
+            timeout_s=self._remaining(deadline, self.settings.git_timeout_s),
+        )
+        earlier = reuse(sha)
+        if earlier is None:
+            return None
+        if not remote_image_exists(
+            earlier.image,
+            target=self.registry,
+            tmpdir=workdir,
+            cancel=cancel,
+            timeout_s=self._remaining(deadline, 30),
+        ):
+            report.line(f"Image of build {earlier.reused_from} is gone from the registry; building")
+            return None
+        report.resolved(sha, source.branch)
+        report.line(
+            f"Reusing the image of build {earlier.reused_from}: same commit {sha[:12]} and "
+            "the same build settings, arguments, files and secrets (set buildkit.useCache to "
+            "false to always rebuild)"
+        )
+        return earlier
 
     def _remaining(self, deadline: float, cap: float | None = None) -> float:
         left = deadline - time.monotonic()

@@ -113,6 +113,22 @@ def request_abort(session: Session, build_id: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def reusable(session: Session, workload_id: int, sha: str, reuse_key: str) -> Build | None:
+    """The newest successful build of this commit with the same image-shaping inputs."""
+    return session.scalar(
+        select(Build)
+        .where(
+            Build.workload_id == workload_id,
+            Build.sha == sha,
+            Build.reuse_key == reuse_key,
+            Build.status == BuildStatus.SUCCESS,
+            Build.registry_uri.is_not(None),
+        )
+        .order_by(Build.concluded_at.desc())
+        .limit(1)
+    )
+
+
 # --- worker side -------------------------------------------------------------------------
 
 

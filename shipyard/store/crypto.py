@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from typing import Any
@@ -23,6 +25,15 @@ class SecretBox:
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"shipyard secrets v1"
         ).derive(secret_key.encode())
         self._aead = AESGCM(key)
+        self._mac_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"shipyard fingerprints v1"
+        ).derive(secret_key.encode())
+
+    def fingerprint(self, value: Any) -> str:
+        """A keyed digest of a JSON value: equal values compare equal, and a low-entropy
+        secret inside cannot be guessed from the stored digest without the key."""
+        canonical = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        return hmac.new(self._mac_key, canonical, hashlib.sha256).hexdigest()
 
     def seal(self, value: Any, context: str) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)

@@ -90,6 +90,7 @@ class Build(Base):
         Index("ix_builds_workload_created", "workload_id", "created_at"),
         Index("ix_builds_status", "status"),
         UniqueConstraint("workload_id", "idempotency_key"),
+        Index("ix_builds_reuse", "workload_id", "sha", "reuse_key"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -115,6 +116,9 @@ class Build(Base):
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
     registry_uri: Mapped[str | None] = mapped_column(Text)
+    # Keyed digest of everything besides the commit that shapes the image (settings, args,
+    # files, secrets): a later build of the same sha and key can reuse this image.
+    reuse_key: Mapped[str | None] = mapped_column(String(64))
     image_digest: Mapped[str | None] = mapped_column(String(128))
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -294,3 +294,39 @@ def test_base_image_pulled_from_the_embedded_registry(live: LiveServer, tmp_path
         "/v1/projects/base-pull/services/s/build-logs", build_id
     )[-15:]
     assert image_files(build["registry"]["uri"], tmp_path / "oci")["proof"] == b"pulled\n"
+
+
+def test_identical_rebuild_reuses_the_image(
+    live: LiveServer, project: dict[str, str], sample_app: SampleApp
+) -> None:
+    svc = f"/v1/projects/{project['project']}/services/{project['builder']}"
+    body = {
+        "branch": "main",
+        "overrides": {
+            "buildArguments": {"GREETING": "reuse"},
+            "docker": {"dockerfileTarget": "final"},
+        },
+    }
+    first = live.wait(f"{svc}/build/{start(live, svc, body)}")
+    assert first["status"] == "SUCCESS" and "reused" not in first["message"]
+    again = live.wait(f"{svc}/build/{start(live, svc, body)}")
+    assert again["status"] == "SUCCESS" and again["sha"] == sample_app.main_sha
+    assert again["registry"]["uri"] == first["registry"]["uri"]
+    assert f"reused from build {first['id']}" in again["message"]
+    assert not any(line.startswith("STEP ") for line in live.logs(f"{svc}/build-logs", again["id"]))
+    # Anything that shapes the image differently builds again.
+    changed = {
+        "branch": "main",
+        "overrides": {
+            "buildArguments": {"GREETING": "other"},
+            "docker": {"dockerfileTarget": "final"},
+        },
+    }
+    rebuilt = live.wait(f"{svc}/build/{start(live, svc, changed)}")
+    assert rebuilt["status"] == "SUCCESS" and "reused" not in rebuilt["message"]
+    assert rebuilt["registry"]["uri"] != first["registry"]["uri"]
+    by_sha = live.wait(f"{svc}/build/{start(live, svc, {**body, 'sha': sample_app.main_sha})}")
+    assert (
+        "reused from build" in by_sha["message"]
+        and by_sha["registry"]["uri"] == first["registry"]["uri"]
+    )

@@ -41,7 +41,9 @@ class FakePipeline:
     peak: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run(self, job: BuildJob, report: Reporter, cancel: threading.Event) -> Outcome:
+    def run(
+        self, job: BuildJob, report: Reporter, cancel: threading.Event, reuse: object = None
+    ) -> Outcome:
         with self.lock:
             self.running += 1
             self.peak = max(self.peak, self.running)
