@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,10 @@ _UNREACHABLE = (
     "no route to host",
 )
 _PLAIN_HTTP = "server gave HTTP response to HTTPS client"
+
+
+# How long the janitor keeps sweeping a build's runc containers.
+JANITOR_SWEEP_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -281,9 +286,16 @@ class Buildah:
         ``buildah-buildahNNN`` (bundle in ``$TMPDIR/buildahNNN``) and the working containers.
         """
         tmpdir = tmpdir.resolve()
-        for container_id in self._runc_containers_under(tmpdir):
-            # ``delete --force`` kills the container's processes and removes its state.
-            self._quiet([self.runtime, "delete", "--force", container_id], on_line)
+        # A container caught between ``runc create`` and ``start`` (an abort racing the start
+        # of a RUN step) can reappear or refuse deletion once: sweep until none is left.
+        deadline = time.monotonic() + JANITOR_SWEEP_S
+        while containers := self._runc_containers_under(tmpdir):
+            for container_id in containers:
+                # ``delete --force`` kills the container's processes and removes its state.
+                self._quiet([self.runtime, "delete", "--force", container_id], on_line)
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         if self.exclusive_store:
             # Working containers carry no trace of the build that made them, so only a
             # store nobody else is using right now can be swept.
@@ -303,8 +315,11 @@ class Buildah:
         completed = self._quiet([self.runtime, "list", "--format", "json"], output.append)
         if completed is None or completed.returncode != 0:
             return []
+        # stderr is merged in: runc complains there about broken state dirs of other
+        # containers ("load container …: container does not exist"); the JSON is one line.
+        document = next((line for line in output if line.startswith(("[", "null"))), "null")
         try:
-            entries = json.loads("\n".join(output) or "null") or []
+            entries = json.loads(document) or []
         except json.JSONDecodeError:
             return []
         found: list[str] = []

@@ -103,6 +103,9 @@ class Pipeline:
                 "(SHIPYARD_BUILD_TIMEOUT_S)"
             ) from exc
         finally:
+            if cancel.is_set():
+                # A RUN container that started while buildah was being stopped.
+                self.buildah.janitor(workdir / "tmp")
             # Removes the decrypted build files and secret mounts with everything else.
             shutil.rmtree(workdir, ignore_errors=True)
 

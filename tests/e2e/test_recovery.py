@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +11,13 @@ import httpx
 import pytest
 
 from shipyard.pipeline.builder import unmount_under
-from tests.helpers.live import LiveServer, seed_base_image, start_server, stop_server
+from tests.helpers.live import (
+    LiveServer,
+    running_containers_under,
+    seed_base_image,
+    start_server,
+    stop_server,
+)
 from tests.helpers.sample_app import SampleApp
 
 pytestmark = pytest.mark.slow
@@ -45,10 +50,6 @@ def wait_for_sleep(live: LiveServer, svc: str, build_id: str) -> None:
     time.sleep(0.5)
 
 
-def sleepers() -> bytes:
-    return subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True).stdout.strip()
-
-
 def test_build_timeout_ends_failure(tmp_path: Path, sample_app: SampleApp) -> None:
     data = tmp_path / "data"
     store = seed_base_image(data)
@@ -57,7 +58,7 @@ def test_build_timeout_ends_failure(tmp_path: Path, sample_app: SampleApp) -> No
         svc = create_service(live, sample_app.url)
         build = live.wait(f"{svc}/build/{start_slow(live, svc)}", timeout=30)
         assert build["status"] == "FAILURE" and "timed out after 4 s" in build["message"]
-        assert sleepers() == b""
+        assert running_containers_under(data) == []
     finally:
         stop_server(proc)
         unmount_under(store.root)
@@ -80,7 +81,9 @@ def test_killed_server_leaves_crashed_builds_and_no_processes(
             ).json()["data"]["id"]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        assert sleepers() != b"", "expected the RUN step to survive SIGKILL (DESIGN.md)"
+        assert running_containers_under(data), (
+            "expected the RUN step to survive SIGKILL (DESIGN.md)"
+        )
         assert any((data / "work").iterdir())
     except BaseException:
         stop_server(proc)
@@ -89,7 +92,7 @@ def test_killed_server_leaves_crashed_builds_and_no_processes(
     try:
         build = live.wait(f"{svc}/build/{running}", timeout=30)
         assert build["status"] == "CRASHED" and "start the build again" in build["message"]
-        assert sleepers() == b"", "the janitor should have stopped the orphaned RUN step"
+        assert running_containers_under(data) == [], "the janitor should have stopped the RUN step"
         # Queued work survives the crash and runs after the restart.
         assert live.wait(f"{svc}/build/{queued}", timeout=60)["status"] == "SUCCESS"
         assert list((data / "work").iterdir()) == []

@@ -125,3 +125,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     finally:
         stop_server(proc)
         unmount_under(store.root)
+
+
+def running_containers_under(path: Path) -> list[str]:
+    """runc containers (RUN steps) whose bundle lies under ``path``: scoped to one server's
+    data dir, so other tests' builds on this machine do not count."""
+    import json
+
+    out = subprocess.run(
+        ["runc", "list", "--format", "json"], capture_output=True, text=True, timeout=30
+    )
+    entries = json.loads(out.stdout or "null") or []
+    root = str(path.resolve())
+    return [e["id"] for e in entries if str(e.get("bundle", "")).startswith(root)]

@@ -400,3 +400,27 @@ def test_janitor_cleans_up_after_sigkill(
     assert _gone_soon(sleep_pid)
     assert _store_cmd(buildah_store, "containers", "--quiet").strip() == ""
     assert not spec.tmpdir.exists()
+
+
+def test_janitor_reads_runc_list_despite_noise_on_stderr(tmp_path: Path) -> None:
+    """runc prints errors about other containers' broken state on stderr (merged into the
+    output the janitor reads); the JSON listing must still be found."""
+    tmpdir = tmp_path / "build-tmp"
+    (tmpdir / "buildah123").mkdir(parents=True)
+    deleted = tmp_path / "deleted"
+    fake = tmp_path / "fake-runc"
+    listing = json.dumps([{"id": "buildah-buildah123", "bundle": str(tmpdir / "buildah123")},
+                          {"id": "buildah-other", "bundle": "/elsewhere/buildah9"}])  # fmt: skip
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = list ]; then\n'
+        '  if [ -e "' + str(deleted) + '" ]; then echo "[]"; exit 0; fi\n'
+        "  echo 'load container buildah-x: container does not exist' >&2\n"
+        "  echo '" + listing + "'\n"
+        'elif [ "$1" = delete ]; then echo "$3" >> "' + str(deleted) + '"; fi\n'
+    )
+    fake.chmod(0o755)
+    store = BuildahStore(root=tmp_path / "root", runroot=tmp_path / "run")
+    Buildah(store, runtime=str(fake), binary="true", exclusive_store=False).janitor(tmpdir)
+    assert deleted.read_text().split() == ["buildah-buildah123"]
+    assert not tmpdir.exists()
