@@ -27,6 +27,13 @@ class Principal:
             raise Forbidden(f"token is scoped to another project than '{project_id}'")
 
 
+_ADMIN = Principal("admin", frozenset(p.value for p in ALL), None)
+
+
+def admin_principal() -> Principal:
+    return _ADMIN
+
+
 def bearer(header: str | None) -> str | None:
     if not header:
         return None
@@ -40,7 +47,7 @@ def authenticate(session: Session, token: str | None, admin_token: str) -> Princ
     if token is None:
         raise Unauthenticated("missing bearer token (Authorization: Bearer <token>)")
     if hmac.compare_digest(token.encode(), admin_token.encode()):
-        return Principal("admin", frozenset(p.value for p in ALL), None)
+        return admin_principal()
     row = token_store.find(session, token)
     if row is None:
         raise Unauthenticated("unknown API token")

@@ -109,8 +109,11 @@ def start(
         attempt=0,
         abort_requested=False,
     )
+    secrets = request.overrides.to_secret_json()
     try:
-        build_store.insert(session, build)
+        build_store.insert(
+            session, build, lambda build_id: box.seal(secrets, build_context(build_id))
+        )
     except IntegrityError:
         # Two identical requests raced on the same Idempotency-Key: the other one won.
         session.rollback()
@@ -119,8 +122,6 @@ def start(
         if existing is None:
             raise
         return _replay(existing, fingerprint), False
-    build.overrides_enc = box.seal(request.overrides.to_secret_json(), build_context(build.id))
-    session.flush()
     return build, True
 
 

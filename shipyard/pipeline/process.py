@@ -85,10 +85,16 @@ def run(
     deadline = time.monotonic() + timeout_s
     outcome: type[Exception] | None = None
     while proc.poll() is None:
-        if cancel.wait(0.05):
+        # Wake when the child closes its output (it exited), not at the next 50 ms tick.
+        if reader.is_alive():
+            reader.join(0.05)
+        else:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.05)
+        if cancel.is_set():
             outcome = Cancelled
             break
-        if time.monotonic() > deadline:
+        if proc.poll() is None and time.monotonic() > deadline:
             outcome = TimedOut
             break
     if outcome is not None:

@@ -6,7 +6,7 @@ WHERE clause, so a stale worker or a duplicate delivery changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,22 +27,24 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def insert(session: Session, build: Build) -> Build:
-    """Insert with a fresh random id, retrying on the (rare) clash with an existing id."""
+def insert(session: Session, build: Build, seal: Callable[[str], bytes]) -> Build:
+    """Insert with a fresh random id: one INSERT (``seal(id)`` gives the encrypted overrides,
+    which are bound to the id). On the rare clash with an existing id the transaction is
+    rolled back and another id drawn, so the caller must not have written anything else in
+    it. A clash on the Idempotency-Key is raised as ``IntegrityError``."""
     for _ in range(_ID_ATTEMPTS):
         build.id = new_build_id()
-        if session.get(Build, build.id) is not None:
-            continue
-        nested = session.begin_nested()
+        build.overrides_enc = seal(build.id)
+        session.add(build)
         try:
-            session.add(build)
             session.flush()
         except IntegrityError:
-            nested.rollback()
-            if build.idempotency_key is not None:
+            session.rollback()
+            if build.idempotency_key is not None and by_idempotency_key(
+                session, build.workload_id, build.idempotency_key
+            ):
                 raise
             continue
-        nested.commit()
         return build
     raise RuntimeError("could not allocate a unique build id")
 

@@ -71,21 +71,29 @@ def _update(
     )
 
 
-@router.get("/services/{serviceId}/build-arguments", summary="Get service build arguments")
+@router.get(
+    "/services/{serviceId}/build-arguments",
+    summary="Get service build arguments",
+    response_model=None,
+)
 def get_service_build_arguments(
     projectId: str, serviceId: str, session: DB, state: State, caller: Caller, show: Show = "all"
 ) -> dict[str, Any]:
     return _get(session, state, caller, projectId, "service", serviceId, show)
 
 
-@router.get("/jobs/{jobId}/build-arguments", summary="Get job build arguments")
+@router.get("/jobs/{jobId}/build-arguments", summary="Get job build arguments", response_model=None)
 def get_job_build_arguments(
     projectId: str, jobId: str, session: DB, state: State, caller: Caller, show: Show = "all"
 ) -> dict[str, Any]:
     return _get(session, state, caller, projectId, "job", jobId, show)
 
 
-@router.post("/services/{serviceId}/build-arguments", summary="Update service build arguments")
+@router.post(
+    "/services/{serviceId}/build-arguments",
+    summary="Update service build arguments",
+    response_model=None,
+)
 def update_service_build_arguments(
     projectId: str,
     serviceId: str,
@@ -97,7 +105,9 @@ def update_service_build_arguments(
     return _update(session, state, caller, projectId, "service", serviceId, body)
 
 
-@router.post("/jobs/{jobId}/build-arguments", summary="Update job build arguments")
+@router.post(
+    "/jobs/{jobId}/build-arguments", summary="Update job build arguments", response_model=None
+)
 def update_job_build_arguments(
     projectId: str,
     jobId: str,

@@ -111,7 +111,7 @@ def _start(
     return envelope(build_out(build))
 
 
-@router.post("/services/{serviceId}/build", summary="Start service build")
+@router.post("/services/{serviceId}/build", summary="Start service build", response_model=None)
 def start_service_build(
     projectId: str,
     serviceId: str,
@@ -140,7 +140,7 @@ def start_service_build(
     return _start(session, state, workload, request, idempotency_key, fingerprint)
 
 
-@router.post("/jobs/{jobId}/build", summary="Start job build")
+@router.post("/jobs/{jobId}/build", summary="Start job build", response_model=None)
 def start_job_build(
     projectId: str,
     jobId: str,
@@ -190,14 +190,14 @@ def _list(
     )
 
 
-@router.get("/services/{serviceId}/build", summary="List service builds")
+@router.get("/services/{serviceId}/build", summary="List service builds", response_model=None)
 def list_service_builds(
     projectId: str, serviceId: str, session: DB, caller: Caller, page: Page
 ) -> dict[str, Any]:
     return _list(session, caller, projectId, "service", serviceId, page)
 
 
-@router.get("/jobs/{jobId}/build", summary="List job builds")
+@router.get("/jobs/{jobId}/build", summary="List job builds", response_model=None)
 def list_job_builds(
     projectId: str, jobId: str, session: DB, caller: Caller, page: Page
 ) -> dict[str, Any]:
@@ -212,14 +212,16 @@ def _get(
     return build_store.get(session, workload.id, build_id)
 
 
-@router.get("/services/{serviceId}/build/{buildId}", summary="Get service build")
+@router.get(
+    "/services/{serviceId}/build/{buildId}", summary="Get service build", response_model=None
+)
 def get_service_build(
     projectId: str, serviceId: str, buildId: str, session: DB, caller: Caller
 ) -> dict[str, Any]:
     return envelope(build_out(_get(session, caller, projectId, "service", serviceId, buildId)))
 
 
-@router.get("/jobs/{jobId}/build/{buildId}", summary="Get job build")
+@router.get("/jobs/{jobId}/build/{buildId}", summary="Get job build", response_model=None)
 def get_job_build(
     projectId: str, jobId: str, buildId: str, session: DB, caller: Caller
 ) -> dict[str, Any]:
@@ -246,14 +248,16 @@ def _abort(
     return envelope(build_out(build))
 
 
-@router.delete("/services/{serviceId}/build/{buildId}", summary="Abort service build")
+@router.delete(
+    "/services/{serviceId}/build/{buildId}", summary="Abort service build", response_model=None
+)
 def abort_service_build(
     projectId: str, serviceId: str, buildId: str, session: DB, state: State, caller: Caller
 ) -> dict[str, Any]:
     return _abort(session, state, caller, projectId, "service", serviceId, buildId)
 
 
-@router.delete("/jobs/{jobId}/build/{buildId}", summary="Abort job build")
+@router.delete("/jobs/{jobId}/build/{buildId}", summary="Abort job build", response_model=None)
 def abort_job_build(
     projectId: str, jobId: str, buildId: str, session: DB, state: State, caller: Caller
 ) -> dict[str, Any]:

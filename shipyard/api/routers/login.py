@@ -12,6 +12,6 @@ from shipyard.api.schemas.common import envelope
 router = APIRouter(tags=["auth"])
 
 
-@router.get("/v1/login", summary="Check a token")
+@router.get("/v1/login", summary="Check a token", response_model=None)
 def login(caller: Caller) -> dict[str, Any]:
     return envelope({"name": caller.name, "projectId": caller.project_id, "valid": True})

@@ -176,6 +176,7 @@ def _register_for_both(suffix: str, factory: Any, summary: str) -> None:
             factory(entity),
             methods=["GET"],
             summary=summary.format(entity=entity),
+            response_model=None,
         )
 
 
@@ -285,6 +286,8 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
         final ``end`` event carries the concluded build."""
         build = _find_build(session, caller, projectId, entity, entityId, buildId)
         start = after if after is not None else _event_id(last_event_id)
+        # The stream outlives this handler: give the connection back now (SQLite has one).
+        session.close()
 
         def final() -> dict[str, Any]:
             with state.sessions() as s:

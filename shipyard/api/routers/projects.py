@@ -30,7 +30,7 @@ def project_out(project: Project) -> dict[str, Any]:
     }
 
 
-@router.post("", summary="Create project")
+@router.post("", summary="Create project", response_model=None)
 def create_project(body: CreateProject, session: DB, caller: Caller) -> dict[str, Any]:
     caller.require(Permission.PROJECTS_CREATE)
     if caller.project_id is not None:
@@ -51,7 +51,7 @@ def create_project(body: CreateProject, session: DB, caller: Caller) -> dict[str
     return envelope(project_out(project))
 
 
-@router.get("", summary="List projects")
+@router.get("", summary="List projects", response_model=None)
 def list_projects(session: DB, caller: Caller, page: Page) -> dict[str, Any]:
     caller.require(Permission.PROJECTS_READ)
     offset = offset_of(page)
@@ -65,7 +65,7 @@ def list_projects(session: DB, caller: Caller, page: Page) -> dict[str, Any]:
     )
 
 
-@router.get("/{projectId}", summary="Get project")
+@router.get("/{projectId}", summary="Get project", response_model=None)
 def get_project(projectId: str, session: DB, caller: Caller) -> dict[str, Any]:
     caller.require(Permission.PROJECTS_READ, projectId)
     return envelope(project_out(project_store.get(session, projectId)))

@@ -108,51 +108,51 @@ def _list(
     )
 
 
-@router.post("/services/combined", summary="Create combined service")
+@router.post("/services/combined", summary="Create combined service", response_model=None)
 def create_combined_service(
     projectId: str, body: CreateWorkload, session: DB, state: State, caller: Caller
 ) -> dict[str, Any]:
     return _create(session, state.box, caller, projectId, "service", WorkloadKind.COMBINED, body)
 
 
-@router.post("/services/build", summary="Create build service")
+@router.post("/services/build", summary="Create build service", response_model=None)
 def create_build_service(
     projectId: str, body: CreateWorkload, session: DB, state: State, caller: Caller
 ) -> dict[str, Any]:
     return _create(session, state.box, caller, projectId, "service", WorkloadKind.BUILD, body)
 
 
-@router.post("/jobs/manual", summary="Create manual job")
+@router.post("/jobs/manual", summary="Create manual job", response_model=None)
 def create_manual_job(
     projectId: str, body: CreateWorkload, session: DB, state: State, caller: Caller
 ) -> dict[str, Any]:
     return _create(session, state.box, caller, projectId, "job", WorkloadKind.MANUAL_JOB, body)
 
 
-@router.post("/jobs/cron", summary="Create cron job")
+@router.post("/jobs/cron", summary="Create cron job", response_model=None)
 def create_cron_job(
     projectId: str, body: CreateWorkload, session: DB, state: State, caller: Caller
 ) -> dict[str, Any]:
     return _create(session, state.box, caller, projectId, "job", WorkloadKind.CRON_JOB, body)
 
 
-@router.get("/services", summary="List services")
+@router.get("/services", summary="List services", response_model=None)
 def list_services(projectId: str, session: DB, caller: Caller, page: Page) -> dict[str, Any]:
     return _list(session, caller, projectId, "service", page)
 
 
-@router.get("/jobs", summary="List jobs")
+@router.get("/jobs", summary="List jobs", response_model=None)
 def list_jobs(projectId: str, session: DB, caller: Caller, page: Page) -> dict[str, Any]:
     return _list(session, caller, projectId, "job", page)
 
 
-@router.get("/services/{serviceId}", summary="Get service")
+@router.get("/services/{serviceId}", summary="Get service", response_model=None)
 def get_service(projectId: str, serviceId: str, session: DB, caller: Caller) -> dict[str, Any]:
     caller.require(permissions.READ["service"], projectId)
     return envelope(workload_out(workload_store.get(session, projectId, "service", serviceId)))
 
 
-@router.get("/jobs/{jobId}", summary="Get job")
+@router.get("/jobs/{jobId}", summary="Get job", response_model=None)
 def get_job(projectId: str, jobId: str, session: DB, caller: Caller) -> dict[str, Any]:
     caller.require(permissions.READ["job"], projectId)
     return envelope(workload_out(workload_store.get(session, projectId, "job", jobId)))
