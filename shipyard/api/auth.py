@@ -43,10 +43,14 @@ def bearer(header: str | None) -> str | None:
     return value.strip()
 
 
+def is_admin_token(token: str, admin_token: str) -> bool:
+    return hmac.compare_digest(token.encode(), admin_token.encode())
+
+
 def authenticate(session: Session, token: str | None, admin_token: str) -> Principal:
     if token is None:
         raise Unauthenticated("missing bearer token (Authorization: Bearer <token>)")
-    if hmac.compare_digest(token.encode(), admin_token.encode()):
+    if is_admin_token(token, admin_token):
         return admin_principal()
     row = token_store.find(session, token)
     if row is None:

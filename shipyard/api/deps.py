@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -11,7 +10,13 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from shipyard.api.auth import Principal, admin_principal, authenticate, bearer
+from shipyard.api.auth import (
+    Principal,
+    admin_principal,
+    authenticate,
+    bearer,
+    is_admin_token,
+)
 from shipyard.executors.base import Executor
 from shipyard.settings import Settings
 from shipyard.store.crypto import SecretBox
@@ -54,7 +59,7 @@ DB = Annotated[Session, Depends(db_session)]
 
 async def caller(request: Request, state: State, session: DB) -> Principal:
     token = bearer(request.headers.get("authorization"))
-    if token is not None and hmac.compare_digest(token.encode(), state.admin_token.encode()):
+    if token is not None and is_admin_token(token, state.admin_token):
         return admin_principal()
     # Stored tokens need the database: off the event loop.
     return await run_in_threadpool(authenticate, session, token, state.admin_token)

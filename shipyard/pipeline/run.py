@@ -90,6 +90,7 @@ class Pipeline:
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True, mode=0o700)
         try:
+            report.stage(BuildStatus.CLONING)
             if reuse is not None and job.use_cache:
                 reused = self._try_reuse(job, report, cancel, workdir, deadline, reuse)
                 if reused is not None:
@@ -140,7 +141,6 @@ class Pipeline:
             source.pull_request_id is not None or job.path_rules or not source.branch
         ):
             return None
-        report.stage(BuildStatus.CLONING)
         sha = source.sha or list_remote_head(
             job.repository_url,
             str(source.branch),
@@ -184,7 +184,6 @@ class Pipeline:
     ) -> Outcome:
         request = job.request
         source = request.source
-        report.stage(BuildStatus.CLONING)
         if source.kind is SourceKind.BUNDLE:
             assert source.bundle_url is not None
             root = fetch_bundle(

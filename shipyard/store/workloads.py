@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -57,7 +56,3 @@ def list_page(
         .limit(limit)
     )
     return list(session.scalars(query))
-
-
-def spec_for_response(workload: Workload) -> dict[str, Any]:
-    return dict(workload.spec)
