@@ -13,6 +13,11 @@ command -v git >/dev/null || need+=(git)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+# The build sandbox: rootless buildah (newuidmap), per-build network namespaces and rules.
+command -v newuidmap >/dev/null || need+=(uidmap)
+command -v iptables >/dev/null || need+=(iptables)
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -33,12 +33,39 @@ class Settings(BaseSettings):
     bundle_timeout_s: float = 300.0
     allow_private_urls: bool = False
     build_network: str = Field(
-        default="host", description="buildah --network for RUN steps: host, none or a CNI name"
+        default="isolated",
+        description="RUN steps' network: isolated (outbound only, no host or private "
+        "ranges), none, or host (UNSAFE: RUN steps reach every host service)",
     )
     git_timeout_s: float = 600.0
     executor: str = Field(default="local", description="local | none (API only)")
     heartbeat_s: float = 2.0
+    # Set by prepare(): names this instance's build users, namespaces and cgroups.
+    instance_id: str = ""
     lease_s: float = 30.0
+
+    # Sandbox (SECURITY.md): every build runs rootless as its project's own host user.
+    sandbox_dir: Path | None = Field(
+        default=None,
+        description="Build users' stores and work dirs; default /var/lib/shipyard-sandbox/"
+        "<instance id>. Every ancestor must be searchable (o+x) by other users",
+    )
+    base_images_dir: Path | None = Field(
+        default=None,
+        description="A root-owned buildah store whose images every project may build FROM "
+        "(default <data dir>/base-images)",
+    )
+    build_memory_mb: int = Field(default=4096, ge=64)
+    build_pids: int = Field(default=4096, ge=32)
+    build_cpu_shares: int = Field(default=512, ge=2, description="against 1024 of the API")
+    build_cpus: float | None = Field(default=None, gt=0, description="hard CPU quota (cores)")
+    build_max_log_lines: int = Field(default=100_000, ge=100)
+    build_max_log_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    build_max_line_bytes: int = Field(default=16 * 1024, ge=256)
+    build_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDRs that RUN steps may reach despite the private-range policy",
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -63,9 +90,13 @@ def _load_or_create(path: Path, length: int) -> str:
 def prepare(settings: Settings) -> Settings:
     """Fill generated secrets (saved in the data dir) so every later reader sees one value."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Root-only: the DB, keys, tokens and registry storage live here, and build users exist.
+    settings.data_dir.chmod(0o700)
     updates: dict[str, object] = {"data_dir": settings.data_dir.resolve()}
     if settings.admin_token is None:
         updates["admin_token"] = SecretStr(_load_or_create(settings.data_dir / "admin-token", 32))
     if settings.secret_key is None:
         updates["secret_key"] = SecretStr(_load_or_create(settings.data_dir / "secret-key", 32))
+    instance_id = _load_or_create(settings.data_dir / "instance-id", 6)
+    updates["instance_id"] = "".join(c for c in instance_id.lower() if c.isalnum())[:8] or "x"
     return settings.model_copy(update=updates)

@@ -3,13 +3,18 @@ local executor. The registry lives exactly as long as the executor."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
-from shipyard.pipeline.builder import Buildah, BuildahStore
+from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
 from shipyard.pipeline.run import Pipeline, PipelineSettings
+from shipyard.sandbox.cgroups import Limits
+from shipyard.sandbox.network import NetworkMode
+from shipyard.sandbox.sandbox import Sandbox, SandboxSettings
 from shipyard.settings import Settings
 from shipyard.store.crypto import SecretBox
 
@@ -32,13 +37,26 @@ class LocalRuntime:
         else:
             self.embedded = EmbeddedRegistry(data, settings.registry_port)
             target = self.embedded.target
-        store = BuildahStore(root=data / "buildah" / "root", runroot=data / "buildah" / "runroot")
-        # Two builds share one store (locked by containers/storage); the janitor must then only
-        # remove the containers of the build it cleans up after.
-        buildah = Buildah(
-            store,
-            exclusive_store=settings.max_concurrent_builds <= 1,
-            pull_tls_verify=not target.insecure,
+        base = settings.base_images_dir or data / "base-images"
+        loopback: tuple[int, ...] = (settings.port,)
+        if self.embedded is not None:
+            loopback += (settings.registry_port,)
+        self.sandbox = Sandbox(
+            SandboxSettings(
+                root=settings.sandbox_dir
+                or Path("/var/lib/shipyard-sandbox") / settings.instance_id,
+                instance_id=settings.instance_id,
+                network=NetworkMode(settings.build_network),
+                limits=Limits(
+                    memory_bytes=settings.build_memory_mb * 1024 * 1024,
+                    pids=settings.build_pids,
+                    cpu_shares=settings.build_cpu_shares,
+                    cpu_quota=settings.build_cpus,
+                ),
+                loopback_ports=loopback,
+                allowed_networks=tuple(settings.build_allowed_networks),
+                base_store=BuildahStore(root=base / "root", runroot=base / "runroot"),
+            )
         )
         pipeline = Pipeline(
             PipelineSettings(
@@ -48,9 +66,9 @@ class LocalRuntime:
                 max_bundle_bytes=settings.max_bundle_bytes,
                 bundle_timeout_s=settings.bundle_timeout_s,
                 allow_private_urls=settings.allow_private_urls,
-                network=settings.build_network,
+                pull_tls_verify=not target.insecure,
             ),
-            buildah,
+            self.sandbox,
             target,
         )
         self.registry = target
@@ -71,6 +89,7 @@ class LocalRuntime:
         self.executor.abort(build_id)
 
     def start(self) -> None:
+        self.sandbox.start()
         if self.embedded is not None:
             self.embedded.start()
         self.pipeline.clean_leftovers()

@@ -23,6 +23,7 @@ from pathlib import Path
 from shipyard.pipeline.errors import BuildFailed, Cancelled, PushFailed, TimedOut
 from shipyard.pipeline.process import Completed, LineSink, run
 from shipyard.pipeline.registry import RegistryTarget
+from shipyard.sandbox.launcher import Launcher
 
 STORAGE_DRIVER = "overlay"  # native overlay: 3x faster and 4x smaller than vfs here
 JANITOR_STEP_TIMEOUT_S = 30.0
@@ -45,6 +46,21 @@ _PLAIN_HTTP = "server gave HTTP response to HTTPS client"
 
 # How long the janitor keeps sweeping a build's runc containers.
 JANITOR_SWEEP_S = 5.0
+
+# Build-argument values travel in buildah's environment (``--build-arg NAME`` reads it), not
+# in argv, which every local user can read in /proc. Names buildah itself needs from its
+# environment cannot carry a value that way; those few go in argv.
+_ENV_RESERVED = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME",
+     "XDG_DATA_HOME", "LANG", "LC_ALL", "SHELL", "PWD", "TERM", "TZ"}
+)  # fmt: skip
+_ENV_RESERVED_PREFIXES = ("BUILDAH_", "CONTAINERS_", "STORAGE_", "REGISTRY_AUTH", "DOCKER_",
+                          "_CONTAINERS", "LD_", "GO", "SSL_", "HTTP", "NO_PROXY")  # fmt: skip
+
+
+def _via_env(name: str) -> bool:
+    upper = name.upper()
+    return upper not in _ENV_RESERVED and not upper.startswith(_ENV_RESERVED_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,9 @@ class Buildah:
         retry_delay_s: float = 2.0,
         exclusive_store: bool = True,
         pull_tls_verify: bool = True,
+        launcher: Launcher | None = None,
+        env: Mapping[str, str] | None = None,
+        runc_root: Path | None = None,
     ) -> None:
         """``retry_delay_s``: pause between buildah's registry retries (buildah 1.28 ignores
         ``--retry`` and always retries 3 times). ``exclusive_store``: no other build uses the
@@ -152,12 +171,23 @@ class Buildah:
         self.exclusive_store = exclusive_store
         # False when base images come from Shipyard's own plain-HTTP loopback registry.
         self.pull_tls_verify = pull_tls_verify
+        # Sandboxed (rootless) builds: how each command starts, its whole environment, and
+        # where rootless runc keeps its state. None = run directly as this process.
+        self.launcher = launcher
+        self.base_env = dict(env) if env is not None else None
+        self.runc_root = runc_root
 
     def _argv(self, *args: str) -> list[str]:
-        return [self.binary, *self.store.args(), *args]
+        argv = [self.binary, *self.store.args(), *args]
+        return self.launcher.wrap(argv) if self.launcher is not None else argv
 
     def _env(self, tmpdir: Path) -> dict[str, str]:
-        return {**os.environ, "TMPDIR": str(tmpdir)}
+        base = self.base_env if self.base_env is not None else os.environ
+        return {**base, "TMPDIR": str(tmpdir)}
+
+    def bud_env(self, spec: BuildSpec) -> dict[str, str]:
+        """The build-argument values ``bud_argv`` leaves out of argv."""
+        return {k: v for k, v in spec.build_args.items() if _via_env(k)}
 
     def _retry_args(self) -> list[str]:
         return ["--retry-delay", f"{max(1, round(self.retry_delay_s * 1000))}ms"]
@@ -182,7 +212,7 @@ class Buildah:
         if spec.timestamp is not None:
             argv += ["--timestamp", str(spec.timestamp)]
         for key, value in spec.build_args.items():
-            argv += ["--build-arg", f"{key}={value}"]
+            argv += ["--build-arg", key if _via_env(key) else f"{key}={value}"]
         for secret_id, path in spec.secrets.items():
             argv += ["--secret", f"id={secret_id},src={path}"]
         argv += ["-t", spec.tag, "-f", str(spec.dockerfile), "--", str(spec.context_dir)]
@@ -205,7 +235,7 @@ class Buildah:
                 cancel=cancel,
                 timeout_s=timeout_s,
                 cwd=spec.context_dir,
-                env=self._env(spec.tmpdir),
+                env={**self._env(spec.tmpdir), **self.bud_env(spec)},
             )
         except (Cancelled, TimedOut):
             # The group got SIGTERM (buildah cleans up itself), maybe SIGKILL after the
@@ -247,7 +277,7 @@ class Buildah:
         if target.username is not None and target.password is not None:
             # An auth file rather than ``--creds user:pass``: argv is readable by every
             # local user through /proc, a 0600 file is not; and nothing of it is logged.
-            _write_authfile(authfile, target)
+            _write_authfile(authfile, target, owner=self.launcher)
             argv += ["--authfile", str(authfile)]
         argv += ["--", image, f"docker://{destination}"]
         try:
@@ -263,11 +293,15 @@ class Buildah:
             raise PushFailed(f"could not push image to {target.host}: no digest from buildah")
         return digest
 
-    def _quiet(self, argv: list[str], on_line: LineSink | None = None) -> Completed | None:
-        """Run a clean-up command; never raises (clean-up must not hide the real outcome)."""
+    def _quiet(
+        self, argv: list[str], on_line: LineSink | None = None, *, env: bool = False
+    ) -> Completed | None:
+        """Run a clean-up command; never raises (clean-up must not hide the real outcome).
+        ``env``: a buildah command, which needs the (build user's) environment."""
         try:
             return run(
                 argv,
+                env=self.base_env if env else None,
                 on_line=on_line or (lambda _line: None),
                 cancel=threading.Event(),  # clean-up runs even when the build was cancelled
                 timeout_s=JANITOR_STEP_TIMEOUT_S,
@@ -277,7 +311,7 @@ class Buildah:
 
     def remove_image(self, image: str) -> None:
         """Best effort; no ``--force``, which would also remove other builds' containers."""
-        self._quiet(self._argv("rmi", "--", image))
+        self._quiet(self._argv("rmi", "--", image), env=True)
 
     def janitor(self, tmpdir: Path, *, on_line: LineSink | None = None) -> None:
         """Clean up after a killed or crashed build whose TMPDIR was ``tmpdir``.
@@ -292,27 +326,29 @@ class Buildah:
         while containers := self._runc_containers_under(tmpdir):
             for container_id in containers:
                 # ``delete --force`` kills the container's processes and removes its state.
-                self._quiet([self.runtime, "delete", "--force", container_id], on_line)
+                root = ["--root", str(self.runc_root)] if self.runc_root is not None else []
+                self._quiet([self.runtime, *root, "delete", "--force", container_id], on_line)
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         if self.exclusive_store:
             # Working containers carry no trace of the build that made them, so only a
             # store nobody else is using right now can be swept.
-            self._quiet(self._argv("rm", "--all"), on_line)
+            self._quiet(self._argv("rm", "--all"), on_line, env=True)
         unmount_under(tmpdir)
         shutil.rmtree(tmpdir, ignore_errors=True)
 
     def sweep_store(self, *, on_line: LineSink | None = None) -> None:
         """Remove every working container of the store: only safe while no build runs in it
         (at start-up, before the executor takes work)."""
-        self._quiet(self._argv("rm", "--all"), on_line)
+        self._quiet(self._argv("rm", "--all"), on_line, env=True)
 
     def _runc_containers_under(self, tmpdir: Path) -> list[str]:
         # buildah runs runc without --root, so its state is in runc's default root
         # (/run/runc for root); filter by bundle so other builds' containers are untouched.
         output: list[str] = []
-        completed = self._quiet([self.runtime, "list", "--format", "json"], output.append)
+        root = ["--root", str(self.runc_root)] if self.runc_root is not None else []
+        completed = self._quiet([self.runtime, *root, "list", "--format", "json"], output.append)
         if completed is None or completed.returncode != 0:
             return []
         # stderr is merged in: runc complains there about broken state dirs of other
@@ -357,10 +393,14 @@ def remote_image_exists(
     return completed.returncode == 0
 
 
-def _write_authfile(path: Path, target: RegistryTarget) -> None:
+def _write_authfile(path: Path, target: RegistryTarget, owner: Launcher | None = None) -> None:
+    """0600, owned by whoever runs buildah (the build user, for sandboxed builds)."""
     token = base64.b64encode(f"{target.username}:{target.password}".encode()).decode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
+        if owner is not None:
+            os.fchown(handle.fileno(), owner.uid, owner.gid)
         json.dump({"auths": {target.host: {"auth": token}}}, handle)
 
 

@@ -15,11 +15,12 @@ from shipyard.builds.relevant_commit import PathRules
 from shipyard.builds.request import BuildRequest, SourceKind
 from shipyard.builds.status import BuildStatus
 from shipyard.pipeline import context as build_context
-from shipyard.pipeline.builder import Buildah, BuildSpec, remote_image_exists
+from shipyard.pipeline.builder import BuildSpec, remote_image_exists
 from shipyard.pipeline.errors import PipelineError, TimedOut
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.source_bundle import fetch_bundle
 from shipyard.pipeline.source_git import fetch_source, list_remote_head
+from shipyard.sandbox.sandbox import BuildSandbox, Sandbox
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,15 @@ class PipelineSettings:
     max_bundle_bytes: int
     bundle_timeout_s: float
     allow_private_urls: bool
-    network: str
+    pull_tls_verify: bool = True
 
 
 class Pipeline:
     def __init__(
-        self, settings: PipelineSettings, buildah: Buildah, registry: RegistryTarget
+        self, settings: PipelineSettings, sandbox: Sandbox, registry: RegistryTarget
     ) -> None:
         self.settings = settings
-        self.buildah = buildah
+        self.sandbox = sandbox
         self.registry = registry
 
     def run(
@@ -86,16 +87,25 @@ class Pipeline:
         by ``git ls-remote``) and an identical earlier build's image is still in the registry,
         that image is the outcome and nothing is fetched or built."""
         deadline = time.monotonic() + self.settings.build_timeout_s
-        workdir = self.settings.work_root / f"{job.build_id}-{job.attempt}"
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True, mode=0o700)
+        key = f"{job.build_id}-{job.attempt}"
+        # Root-only scratch for the server's own steps (the reuse check's auth file).
+        scratch = self.settings.work_root / key
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True, mode=0o700)
         try:
             report.stage(BuildStatus.CLONING)
             if reuse is not None and job.use_cache:
-                reused = self._try_reuse(job, report, cancel, workdir, deadline, reuse)
+                reused = self._try_reuse(job, report, cancel, scratch, deadline, reuse)
                 if reused is not None:
                     return reused
-            return self._run(job, report, cancel, workdir, deadline)
+            with self.sandbox.for_build(job.project_id, key) as box:
+                try:
+                    return self._run(job, report, cancel, box, deadline)
+                except PipelineError as exc:
+                    # The kernel's cap, not buildah's "exit status 137", is the cause.
+                    if (limit := box.limit_message()) is not None:
+                        raise PipelineError(limit) from exc
+                    raise
         except TimedOut as exc:
             if time.monotonic() < deadline:
                 raise  # one step's own limit (e.g. git), named in its message
@@ -104,24 +114,15 @@ class Pipeline:
                 "(SHIPYARD_BUILD_TIMEOUT_S)"
             ) from exc
         finally:
-            if cancel.is_set():
-                # A RUN container that started while buildah was being stopped.
-                self.buildah.janitor(workdir / "tmp")
-            # Removes the decrypted build files and secret mounts with everything else.
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def clean_leftovers(self) -> int:
-        """After a crash: stop what killed builds left (runc containers, mounts, working
-        containers) and remove their work dirs, which may hold decrypted secrets. Call only
-        before any build of this store starts. Returns how many work dirs were removed."""
-        removed = 0
+        """After a crash: stop what killed builds left (processes, namespaces, mounts) and
+        remove their work dirs, which may hold decrypted secrets. Call only before any build
+        starts. Returns how many work dirs were removed."""
         if self.settings.work_root.is_dir():
-            for workdir in self.settings.work_root.iterdir():
-                self.buildah.janitor(workdir / "tmp")
-                shutil.rmtree(workdir, ignore_errors=True)
-                removed += 1
-        self.buildah.sweep_store()
-        return removed
+            shutil.rmtree(self.settings.work_root, ignore_errors=True)
+        return self.sandbox.clean_leftovers()
 
     def _try_reuse(
         self,
@@ -179,9 +180,10 @@ class Pipeline:
         job: BuildJob,
         report: Reporter,
         cancel: threading.Event,
-        workdir: Path,
+        box: BuildSandbox,
         deadline: float,
     ) -> Outcome:
+        workdir = box.workdir
         request = job.request
         source = request.source
         if source.kind is SourceKind.BUNDLE:
@@ -219,6 +221,9 @@ class Pipeline:
         local_tag = f"{repository}:{tag}"
         tmpdir = workdir / "tmp"
         tmpdir.mkdir(mode=0o700)
+        box.hand_over()
+        box.import_base_images()
+        buildah = box.buildah(pull_tls_verify=self.settings.pull_tls_verify)
 
         report.stage(BuildStatus.BUILDING)
         spec = BuildSpec(
@@ -231,15 +236,15 @@ class Pipeline:
             target=request.overrides.docker.target,
             secrets=prepared.secrets,
             layers=job.use_cache,
-            network=self.settings.network,
+            network=box.run_network,
         )
-        image_id = self.buildah.bud(
+        image_id = buildah.bud(
             spec, on_line=report.line, cancel=cancel, timeout_s=self._remaining(deadline)
         )
 
         report.stage(BuildStatus.UPLOADING)
         report.line(f"Pushing {local_tag}")
-        digest = self.buildah.push(
+        digest = buildah.push(
             image_id,
             local_tag,
             target=self.registry,

@@ -14,6 +14,7 @@ from shipyard.pipeline.builder import unmount_under
 from tests.helpers.live import (
     LiveServer,
     running_containers_under,
+    sandbox_dir,
     seed_base_image,
     start_server,
     stop_server,
@@ -81,10 +82,10 @@ def test_killed_server_leaves_crashed_builds_and_no_processes(
             ).json()["data"]["id"]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        assert running_containers_under(data), (
+        assert running_containers_under(data, running), (
             "expected the RUN step to survive SIGKILL (DESIGN.md)"
         )
-        assert any((data / "work").iterdir())
+        assert any(sandbox_dir(data).glob("*/work/*"))
     except BaseException:
         stop_server(proc)
         raise
@@ -92,10 +93,12 @@ def test_killed_server_leaves_crashed_builds_and_no_processes(
     try:
         build = live.wait(f"{svc}/build/{running}", timeout=30)
         assert build["status"] == "CRASHED" and "start the build again" in build["message"]
-        assert running_containers_under(data) == [], "the janitor should have stopped the RUN step"
+        assert running_containers_under(data, running) == [], (
+            "the janitor should have stopped the RUN step"
+        )
         # Queued work survives the crash and runs after the restart.
         assert live.wait(f"{svc}/build/{queued}", timeout=60)["status"] == "SUCCESS"
-        assert list((data / "work").iterdir()) == []
+        assert list(sandbox_dir(data).glob(f"*/work/{running}-*")) == []
         assert httpx.get(f"http://{live.registry}/v2/", timeout=5).status_code == 200
     finally:
         stop_server(proc)

@@ -19,6 +19,9 @@ import pytest
 
 from shipyard.pipeline.builder import Buildah, BuildahStore, unmount_under
 from shipyard.pipeline.net import free_port
+from shipyard.sandbox.cgroups import Limits
+from shipyard.sandbox.network import NetworkMode
+from shipyard.sandbox.sandbox import Sandbox, SandboxSettings
 from tests.helpers.images import build_busybox_base
 from tests.helpers.sample_app import SampleApp, make_sample_app
 
@@ -102,11 +105,28 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 
 def seed_base_image(data_dir: Path) -> BuildahStore:
+    """The busybox base in the server's shared base-image store (every project may use it)."""
     store = BuildahStore(
-        root=data_dir / "buildah" / "root", runroot=data_dir / "buildah" / "runroot"
+        root=data_dir / "base-images" / "root", runroot=data_dir / "base-images" / "runroot"
     )
     build_busybox_base(Buildah(store), data_dir.parent / "seed")
     return store
+
+
+def remove_sandbox(data_dir: Path) -> None:
+    """The build users, namespaces, cgroups and stores a test server made."""
+    try:
+        instance = instance_id(data_dir)
+    except OSError:
+        return
+    Sandbox(
+        SandboxSettings(
+            root=Path("/var/lib/shipyard-sandbox") / instance,
+            instance_id=instance,
+            network=NetworkMode.NONE,
+            limits=Limits(memory_bytes=1 << 30, pids=1024, cpu_shares=512),
+        )
+    ).remove()
 
 
 @pytest.fixture(scope="module")
@@ -125,16 +145,38 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     finally:
         stop_server(proc)
         unmount_under(store.root)
+        remove_sandbox(data_dir)
 
 
-def running_containers_under(path: Path) -> list[str]:
-    """runc containers (RUN steps) whose bundle lies under ``path``: scoped to one server's
-    data dir, so other tests' builds on this machine do not count."""
-    import json
+def instance_id(data_dir: Path) -> str:
+    instance = (data_dir / "instance-id").read_text().strip()
+    return "".join(c for c in instance.lower() if c.isalnum())[:8] or "x"
 
-    out = subprocess.run(
-        ["runc", "list", "--format", "json"], capture_output=True, text=True, timeout=30
-    )
-    entries = json.loads(out.stdout or "null") or []
-    root = str(path.resolve())
-    return [e["id"] for e in entries if str(e.get("bundle", "")).startswith(root)]
+
+def sandbox_dir(data_dir: Path) -> Path:
+    return Path("/var/lib/shipyard-sandbox") / instance_id(data_dir)
+
+
+def running_containers_under(path: Path, build_id: str | None = None) -> list[str]:
+    """RUN containers and processes left by one server (``path`` = its data dir): rootless
+    runc state in its build users' runtime dirs, and any live process of its build users
+    (only those in ``build_id``'s cgroups, when given)."""
+    import pwd
+
+    found: list[str] = []
+    sandbox = sandbox_dir(path)
+    if build_id is None:
+        found += [f"runc:{d.name}" for d in sandbox.glob("*/home/run/runc/*") if d.is_dir()]
+    prefix = f"sy{instance_id(path)[:6]}-"
+    uids = {e.pw_uid for e in pwd.getpwall() if e.pw_name.startswith(prefix)}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if proc.stat().st_uid not in uids:
+                    continue
+                if build_id is not None and f"/{build_id}-" not in (proc / "cgroup").read_text():
+                    continue
+                found.append(f"pid:{proc.name}")
+            except OSError:
+                continue
+    return found

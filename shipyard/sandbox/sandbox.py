@@ -1,0 +1,305 @@
+"""One build's sandbox, start to end, and the instance-wide parts it needs.
+
+``Sandbox.for_build`` gives a ``BuildSandbox``: the project's build user and store, a work
+dir that Shipyard fills as root and then hands to the user, the build's cgroups and network
+namespace, and a ``Buildah`` that runs everything through them. Leaving it kills whatever
+the build left running (the cgroup), removes the namespace and the work dir with the
+decrypted secrets in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shipyard.pipeline.builder import Buildah, BuildahStore
+from shipyard.pipeline.errors import PipelineError
+from shipyard.sandbox import network
+from shipyard.sandbox.cgroups import BuildCgroup, Limits
+from shipyard.sandbox.launcher import Launcher
+from shipyard.sandbox.layout import SandboxLayout, UserDirs, chown_tree
+from shipyard.sandbox.network import BuildNetwork, Loopback, NetworkMode
+from shipyard.sandbox.users import BuildUser, BuildUsers, SandboxError
+
+log = logging.getLogger(__name__)
+
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_BASE_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    root: Path
+    instance_id: str
+    network: NetworkMode
+    limits: Limits
+    loopback_ports: tuple[int, ...] = ()  # registry and token endpoint
+    allowed_networks: tuple[str, ...] = ()
+    base_store: BuildahStore | None = None  # images every project may build FROM
+    use_cgroups: bool = True
+
+
+class BaseImageError(PipelineError):
+    pass
+
+
+@dataclass
+class BuildSandbox:
+    sandbox: Sandbox
+    project_id: str
+    key: str
+    user: BuildUser
+    dirs: UserDirs
+    workdir: Path
+    cgroup: BuildCgroup | None
+    net: BuildNetwork | None
+    launcher: Launcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.launcher = Launcher(
+            uid=self.user.uid,
+            gid=self.user.gid,
+            netns=self.net.name if self.net is not None else None,
+            cgroup_procs=tuple(self.cgroup.procs_files()) if self.cgroup else (),
+        )
+
+    @property
+    def store(self) -> BuildahStore:
+        return BuildahStore(root=self.dirs.store / "root", runroot=self.dirs.store / "runroot")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "PATH": _PATH,
+            "HOME": str(self.dirs.home),
+            "USER": self.user.name,
+            "LOGNAME": self.user.name,
+            "XDG_RUNTIME_DIR": str(self.dirs.runtime_dir),
+            "TMPDIR": str(self.dirs.runtime_dir),
+            "LANG": "C.UTF-8",
+        }
+
+    @property
+    def run_network(self) -> str:
+        """buildah's ``--network`` for RUN steps: the namespace buildah itself is in."""
+        return "none" if self.sandbox.settings.network is NetworkMode.NONE else "host"
+
+    def buildah(self, *, pull_tls_verify: bool, exclusive: bool | None = None) -> Buildah:
+        return Buildah(
+            self.store,
+            pull_tls_verify=pull_tls_verify,
+            exclusive_store=self.sandbox.alone(self) if exclusive is None else exclusive,
+            launcher=self.launcher,
+            env=self.env,
+            runc_root=self.dirs.runc_root,
+        )
+
+    def hand_over(self) -> None:
+        """Shipyard has written source, build files and secrets: the build user owns them now
+        (0700 dirs under a root 0711 parent: no other build user can read them)."""
+        chown_tree(self.workdir, self.user)
+
+    def limit_message(self) -> str | None:
+        """Which kernel-enforced cap the build hit, if any (for the build's message)."""
+        if self.cgroup is None:
+            return None
+        limits = self.sandbox.settings.limits
+        if self.cgroup.oom_killed():
+            mib = limits.memory_bytes // (1024 * 1024)
+            return f"the build ran out of memory: it is limited to {mib} MiB (SHIPYARD_BUILD_MEMORY_MB)"
+        if self.cgroup.pids_exhausted():
+            return (f"the build hit its process limit of {limits.pids} "
+                    "(SHIPYARD_BUILD_PIDS)")  # fmt: skip
+        return None
+
+    def import_base_images(self) -> None:
+        self.sandbox.base_images.ensure(self)
+
+    def close(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.destroy()  # kills every process of the build first
+        if self.net is not None:
+            with contextlib.suppress(SandboxError):
+                self.net.destroy()
+        _runc_state_cleanup(self.dirs.runc_root, self.workdir)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Sandbox:
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        self.layout = SandboxLayout(settings.root)
+        self.users = BuildUsers(settings.instance_id)
+        self.base_images = BaseImages(self)
+        self._lock = threading.Lock()
+        self._active: Counter[str] = Counter()
+
+    def start(self) -> None:
+        self.layout.create()
+        if self.settings.network is not NetworkMode.HOST:
+            network.install_host_rules()
+
+    def alone(self, box: BuildSandbox) -> bool:
+        with self._lock:
+            return self._active[box.user.name] <= 1
+
+    @contextlib.contextmanager
+    def for_build(self, project_id: str, key: str) -> Iterator[BuildSandbox]:
+        user = self.users.for_project(project_id)
+        dirs = self.layout.user(user).create(user)
+        workdir = dirs.work / key
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(mode=0o700)
+        cgroup = None
+        if self.settings.use_cgroups:
+            cgroup = BuildCgroup(self.settings.instance_id, key)
+            cgroup.create(self.settings.limits)
+        net = None
+        if self.settings.network is not NetworkMode.HOST:
+            net = BuildNetwork(
+                self.settings.instance_id,
+                key,
+                Loopback(self.settings.loopback_ports),
+                allowed=self.settings.allowed_networks,
+                dns=tuple(network.nameservers()),
+            )
+        box = BuildSandbox(self, project_id, key, user, dirs, workdir, cgroup, net)
+        with self._lock:
+            self._active[user.name] += 1
+        try:
+            if net is not None:
+                net.create()
+            yield box
+        finally:
+            with self._lock:
+                self._active[user.name] -= 1
+            box.close()
+
+    def clean_leftovers(self) -> int:
+        """After a crash (before any build starts): kill what killed builds left running,
+        remove their namespaces, work dirs (decrypted secrets) and working containers."""
+        removed = 0
+        for name in BuildCgroup.instance_groups(self.settings.instance_id):
+            BuildCgroup(self.settings.instance_id, name).destroy()
+        with contextlib.suppress(SandboxError):
+            network.remove_stale(self.settings.instance_id)
+        if not self.settings.root.is_dir():
+            return 0
+        for name in self.users.all():
+            dirs = UserDirs(self.settings.root / name)
+            if not dirs.work.is_dir():
+                continue
+            for workdir in dirs.work.iterdir():
+                _runc_state_cleanup(dirs.runc_root, workdir)
+                shutil.rmtree(workdir, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def remove(self) -> None:
+        """Delete the instance's build users and everything they own (tests, uninstall)."""
+        self.clean_leftovers()
+        from shipyard.pipeline.builder import unmount_under
+
+        unmount_under(self.settings.root)
+        shutil.rmtree(self.settings.root, ignore_errors=True)
+        self.users.remove_all()
+
+
+def _runc_state_cleanup(runc_root: Path, workdir: Path) -> None:
+    """Rootless runc state of containers whose bundle was in ``workdir`` (processes are gone:
+    the cgroup was emptied)."""
+    if not runc_root.is_dir():
+        return
+    for state in runc_root.iterdir():
+        try:
+            config = json.loads((state / "state.json").read_text()).get("config", {})
+        except (OSError, ValueError):
+            continue
+        # runc records the bundle dir (in the build's TMPDIR) as a label.
+        labels = [str(label) for label in config.get("labels") or []]
+        bundles = [Path(label[len("bundle=") :]) for label in labels if label.startswith("bundle=")]
+        if any(bundle.is_relative_to(workdir) for bundle in bundles):
+            shutil.rmtree(state, ignore_errors=True)
+
+
+class BaseImages:
+    """Shared base images: the operator's root-owned store (``SHIPYARD_BASE_IMAGES_DIR``).
+
+    A rootless store cannot use root-owned layers, so each image is exported once to an OCI
+    archive (readable by all build users) and pulled into a project's store the first time
+    it builds, or after the base store changed."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+        self._lock = threading.Lock()
+
+    def _images(self, store: BuildahStore) -> list[tuple[str, list[str]]]:
+        done = subprocess.run(
+            ["buildah", *store.args(), "images", "--json"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise BaseImageError(f"cannot list the shared base images: {done.stderr.strip()}")
+        entries = json.loads(done.stdout or "[]") or []
+        return [(str(e["id"]), [str(n) for n in e.get("names") or []]) for e in entries]
+
+    def _stamp(self, store: BuildahStore) -> str:
+        index = store.root / "overlay-images" / "images.json"
+        try:
+            st = index.stat()
+        except OSError:
+            return "none"
+        return f"{st.st_mtime_ns}:{st.st_size}"
+
+    def ensure(self, box: BuildSandbox) -> None:
+        store = self._sandbox.settings.base_store
+        if store is None:
+            return
+        stamp = self._stamp(store)
+        if stamp == "none":
+            return
+        with contextlib.suppress(OSError):
+            if box.dirs.base_stamp.read_text() == stamp:
+                return
+        with self._lock:
+            images = [(i, n) for i, n in self._images(store) if n]
+            archives = [(self._export(store, image_id), names) for image_id, names in images]
+        buildah = box.buildah(pull_tls_verify=True, exclusive=False)
+        env = {**box.env, "TMPDIR": str(box.dirs.runtime_dir)}
+        for archive, names in archives:
+            pulled = subprocess.run(
+                buildah._argv("pull", "--quiet", f"oci-archive:{archive}"),
+                capture_output=True, text=True, timeout=_BASE_TIMEOUT_S, env=env, check=False,
+            )  # fmt: skip
+            image_id = pulled.stdout.strip().splitlines()[-1] if pulled.stdout.strip() else ""
+            if pulled.returncode != 0 or not image_id:
+                raise BaseImageError(
+                    f"cannot import base image {names[0]}: {pulled.stderr.strip()}"
+                )
+            subprocess.run(buildah._argv("tag", image_id, *names), capture_output=True,
+                           timeout=60, env=env, check=False)  # fmt: skip
+        box.dirs.base_stamp.write_text(stamp)
+
+    def _export(self, store: BuildahStore, image_id: str) -> Path:
+        archive = self._sandbox.layout.base_cache / f"{image_id}.tar"
+        if archive.exists():
+            return archive
+        partial = archive.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        done = subprocess.run(
+            ["buildah", *store.args(), "push", "--quiet", image_id, f"oci-archive:{partial}"],
+            capture_output=True, text=True, timeout=_BASE_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise BaseImageError(f"cannot export base image {image_id[:12]}: {done.stderr.strip()}")
+        partial.chmod(0o644)
+        partial.rename(archive)
+        return archive
