@@ -114,7 +114,7 @@ class BuildSandbox:
         limits = self.sandbox.settings.limits
         if self.cgroup.oom_killed():
             mib = limits.memory_bytes // (1024 * 1024)
-            return f"the build ran out of memory: it is limited to {mib} MiB (SHIPYARD_BUILD_MEMORY_MB)"
+            return f"the build ran out of memory: its limit is {mib} MiB (SHIPYARD_BUILD_MEMORY_MB)"
         if self.cgroup.pids_exhausted():
             return (f"the build hit its process limit of {limits.pids} "
                     "(SHIPYARD_BUILD_PIDS)")  # fmt: skip

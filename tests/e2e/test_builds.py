@@ -258,7 +258,8 @@ def test_base_image_pulled_from_the_embedded_registry(live: LiveServer, tmp_path
     from tests.helpers.images import BUSYBOX_IMAGE
 
     store = BuildahStore(
-        root=live.data_dir / "base-images" / "root", runroot=live.data_dir / "base-images" / "runroot"
+        root=live.data_dir / "base-images" / "root",
+        runroot=live.data_dir / "base-images" / "runroot",
     )
     base = f"{live.registry}/base/busybox:1"
     subprocess.run(
