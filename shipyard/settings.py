@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     heartbeat_s: float = 2.0
     lease_s: float = 30.0
 
+    # Registry auth (the embedded registry; shipyard/registryauth)
+    registry_shared_prefixes: list[str] = Field(
+        default=["shared"], description="Repositories under these every project may pull"
+    )
+    registry_token_service: str = "shipyard-registry"
+    registry_token_issuer: str = "shipyard"
+    registry_token_ttl_s: int = 300
+    registry_pull_credential_ttl_s: int = 8 * 3600
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
