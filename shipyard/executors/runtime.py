@@ -10,6 +10,7 @@ from shipyard.executors.local import LocalExecutor
 from shipyard.pipeline.builder import Buildah, BuildahStore
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
 from shipyard.pipeline.run import Pipeline, PipelineSettings
+from shipyard.registryauth import credentials, token_auth
 from shipyard.settings import Settings
 from shipyard.store.crypto import SecretBox
 
@@ -30,8 +31,12 @@ class LocalRuntime:
                 else None,
             )
         else:
-            self.embedded = EmbeddedRegistry(data, settings.registry_port)
-            target = self.embedded.target
+            self.embedded = EmbeddedRegistry(
+                data, settings.registry_port, auth=token_auth(settings)
+            )
+            # Shipyard's own identity (pushes, reuse checks) until each build pushes with the
+            # credential of its project (credentials(settings).issue_build_credential).
+            target = self.embedded.target_with(*credentials(settings).internal_credential())
         store = BuildahStore(root=data / "buildah" / "root", runroot=data / "buildah" / "runroot")
         # Two builds share one store (locked by containers/storage); the janitor must then only
         # remove the containers of the build it cleans up after.
