@@ -6,7 +6,7 @@ import typer
 
 from shipyard.cli.builds import client
 from shipyard.cli.options import OutputOpt, Project, Token, Url
-from shipyard.cli.output import Output, emit_json, show_record, stderr
+from shipyard.cli.output import Output, emit_json, stderr, stdout
 
 registry_app = typer.Typer(help="The embedded image registry.", no_args_is_help=True)
 
@@ -23,7 +23,9 @@ def credentials(
     if output is Output.JSON:
         emit_json(data)
         return
-    show_record(data, output, FIELDS)
+    # Plain ``key: value`` lines, not a table: a table would wrap the long password.
+    for key in FIELDS:
+        stdout.out(f"{key}: {data.get(key, '')}", highlight=False)
     # To stderr: stdout stays the record alone, and the hint names no secret.
     stderr.print(
         f"[dim]skopeo login --tls-verify=false -u {data['username']} {data['registry']}[/]",
