@@ -21,7 +21,7 @@ import uvicorn
 from shipyard.api.app import create_app
 from shipyard.executors.base import NullExecutor
 from shipyard.pipeline.net import free_port
-from shipyard.pipeline.registry import EmbeddedRegistry
+from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
 from shipyard.registryauth import RegistryCredentials, credentials, keys, token_auth
 from shipyard.registryauth.issuer import TokenIssuer
 from shipyard.registryauth.scopes import Access
@@ -286,3 +286,68 @@ def test_catalog_only_for_shipyard_itself(seeded: Stack) -> None:
     internal = seeded.bearer(seeded.creds.internal_credential(), "registry:catalog:*")
     listed = httpx.get(url, headers={"Authorization": f"Bearer {internal}"}, trust_env=False)
     assert listed.status_code == 200 and "b/web" in listed.json()["repositories"]
+
+
+def test_cli_prints_pull_credentials_that_work(seeded: Stack) -> None:
+    from typer.testing import CliRunner
+
+    from shipyard.cli.main import app
+
+    _, admin = seeded.admin
+    with httpx.Client(base_url=seeded.api_url, trust_env=False) as api:
+        api.post("/v1/projects", json={"name": "c"}, headers={"Authorization": f"Bearer {admin}"})
+    runner = CliRunner()
+    args = ["registry", "credentials", "-p", "c", "--url", seeded.api_url, "--token", admin]
+    as_json = runner.invoke(app, [*args, "--output", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert set(data) == {"registry", "username", "password", "expiresAt"}
+    text = runner.invoke(app, args)
+    assert text.exit_code == 0, text.output
+    lines = dict(line.split(": ", 1) for line in text.stdout.splitlines())
+    assert lines["registry"] == data["registry"] and lines["username"] == "pull"
+    pushed = seeded.push("c/web:1", seeded.admin)
+    assert pushed.returncode == 0, pushed.stderr
+    assert seeded.inspect("c/web:1", (lines["username"], lines["password"])).returncode == 0
+    refused = runner.invoke(app, ["registry", "credentials", "-p", "c", "--url", seeded.api_url,
+                                  "--token", "sy_nope"])  # fmt: skip
+    assert refused.exit_code == 1
+
+
+def test_pipeline_push_and_reuse_check_with_credentials(seeded: Stack, tmp_path: Path) -> None:
+    """The pipeline's own code paths (buildah push and skopeo inspect through an authfile) with
+    the targets the runtime builds: a build's credential, Shipyard's internal one."""
+    if shutil.which("buildah") is None:
+        pytest.skip("needs buildah")
+    from shipyard.pipeline.builder import Buildah, BuildahStore, remote_image_exists, unmount_under
+
+    store = BuildahStore(root=tmp_path / "root", runroot=tmp_path / "runroot")
+    buildah = Buildah(store, retry_delay_s=0.05)
+    try:
+        subprocess.run(
+            ["buildah", *store.args(), "pull", "-q", f"oci:{seeded.image}:latest"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        images = subprocess.run(
+            ["buildah", *store.args(), "images", "-q"], capture_output=True, text=True, check=True
+        )
+        image = images.stdout.split()[0]
+        build_a = seeded.registry.target_with(*seeded.creds.issue_build_credential("a", "x", 300))
+        digest = buildah.push(
+            image, f"{build_a.repository('a', 'pipeline')}:1", target=build_a,
+            tmpdir=tmp_path / "push", on_line=lambda _l: None, cancel=threading.Event(),
+            timeout_s=60,
+        )  # fmt: skip
+        reference = f"{build_a.repository('a', 'pipeline')}@{digest}"
+        internal = seeded.registry.target_with(*seeded.creds.internal_credential())
+        build_b = seeded.registry.target_with(*seeded.creds.issue_build_credential("b", "y", 300))
+
+        def exists(target: RegistryTarget) -> bool:
+            return remote_image_exists(
+                reference, target=target, tmpdir=tmp_path, cancel=threading.Event()
+            )
+
+        assert exists(internal) and exists(build_a)
+        assert not exists(build_b) and not exists(seeded.registry.target)
+    finally:
+        unmount_under(store.root)
