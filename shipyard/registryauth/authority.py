@@ -3,6 +3,7 @@ shared prefixes; and the registry's side of the same contract (``TokenAuth``).""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -15,6 +16,10 @@ from shipyard.registryauth.scopes import Grant, grant_access, parse_scope, valid
 from shipyard.settings import Settings
 
 TOKEN_PATH = "/v1/registry/token"
+# Listen addresses that include 127.0.0.1, where clients of the registry look for the realm.
+_REACHES_LOOPBACK = {"127.0.0.1", "localhost", "0.0.0.0", "::"}
+
+log = logging.getLogger(__name__)
 
 
 def realm(settings: Settings) -> str:
@@ -35,6 +40,13 @@ def credentials(settings: Settings) -> RegistryCredentials:
 
 def token_auth(settings: Settings) -> TokenAuth:
     """What the embedded registry's ``auth.token`` needs (creates the key on first use)."""
+    if settings.host not in _REACHES_LOOPBACK:
+        log.warning(
+            "SHIPYARD_HOST=%s: the registry's token endpoint %s will not answer; "
+            "listen on 127.0.0.1 or 0.0.0.0",
+            settings.host,
+            realm(settings),
+        )
     key = keys.load_or_create(settings.data_dir)
     return TokenAuth(
         realm=realm(settings),
