@@ -67,6 +67,15 @@ class Settings(BaseSettings):
         description="CIDRs that RUN steps may reach despite the private-range policy",
     )
 
+    # Registry auth (the embedded registry; shipyard/registryauth)
+    registry_shared_prefixes: list[str] = Field(
+        default=["shared"], description="Repositories under these every project may pull"
+    )
+    registry_token_service: str = "shipyard-registry"
+    registry_token_issuer: str = "shipyard"
+    registry_token_ttl_s: int = 300
+    registry_pull_credential_ttl_s: int = 8 * 3600
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -16,8 +16,17 @@ from shipyard.api import errors, metrics
 from shipyard.api.deps import AppState
 from shipyard.api.limits import LimitBody
 from shipyard.api.paths import NormalisePath
-from shipyard.api.routers import build_arguments, builds, login, logs, projects, workloads
+from shipyard.api.routers import (
+    build_arguments,
+    builds,
+    login,
+    logs,
+    projects,
+    registry,
+    workloads,
+)
 from shipyard.executors.base import Executor
+from shipyard.registryauth import RegistryAuth
 from shipyard.settings import Settings
 from shipyard.store.crypto import SecretBox
 from shipyard.store.db import make_engine, make_sessionmaker, migrate
@@ -63,8 +72,9 @@ def create_app(
         executor=executor,
         admin_token=settings.admin_token.get_secret_value(),
     )
+    app.state.registry_auth = RegistryAuth.from_settings(settings)
     errors.install(app)
-    for module in (login, projects, workloads, builds, logs, build_arguments, metrics):
+    for module in (login, projects, workloads, builds, logs, build_arguments, registry, metrics):
         app.include_router(module.router)
     app.add_middleware(LimitBody)
     app.add_middleware(NormalisePath)

@@ -1,4 +1,4 @@
-"""``shipyard``: run the service (``up``) and administer it (``tokens``)."""
+"""``shipyard``: run the service (``up``) and administer it (``tokens``, ``registry``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uvicorn
 from rich.console import Console
 
 from shipyard.builds.permissions import ALL, Permission
-from shipyard.cli import builds, resources
+from shipyard.cli import builds, registry, resources
 from shipyard.settings import Settings, prepare
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.add_typer(builds.abort_app, name="abort")
 app.add_typer(builds.logs_app, name="logs")
 app.add_typer(resources.create_app, name="create")
 app.add_typer(tokens, name="tokens")
+app.add_typer(registry.registry_app, name="registry")
 app.command()(resources.login)
 console = Console(stderr=True)
 

@@ -97,6 +97,14 @@ class AsyncShipyard:
     def list_projects(self, *, per_page: int = 50) -> AsyncIterator[Project]:
         return self._paginate(Pager("/v1/projects", "projects", per_page), Project.from_api)
 
+    async def registry_credentials(self, project_id: str) -> dict[str, Any]:
+        """Pull credentials for the project's images in the embedded registry:
+        ``registry``, ``username``, ``password``, ``expiresAt``."""
+        data: dict[str, Any] = await self._data(
+            Call("GET", f"{project_path(project_id)}/registry-credentials")
+        )
+        return data
+
     # --- services and jobs -------------------------------------------------------------
 
     async def create_service(

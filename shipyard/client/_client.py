@@ -94,6 +94,14 @@ class Shipyard:
     def list_projects(self, *, per_page: int = 50) -> Iterator[Project]:
         return self._paginate(Pager("/v1/projects", "projects", per_page), Project.from_api)
 
+    def registry_credentials(self, project_id: str) -> dict[str, Any]:
+        """Pull credentials for the project's images in the embedded registry:
+        ``registry``, ``username``, ``password``, ``expiresAt``."""
+        data: dict[str, Any] = self._data(
+            Call("GET", f"{project_path(project_id)}/registry-credentials")
+        )
+        return data
+
     # --- services and jobs -------------------------------------------------------------
 
     def create_service(

@@ -11,7 +11,8 @@ from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
 from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
-from shipyard.pipeline.run import Pipeline, PipelineSettings
+from shipyard.pipeline.run import BuildTarget, Pipeline, PipelineSettings
+from shipyard.registryauth import credentials, token_auth
 from shipyard.sandbox.cgroups import Limits
 from shipyard.sandbox.network import NetworkMode
 from shipyard.sandbox.sandbox import Sandbox, SandboxSettings
@@ -35,8 +36,12 @@ class LocalRuntime:
                 else None,
             )
         else:
-            self.embedded = EmbeddedRegistry(data, settings.registry_port)
-            target = self.embedded.target
+            self.embedded = EmbeddedRegistry(
+                data, settings.registry_port, auth=token_auth(settings)
+            )
+            # Shipyard's own identity (reuse checks); each build pushes and pulls with the
+            # credential of its own project (Pipeline.build_target).
+            target = self.embedded.target_with(*credentials(settings).internal_credential())
         base = settings.base_images_dir or data / "base-images"
         loopback: tuple[int, ...] = (settings.port,)
         if self.embedded is not None:
@@ -70,6 +75,7 @@ class LocalRuntime:
             ),
             self.sandbox,
             target,
+            build_target=self._build_target(settings),
         )
         self.registry = target
         self.pipeline = pipeline
@@ -81,6 +87,18 @@ class LocalRuntime:
             heartbeat_s=settings.heartbeat_s,
             lease_s=settings.lease_s,
         )
+
+    def _build_target(self, settings: Settings) -> BuildTarget | None:
+        embedded = self.embedded
+        if embedded is None:
+            return None  # an external registry: the operator's credentials (SECURITY.md)
+        issuer = credentials(settings)
+        ttl = int(settings.build_timeout_s) + 600
+
+        def build_target(project_id: str, build_id: str) -> RegistryTarget:
+            return embedded.target_with(*issuer.issue_build_credential(project_id, build_id, ttl))
+
+        return build_target
 
     def submit(self, build_id: str) -> None:
         self.executor.submit(build_id)

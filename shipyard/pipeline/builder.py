@@ -89,6 +89,7 @@ class BuildSpec:
     layers: bool = True  # False = ignore the cache (``--no-cache``); layers are still written
     network: str = "none"  # RUN steps' network: "none", "host" or a CNI network name
     timestamp: int | None = None  # ``--timestamp``: reproducible digests (e.g. commit time)
+    authfile: Path | None = None  # registry credentials for pulling base images
 
     def __post_init__(self) -> None:
         for name in ("context_dir", "dockerfile", "tmpdir"):
@@ -205,6 +206,8 @@ class Buildah:
         )  # fmt: skip
         if not self.pull_tls_verify:
             argv.append("--tls-verify=false")
+        if spec.authfile is not None:
+            argv += ["--authfile", str(spec.authfile)]
         if not spec.layers:
             argv.append("--no-cache")
         if spec.target:
@@ -277,7 +280,7 @@ class Buildah:
         if target.username is not None and target.password is not None:
             # An auth file rather than ``--creds user:pass``: argv is readable by every
             # local user through /proc, a 0600 file is not; and nothing of it is logged.
-            _write_authfile(authfile, target, owner=self.launcher)
+            write_authfile(authfile, target, owner=self.launcher)
             argv += ["--authfile", str(authfile)]
         argv += ["--", image, f"docker://{destination}"]
         try:
@@ -381,7 +384,7 @@ def remote_image_exists(
         argv.append("--tls-verify=false")
     authfile = tmpdir / "shipyard-auth-inspect.json"
     if target.username:
-        _write_authfile(authfile, target)
+        write_authfile(authfile, target)
         argv += ["--authfile", str(authfile)]
     argv += ["--", f"docker://{reference}"]
     try:
@@ -393,7 +396,7 @@ def remote_image_exists(
     return completed.returncode == 0
 
 
-def _write_authfile(path: Path, target: RegistryTarget, owner: Launcher | None = None) -> None:
+def write_authfile(path: Path, target: RegistryTarget, owner: Launcher | None = None) -> None:
     """0600, owned by whoever runs buildah (the build user, for sandboxed builds)."""
     token = base64.b64encode(f"{target.username}:{target.password}".encode()).decode()
     path.unlink(missing_ok=True)

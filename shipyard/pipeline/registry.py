@@ -2,7 +2,9 @@
 
 The Debian ``docker-registry`` service does not start on these machines (DESIGN.md,
 "Building with buildah"), so Shipyard runs ``docker-registry serve <config>`` itself,
-bound to 127.0.0.1 only: it is plain HTTP without auth, so it must not face the network.
+bound to 127.0.0.1 only. It speaks plain HTTP, so it must not face the network; it requires
+a bearer token from Shipyard's token endpoint (distribution's token auth, ``TokenAuth``) and
+refuses deletes.
 """
 
 from __future__ import annotations
@@ -95,6 +97,26 @@ class RegistryTarget:
         return "/".join(part for part in parts if part)
 
 
+@dataclass(frozen=True)
+class TokenAuth:
+    """distribution's ``auth.token`` section: where clients get tokens (``realm``), the
+    audience (``service``) and issuer the tokens must name, and the certificate whose key
+    signs them (``rootcertbundle``)."""
+
+    realm: str
+    service: str
+    issuer: str
+    rootcertbundle: Path
+
+    def config(self) -> dict[str, str]:
+        return {
+            "realm": self.realm,
+            "service": self.service,
+            "issuer": self.issuer,
+            "rootcertbundle": str(self.rootcertbundle),
+        }
+
+
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -105,18 +127,24 @@ def _port_is_free(port: int) -> bool:
 
 
 class EmbeddedRegistry:
-    """``docker-registry serve`` on 127.0.0.1, data under ``<data_dir>/registry``."""
+    """``docker-registry serve`` on 127.0.0.1, data under ``<data_dir>/registry``.
+
+    ``auth``: the token auth the registry enforces. Shipyard's runtime always passes one;
+    without it the registry is open to every local process, which only pipeline tests that
+    exercise buildah alone may want."""
 
     def __init__(
         self,
         data_dir: Path,
         port: int | None = None,
         *,
+        auth: TokenAuth | None = None,
         binary: str = "docker-registry",
         startup_timeout_s: float = 10.0,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self._port = port
+        self.auth = auth
         self.binary = binary
         self.startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
@@ -166,7 +194,14 @@ class EmbeddedRegistry:
 
     @property
     def target(self) -> RegistryTarget:
+        """The registry without credentials (enough for naming repositories)."""
         return RegistryTarget(host=f"{LOOPBACK}:{self.port}", insecure=True)
+
+    def target_with(self, username: str, password: str) -> RegistryTarget:
+        """The registry with credentials for the token endpoint (written to an authfile)."""
+        return RegistryTarget(
+            host=f"{LOOPBACK}:{self.port}", insecure=True, username=username, password=password
+        )
 
     @property
     def running(self) -> bool:
@@ -174,19 +209,24 @@ class EmbeddedRegistry:
 
     def _write_config(self) -> None:
         # JSON is valid YAML, and json.dumps quotes any path safely.
-        config = {
+        config: dict[str, object] = {
             "version": "0.1",
-            # warn: at info the registry logs every request, and the log file is never rotated.
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            # error: at info the registry logs every request, at warn every token challenge
+            # (each client's first /v2/ call), and the log file is never rotated.
+            "log": {"level": "error", "accesslog": {"disabled": True}},
             "storage": {
                 "filesystem": {"rootdirectory": str(self.storage_dir)},
-                # Needed for deleting manifests (retention, cleaning up a deleted service).
-                "delete": {"enabled": True},
+                # Off: with deletes a project could remove an image another one was built
+                # from, and a leaked token could destroy history. Retention would go through
+                # the registry's garbage collector offline, not through the API.
+                "delete": {"enabled": False},
             },
             # A fixed secret per start silences the "no HTTP secret" warning; uploads never
             # span a restart of a single instance, so it need not persist.
             "http": {"addr": f"{LOOPBACK}:{self.port}", "secret": secrets.token_hex(16)},
         }
+        if self.auth is not None:
+            config["auth"] = {"token": self.auth.config()}
         self.config_path.write_text(json.dumps(config, indent=2) + "\n")
 
     def _output_tail(self, lines: int = 15) -> str:
@@ -240,7 +280,11 @@ class EmbeddedRegistry:
                     f"\n{self._output_tail()}"
                 )
             try:
-                if httpx.get(probe, timeout=1.0, trust_env=False).status_code == 200:
+                response = httpx.get(probe, timeout=1.0, trust_env=False)
+                # 401 is the answer of a registry that wants a token: up and well.
+                if response.status_code == 200 or (
+                    self.auth is not None and response.status_code == 401
+                ):
                     return
             except httpx.HTTPError:
                 pass  # not listening yet

@@ -15,7 +15,7 @@ from shipyard.builds.relevant_commit import PathRules
 from shipyard.builds.request import BuildRequest, SourceKind
 from shipyard.builds.status import BuildStatus
 from shipyard.pipeline import context as build_context
-from shipyard.pipeline.builder import BuildSpec, remote_image_exists
+from shipyard.pipeline.builder import BuildSpec, remote_image_exists, write_authfile
 from shipyard.pipeline.errors import PipelineError, TimedOut
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.source_bundle import fetch_bundle
@@ -66,13 +66,23 @@ class PipelineSettings:
     pull_tls_verify: bool = True
 
 
+# The registry target a build pushes (and pulls base images) with: its own project's
+# short-lived credential, never Shipyard's own identity. Arguments: project id, build id.
+BuildTarget = Callable[[str, str], RegistryTarget]
+
+
 class Pipeline:
     def __init__(
-        self, settings: PipelineSettings, sandbox: Sandbox, registry: RegistryTarget
+        self,
+        settings: PipelineSettings,
+        sandbox: Sandbox,
+        registry: RegistryTarget,
+        build_target: BuildTarget | None = None,
     ) -> None:
         self.settings = settings
         self.sandbox = sandbox
-        self.registry = registry
+        self.registry = registry  # Shipyard's own access (reuse checks)
+        self.build_target = build_target or (lambda _project, _build: registry)
 
     def run(
         self,
@@ -221,6 +231,11 @@ class Pipeline:
         local_tag = f"{repository}:{tag}"
         tmpdir = workdir / "tmp"
         tmpdir.mkdir(mode=0o700)
+        target = self.build_target(job.project_id, job.build_id)
+        authfile = None
+        if target.username is not None:
+            authfile = workdir / "registry-auth.json"
+            write_authfile(authfile, target)
         box.hand_over()
         box.import_base_images()
         buildah = box.buildah(pull_tls_verify=self.settings.pull_tls_verify)
@@ -237,6 +252,7 @@ class Pipeline:
             secrets=prepared.secrets,
             layers=job.use_cache,
             network=box.run_network,
+            authfile=authfile,
         )
         image_id = buildah.bud(
             spec, on_line=report.line, cancel=cancel, timeout_s=self._remaining(deadline)
@@ -247,7 +263,7 @@ class Pipeline:
         digest = buildah.push(
             image_id,
             local_tag,
-            target=self.registry,
+            target=target,
             tmpdir=tmpdir,
             on_line=report.line,
             cancel=cancel,

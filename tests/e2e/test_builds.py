@@ -22,9 +22,17 @@ from tests.helpers.sample_app import SECRET_VALUE, SampleApp
 pytestmark = pytest.mark.slow
 
 
-def skopeo_inspect(ref: str, *extra: str) -> dict[str, Any]:
+def skopeo_inspect(live: LiveServer, ref: str, *extra: str) -> dict[str, Any]:
     out = subprocess.run(
-        ["skopeo", "inspect", "--tls-verify=false", *extra, f"docker://{ref}"],
+        [
+            "skopeo",
+            "inspect",
+            "--tls-verify=false",
+            "--authfile",
+            str(live.authfile),
+            *extra,
+            f"docker://{ref}",
+        ],
         check=True,
         capture_output=True,
         timeout=60,
@@ -32,10 +40,18 @@ def skopeo_inspect(ref: str, *extra: str) -> dict[str, Any]:
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
-def image_files(ref: str, dest: Path) -> dict[str, bytes]:
+def image_files(live: LiveServer, ref: str, dest: Path) -> dict[str, bytes]:
     """Every file of every layer of ``ref`` (path → content), and the raw blobs under dest."""
     subprocess.run(
-        ["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{dest}:x"],
+        [
+            "skopeo",
+            "copy",
+            "--src-tls-verify=false",
+            "--src-authfile",
+            str(live.authfile),
+            f"docker://{ref}",
+            f"oci:{dest}:x",
+        ],
         check=True,
         capture_output=True,
         timeout=60,
@@ -116,9 +132,9 @@ def test_combined_service_builds_branch_tip_with_overrides(
     uri = build["registry"]["uri"]
     assert uri.startswith(f"{live.registry}/{project['project']}/{project['web']}@sha256:")
 
-    config = skopeo_inspect(uri, "--config")["config"]
+    config = skopeo_inspect(live, uri, "--config")["config"]
     assert "GREETING=override" in config["Env"]  # override beat the stored argument
-    files = image_files(uri, tmp_path / "oci")
+    files = image_files(live, uri, tmp_path / "oci")
     assert files["app/config/extra.txt"] == b"from-build-file"
     assert files["app/secret-check"] == b"secret-ok\n"
     assert files["app/greeting"] == b"built with override\n"
@@ -130,7 +146,7 @@ def test_combined_service_builds_branch_tip_with_overrides(
     # The tag by sha points at the same image.
     assert (
         skopeo_inspect(
-            f"{live.registry}/{project['project']}/{project['web']}:{sample_app.main_sha}"
+            live, f"{live.registry}/{project['project']}/{project['web']}:{sample_app.main_sha}"
         )["Digest"]
         == uri.split("@")[1]
     )
@@ -154,8 +170,8 @@ def test_build_service_branch_and_pull_request(
         and b1["branch"] == "feature"
     )
     assert b2["status"] == "SUCCESS" and b2["sha"] == sample_app.pr_sha and b2["pullRequestId"] == 5
-    skopeo_inspect(b1["registry"]["uri"])
-    skopeo_inspect(b2["registry"]["uri"])
+    skopeo_inspect(live, b1["registry"]["uri"])
+    skopeo_inspect(live, b2["registry"]["uri"])
 
 
 def test_job_build_with_dockerfile_path_and_work_dir(
@@ -168,7 +184,7 @@ def test_job_build_with_dockerfile_path_and_work_dir(
     })  # fmt: skip
     build = live.wait(f"{job}/build/{build_id}")
     assert build["status"] == "SUCCESS", live.logs(f"{job}/build-logs", build_id)[-20:]
-    files = image_files(build["registry"]["uri"], tmp_path / "oci")
+    files = image_files(live, build["registry"]["uri"], tmp_path / "oci")
     assert files["sub/hello.txt"] == b"hi\n"
     assert b"Dockerfile.custom" in files["sub-listing"] and b"app.txt" not in files["sub-listing"]
 
@@ -199,7 +215,7 @@ def test_bundle_build(
     build_id = start(live, svc, {"bundleUrl": f"{bundle_server}/app.tar.gz"})
     build = live.wait(f"{svc}/build/{build_id}")
     assert build["status"] == "SUCCESS", live.logs(f"{svc}/build-logs", build_id)[-20:]
-    files = image_files(build["registry"]["uri"], tmp_path / "oci")
+    files = image_files(live, build["registry"]["uri"], tmp_path / "oci")
     assert files["hello.txt"] == b"from bundle\n"
 
 
@@ -261,9 +277,19 @@ def test_base_image_pulled_from_the_embedded_registry(live: LiveServer, tmp_path
         root=live.data_dir / "base-images" / "root",
         runroot=live.data_dir / "base-images" / "runroot",
     )
-    base = f"{live.registry}/base/busybox:1"
+    # A shared base image (SHIPYARD_REGISTRY_SHARED_PREFIXES), published by the operator.
+    base = f"{live.registry}/shared/busybox:1"
     subprocess.run(
-        ["buildah", *store.args(), "push", "--tls-verify=false", BUSYBOX_IMAGE, f"docker://{base}"],
+        [
+            "buildah",
+            *store.args(),
+            "push",
+            "--tls-verify=false",
+            "--authfile",
+            str(live.authfile),
+            BUSYBOX_IMAGE,
+            f"docker://{base}",
+        ],
         check=True,
         capture_output=True,
         timeout=120,
@@ -293,7 +319,7 @@ def test_base_image_pulled_from_the_embedded_registry(live: LiveServer, tmp_path
     assert build["status"] == "SUCCESS", live.logs(
         "/v1/projects/base-pull/services/s/build-logs", build_id
     )[-15:]
-    assert image_files(build["registry"]["uri"], tmp_path / "oci")["proof"] == b"pulled\n"
+    assert image_files(live, build["registry"]["uri"], tmp_path / "oci")["proof"] == b"pulled\n"
 
 
 def test_identical_rebuild_reuses_the_image(

@@ -85,14 +85,21 @@ def test_start_responses_match_the_seed(results: dict[str, Any]) -> None:
 
 
 def test_builds_conclude_with_pullable_images(
-    results: dict[str, Any], sample_app: SampleApp
+    results: dict[str, Any], sample_app: SampleApp, live: LiveServer
 ) -> None:
     for key in ("doneSha", "doneBranch", "donePr", "doneBundle", "doneJob"):
         data = results[key]["data"]
         assert data["status"] == "SUCCESS", (key, data)
         assert data["success"] is True and data["message"] == "Image successfully built"
         subprocess.run(
-            ["skopeo", "inspect", "--tls-verify=false", f"docker://{data['registry']['uri']}"],
+            [
+                "skopeo",
+                "inspect",
+                "--tls-verify=false",
+                "--authfile",
+                str(live.authfile),
+                f"docker://{data['registry']['uri']}",
+            ],
             check=True,
             capture_output=True,
             timeout=60,

@@ -4,6 +4,8 @@ pre-seeded with the local busybox base image."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -35,6 +37,8 @@ class LiveServer:
     registry: str
     data_dir: Path
     log_path: Path
+    # skopeo/buildah --authfile with the admin token for the embedded registry (token auth).
+    authfile: Path
 
     def client(self) -> httpx.Client:
         return httpx.Client(
@@ -91,7 +95,12 @@ def start_server(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], L
             raise RuntimeError(f"shipyard up failed:\n{log_path.read_text()}")
         time.sleep(0.1)
     token = (data_dir / "admin-token").read_text().strip()
-    return proc, LiveServer(url, token, f"127.0.0.1:{registry_port}", data_dir, log_path)
+    registry = f"127.0.0.1:{registry_port}"
+    authfile = data_dir.parent / "registry-auth.json"
+    auth = base64.b64encode(f"admin:{token}".encode()).decode()
+    authfile.write_text(json.dumps({"auths": {registry: {"auth": auth}}}))
+    authfile.chmod(0o600)
+    return proc, LiveServer(url, token, registry, data_dir, log_path, authfile)
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:

@@ -11,7 +11,12 @@ import pytest
 
 from shipyard.pipeline.builder import Buildah
 from shipyard.pipeline.net import free_port
-from shipyard.pipeline.registry import EmbeddedRegistry, RegistryStartError, RegistryTarget
+from shipyard.pipeline.registry import (
+    EmbeddedRegistry,
+    RegistryStartError,
+    RegistryTarget,
+    TokenAuth,
+)
 
 slow = pytest.mark.slow
 
@@ -92,10 +97,11 @@ def test_registry_dying_at_start_reports_its_output(tmp_path: Path) -> None:
 
 
 @slow
-def test_manifests_can_be_deleted(
+def test_manifests_cannot_be_deleted(
     registry: EmbeddedRegistry, buildah: Buildah, busybox_base: str, tmp_path: Path
 ) -> None:
-    repo = registry.target.repository("proj", "gone")
+    # Deletes are off: a project must not remove an image another one was built from.
+    repo = registry.target.repository("proj", "kept")
     digest = buildah.push(
         busybox_base,
         f"{repo}:v1",
@@ -105,6 +111,27 @@ def test_manifests_can_be_deleted(
         cancel=threading.Event(),
         timeout_s=60,
     )
-    manifest = f"{registry.url}/v2/proj/gone/manifests/{digest}"
-    assert httpx.delete(manifest, timeout=5, trust_env=False).status_code == 202
-    assert httpx.head(manifest, timeout=5, trust_env=False).status_code == 404
+    manifest = f"{registry.url}/v2/proj/kept/manifests/{digest}"
+    refused = httpx.delete(manifest, timeout=5, trust_env=False)
+    assert refused.status_code == 405 and "UNSUPPORTED" in refused.text
+    oci = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    assert httpx.head(manifest, headers=oci, timeout=5, trust_env=False).status_code == 200
+
+
+@slow
+def test_token_auth_config_and_readiness(tmp_path: Path) -> None:
+    from shipyard.registryauth import keys
+
+    cert = keys.load_or_create(tmp_path / "keys").cert_path
+    auth = TokenAuth(
+        realm="http://127.0.0.1:1/v1/registry/token", service="svc", issuer="iss",
+        rootcertbundle=cert,
+    )  # fmt: skip
+    with EmbeddedRegistry(tmp_path / "data", auth=auth) as reg:  # ready although /v2/ is 401
+        response = httpx.get(f"{reg.url}/v2/", timeout=5, trust_env=False)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == (
+            'Bearer realm="http://127.0.0.1:1/v1/registry/token",service="svc"'
+        )
+        target = reg.target_with("build", "pw")
+        assert (target.host, target.username, target.password) == (reg.target.host, "build", "pw")
