@@ -451,7 +451,8 @@ def _check_options(state: _State, line: int, mount: _Mount) -> None:
 def _whole_root_only(state: _State, line: int, mount: _Mount) -> None:
     """With from=, only the whole root of the stage or image: its files are the untrusted
     build's own output, and buildah 1.28 follows a symlink in a sub-path onto the host."""
-    if _check_relative(state, line, mount, "source") != ".":
+    value = mount.options.get("source") or ""
+    if posixpath.normpath("/" + value) != "/" or ".." in value.split("/"):
         raise state.fail(
             line,
             f"RUN --mount {mount.type} from={mount.options['from']} "
