@@ -37,9 +37,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> SampleRepo:
 
 
 class Fetch:
-    def __init__(self, dest: Path) -> None:
+    def __init__(self, dest: Path, allowed_local_roots: tuple[Path, ...]) -> None:
         self.dest = dest
         self.lines: list[str] = []
+        self.allowed_local_roots = allowed_local_roots
 
     def __call__(self, url: str, **kwargs: Any) -> FetchedSource:
         options: dict[str, Any] = {
@@ -49,14 +50,21 @@ class Fetch:
             "rules": None,
             "cancel": threading.Event(),
             "timeout_s": 60.0,
+            "allowed_local_roots": self.allowed_local_roots,
         }
         options.update(kwargs)
         return fetch_source(url, self.dest, on_line=self.lines.append, **options)
 
 
 @pytest.fixture
-def fetch(tmp_path: Path) -> Fetch:
-    return Fetch(tmp_path / "src")
+def local_roots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ...]:
+    """Every sample repository lives under pytest's base temp dir."""
+    return (tmp_path_factory.getbasetemp(),)
+
+
+@pytest.fixture
+def fetch(tmp_path: Path, local_roots: tuple[Path, ...]) -> Fetch:
+    return Fetch(tmp_path / "src", local_roots)
 
 
 def git(path: Path, *args: str) -> str:
@@ -279,11 +287,12 @@ def test_strip_userinfo() -> None:
     )
 
 
-def test_list_remote_head(repo: SampleRepo) -> None:
+def test_list_remote_head(repo: SampleRepo, local_roots: tuple[Path, ...]) -> None:
     options: dict[str, Any] = {
         "on_line": lambda _line: None,
         "cancel": threading.Event(),
         "timeout_s": 30,
+        "allowed_local_roots": local_roots,
     }
     assert list_remote_head(repo.url, "feature", **options) == repo.shas["f1"]
     with pytest.raises(SourceError, match="branch 'nope' not found"):
