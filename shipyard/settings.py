@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -75,6 +78,25 @@ class Settings(BaseSettings):
     registry_token_issuer: str = "shipyard"
     registry_token_ttl_s: int = 300
     registry_pull_credential_ttl_s: int = 8 * 3600
+
+    # Sources
+    allowed_local_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Directories whose git repositories may be built by path or file:// URL "
+        "(':'-separated or a JSON list); empty = none",
+    )
+    max_checkout_bytes: int = 512 * 1024 * 1024
+    max_checkout_entries: int = 200_000
+
+    @field_validator("allowed_local_roots", mode="before")
+    @classmethod
+    def _split_local_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.split(os.pathsep) if part]
+        return value
 
     @property
     def resolved_database_url(self) -> str:

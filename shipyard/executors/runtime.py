@@ -12,6 +12,7 @@ from shipyard.executors.local import LocalExecutor
 from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
 from shipyard.pipeline.run import BuildTarget, Pipeline, PipelineSettings
+from shipyard.pipeline.source_git import CheckoutLimits
 from shipyard.registryauth import credentials, token_auth
 from shipyard.sandbox.cgroups import Limits
 from shipyard.sandbox.network import NetworkMode
@@ -72,6 +73,10 @@ class LocalRuntime:
                 bundle_timeout_s=settings.bundle_timeout_s,
                 allow_private_urls=settings.allow_private_urls,
                 pull_tls_verify=not target.insecure,
+                allowed_local_roots=tuple(settings.allowed_local_roots),
+                checkout_limits=CheckoutLimits(
+                    settings.max_checkout_bytes, settings.max_checkout_entries
+                ),
             ),
             self.sandbox,
             target,

@@ -7,7 +7,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +19,8 @@ from shipyard.pipeline.builder import BuildSpec, remote_image_exists, write_auth
 from shipyard.pipeline.errors import PipelineError, TimedOut
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.source_bundle import fetch_bundle
-from shipyard.pipeline.source_git import fetch_source, list_remote_head
+from shipyard.pipeline.source_git import CheckoutLimits, fetch_source, list_remote_head
+from shipyard.sandbox.dockerfile import check_dockerfile
 from shipyard.sandbox.sandbox import BuildSandbox, Sandbox
 
 
@@ -64,6 +65,8 @@ class PipelineSettings:
     bundle_timeout_s: float
     allow_private_urls: bool
     pull_tls_verify: bool = True
+    allowed_local_roots: tuple[Path, ...] = ()
+    checkout_limits: CheckoutLimits = field(default_factory=CheckoutLimits)
 
 
 # The registry target a build pushes (and pulls base images) with: its own project's
@@ -155,6 +158,7 @@ class Pipeline:
         sha = source.sha or list_remote_head(
             job.repository_url,
             str(source.branch),
+            allowed_local_roots=self.settings.allowed_local_roots,
             on_line=report.line,
             cancel=cancel,
             timeout_s=self._remaining(deadline, self.settings.git_timeout_s),
@@ -214,6 +218,8 @@ class Pipeline:
             fetched = fetch_source(
                 job.repository_url,
                 workdir / "src",
+                allowed_local_roots=self.settings.allowed_local_roots,
+                limits=self.settings.checkout_limits,
                 sha=source.sha,
                 branch=source.branch,
                 pull_request_id=source.pull_request_id,
@@ -226,6 +232,14 @@ class Pipeline:
         report.resolved(sha, branch)
 
         prepared = build_context.prepare(root, request.overrides, workdir / "secrets")
+        # Refused before buildah sees it: RUN --mount options that reach the host (buildah
+        # 1.28 lacks the fixes for CVE-2024-9675 / CVE-2024-1753), ssh mounts, host network.
+        check_dockerfile(
+            prepared.dockerfile.read_text(errors="replace"),
+            context_dir=prepared.context_dir,
+            display_path=prepared.display_dockerfile.lstrip("/") or "Dockerfile",
+            build_args=request.overrides.build_arguments,
+        )
         tag = sha or job.build_id
         repository = self.registry.repository(job.project_id, job.workload_slug)
         local_tag = f"{repository}:{tag}"

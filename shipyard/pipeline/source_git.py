@@ -7,6 +7,12 @@ to pick the most recent relevant commit, is more than one commit fetched.
 The URL is given to ``git fetch`` directly and never stored in ``.git/config``: the checkout
 is the build context, so a token in the remote URL would otherwise end up in any image that
 does ``COPY . .``. Git itself records only the credential-free URL in ``FETCH_HEAD``.
+
+git runs with none of the host's configuration (issue 9, item 6): no system or global
+gitconfig, no credential helpers, no ssh agent, ssh config or the server user's keys, no
+inherited environment but a few basics, and only the network transports (``file://`` only
+for a repository under an allowed local root). A checkout is refused above size and entry
+limits, counted from the commit's tree before any file is written.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -68,6 +75,49 @@ _REPO_LOCAL_VARS = frozenset(
 )
 # Flags common to every network fetch: tags and submodules are not part of "one commit".
 _FETCH = ("fetch", "--no-tags", "--no-recurse-submodules")
+# The only variables taken from the service's environment: where programs are, and how the
+# operator's network reaches the outside (proxies, CA bundle). Nothing that names a
+# configuration, a credential or an agent (HOME, XDG_*, GIT_*, SSH_AUTH_SOCK, …).
+_INHERITED_VARS = (
+    "PATH",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+# ssh for git: no config file, agent, user known-hosts file or key of the server's user (ssh
+# finds those through the passwd entry, not $HOME); hosts must be in the operator's
+# /etc/ssh/ssh_known_hosts. A deploy key comes in as GIT_SSH_COMMAND through ``env``.
+SSH_COMMAND = (
+    "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityFile=/dev/null "
+    "-o IdentityAgent=none -o UserKnownHostsFile=/dev/null "
+    "-o GlobalKnownHostsFile=/etc/ssh/ssh_known_hosts -o StrictHostKeyChecking=yes"
+)
+# Configuration given to every git command (``-c``), over git's built-in defaults only.
+_GIT_CONFIG = (
+    "credential.helper=",  # an empty value resets the list of helpers
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "submodule.recurse=false",
+    "fetch.recurseSubmodules=false",
+    "protocol.allow=never",  # every transport not named below, remote helpers included
+    "protocol.https.allow=always",
+    "protocol.http.allow=always",
+    "protocol.ssh.allow=always",
+    "protocol.git.allow=always",
+)
+
+
+@dataclass(frozen=True)
+class CheckoutLimits:
+    """What one checkout may hold (summed blob sizes, tree entries), like a bundle's limits."""
+
+    max_bytes: int = 512 * 1024 * 1024
+    max_entries: int = 200_000
 
 
 @dataclass(frozen=True)
@@ -106,23 +156,77 @@ def check_repository_url(url: str) -> None:
         raise refused
 
 
-def git_env(extra: Mapping[str, str] | None) -> dict[str, str]:
-    """Environment for git that can never wait for a human.
+def local_repository_path(url: str) -> str | None:
+    """The path of a local repository URL (an absolute path or ``file://``), else None.
 
-    ``extra`` (e.g. ``GIT_SSH_COMMAND`` with a deploy key) is layered over the service's own
-    environment; only ``GIT_TERMINAL_PROMPT`` is forced.
+    ``url`` has passed ``check_repository_url``."""
+    if url.startswith("/"):
+        return url
+    if url[:7].lower() == "file://":
+        rest = url[7:]
+        return rest[len("localhost") :] if rest.lower().startswith("localhost") else rest
+    return None
+
+
+def check_local_repository(url: str, allowed_roots: Sequence[Path]) -> bool:
+    """True if ``url`` is a local repository under one of ``allowed_roots`` (symlinks
+    resolved on both sides), False if it is not local; ``SourceError`` if it is local and
+    not allowed: by default no repository on the server's disk may be built."""
+    path = local_repository_path(url)
+    if path is None:
+        return False
+    shown = strip_userinfo(url)
+    if not allowed_roots:
+        raise SourceError(
+            f"local repository URLs are not allowed ({shown}); an operator can allow "
+            "repositories under given directories with SHIPYARD_ALLOWED_LOCAL_ROOTS"
+        )
+    # git would read these differently from a path (percent-decoding, ?query, #fragment).
+    if any(ch in path for ch in "%?#"):
+        raise SourceError(f"unsupported repository URL {shown!r}")
+    real = os.path.realpath(path)
+    for root in allowed_roots:
+        real_root = os.path.realpath(root)
+        if real == real_root or real.startswith(real_root.rstrip("/") + "/"):
+            return True
+    raise SourceError(
+        f"local repository {shown} is not under any of SHIPYARD_ALLOWED_LOCAL_ROOTS "
+        f"({', '.join(str(root) for root in allowed_roots)})"
+    )
+
+
+def git_env(extra: Mapping[str, str] | None, *, home: Path) -> dict[str, str]:
+    """Environment for git that reads no host configuration and never waits for a human.
+
+    Built from scratch (``_INHERITED_VARS`` only); ``home`` is an empty directory, so no
+    ``~/.gitconfig``, ``~/.git-credentials`` or XDG file is found even without
+    ``GIT_CONFIG_GLOBAL``. ``extra`` (e.g. ``GIT_SSH_COMMAND`` with a deploy key) comes from
+    Shipyard itself and is layered on top; only ``GIT_TERMINAL_PROMPT`` is forced.
     """
-    merged = {k: v for k, v in os.environ.items() if k not in _REPO_LOCAL_VARS}
-    # Overridden even if inherited: an editor's terminal (VS Code) exports its own askpass.
-    merged["GIT_ASKPASS"] = shutil.which("true") or "/bin/true"
-    merged["SSH_ASKPASS_REQUIRE"] = "never"
-    merged["GCM_INTERACTIVE"] = "never"
-    if "GIT_SSH_COMMAND" not in merged and "GIT_SSH" not in merged:
-        # BatchMode: fail instead of asking for a passphrase or an unknown host key.
-        merged["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
-    merged.update(extra or {})
-    merged["GIT_TERMINAL_PROMPT"] = "0"
-    return merged
+    env = {name: os.environ[name] for name in _INHERITED_VARS if name in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    false = shutil.which("false") or "/bin/false"
+    env.update(
+        {
+            # Untranslated messages: _detail() looks for git's "fatal: " prefix.
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CONFIG_SYSTEM": os.devnull,
+            "GIT_PROTOCOL_FROM_USER": "0",
+            "GIT_ASKPASS": false,
+            "SSH_ASKPASS": false,
+            "SSH_ASKPASS_REQUIRE": "never",
+            "GCM_INTERACTIVE": "never",
+            "GIT_SSH_COMMAND": SSH_COMMAND,
+        }
+    )
+    env.update(extra or {})
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
 
 
 class _Git:
@@ -136,13 +240,19 @@ class _Git:
         cancel: threading.Event,
         timeout_s: float,
         env: Mapping[str, str] | None,
+        home: Path,
+        allow_file: bool,
     ) -> None:
         self.cwd = cwd
         self.log = log
         self._cancel = cancel
         self._timeout_s = timeout_s
         self._deadline = time.monotonic() + timeout_s
-        self._env = git_env(env)
+        self._env = git_env(env, home=home)
+        allowed = "always" if allow_file else "never"
+        self._config = tuple(
+            arg for item in (*_GIT_CONFIG, f"protocol.file.allow={allowed}") for arg in ("-c", item)
+        )
 
     def run(self, *args: str, sink: LineSink | None = None) -> Completed:
         """Run ``git args``; output goes to the build log unless ``sink`` collects it."""
@@ -151,7 +261,7 @@ class _Git:
             if remaining <= 0:
                 raise TimedOut("no time left")
             return run(
-                ["git", *args],
+                ["git", *self._config, *args],
                 on_line=sink or self.log,
                 cancel=self._cancel,
                 timeout_s=remaining,
@@ -175,6 +285,36 @@ class _Git:
 
     def has_commit(self, sha: str) -> bool:
         return self.output("cat-file", "-e", f"{sha}^{{commit}}")[0] == 0
+
+    def check_tree(self, sha: str, limits: CheckoutLimits) -> None:
+        """Refuse the checkout of ``sha`` above ``limits``, from ``git ls-tree`` (object
+        sizes, before any file is written). Counted line by line: the listing of a large
+        tree is never held in memory."""
+        entries = 0
+        total = 0
+
+        def count(line: str) -> None:
+            nonlocal entries, total
+            # "<mode> <type> <object> <size>\t<path>"; size is "-" for submodules.
+            meta = line.partition("\t")[0].split()
+            if len(meta) == 4:
+                entries += 1
+                if meta[3].isdigit():
+                    total += int(meta[3])
+
+        completed = self.run("ls-tree", "-r", "-l", "--full-tree", sha, sink=count)
+        if completed.returncode != 0:
+            raise SourceError(f"git ls-tree failed: {_detail(completed.tail)}")
+        if entries > limits.max_entries:
+            raise SourceError(
+                f"the checkout of {sha[:12]} has {entries} entries, more than "
+                f"{limits.max_entries} (SHIPYARD_MAX_CHECKOUT_ENTRIES)"
+            )
+        if total > limits.max_bytes:
+            raise SourceError(
+                f"the checkout of {sha[:12]} is {total} bytes, more than {limits.max_bytes} "
+                "(SHIPYARD_MAX_CHECKOUT_BYTES)"
+            )
 
     def rev_parse(self, rev: str) -> str:
         rc, out = self.output("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
@@ -405,14 +545,23 @@ def _pick_ref(fetcher: _Fetcher, branch: str | None, pull_request_id: int | None
     return _Ref("HEAD", "the default branch", "the remote has no default branch (HEAD)")
 
 
-def _validate(url: str, sha: str | None, branch: str | None, pull_request_id: int | None) -> None:
+def _validate(
+    url: str,
+    sha: str | None,
+    branch: str | None,
+    pull_request_id: int | None,
+    allowed_local_roots: Sequence[Path],
+) -> bool:
+    """Refuse what may not be fetched; True if ``url`` is an allowed local repository."""
     check_repository_url(url)
+    local = check_local_repository(url, allowed_local_roots)
     if sha is not None and not is_valid_sha(sha):
         raise SourceError(f"invalid commit sha {sha!r} (expected 40 lowercase hex digits)")
     if branch is not None and not is_valid_branch(branch):
         raise SourceError(f"invalid branch name {branch!r}")
     if pull_request_id is not None and (isinstance(pull_request_id, bool) or pull_request_id <= 0):
         raise SourceError(f"invalid pull request number {pull_request_id!r}")
+    return local
 
 
 def fetch_source(
@@ -427,6 +576,8 @@ def fetch_source(
     cancel: threading.Event,
     timeout_s: float,
     env: Mapping[str, str] | None = None,
+    allowed_local_roots: Sequence[Path] = (),
+    limits: CheckoutLimits = CheckoutLimits(),
 ) -> FetchedSource:
     """Check out one commit of ``url`` into ``dest`` (created if missing).
 
@@ -437,15 +588,45 @@ def fetch_source(
     - without ``sha`` and with ``rules`` that have patterns: the most recent relevant commit
       of that ref (see ``shipyard.builds.relevant_commit``), or its tip if none is found.
 
-    ``timeout_s`` bounds the whole fetch. Raises ``SourceError``, ``TimedOut``, ``Cancelled``.
+    ``timeout_s`` bounds the whole fetch. ``allowed_local_roots``: directories whose
+    repositories may be fetched by path or ``file://`` (none by default). ``limits``: refused
+    above them. Raises ``SourceError``, ``TimedOut``, ``Cancelled``.
     """
-    _validate(url, sha, branch, pull_request_id)
+    local = _validate(url, sha, branch, pull_request_id, allowed_local_roots)
     dest.mkdir(parents=True, exist_ok=True)
+    # HOME for git: empty, beside the checkout (in the build's work dir), gone afterwards.
+    with tempfile.TemporaryDirectory(prefix=".git-home-", dir=dest.parent) as home:
+        return _fetch(
+            url,
+            dest,
+            sha=sha,
+            branch=branch,
+            pull_request_id=pull_request_id,
+            rules=rules,
+            git=_Git(
+                dest,
+                log=lambda line: on_line(strip_userinfo(line)),
+                cancel=cancel,
+                timeout_s=timeout_s,
+                env=env,
+                home=Path(home),
+                allow_file=local,
+            ),
+            limits=limits,
+        )
 
-    def log(line: str) -> None:
-        on_line(strip_userinfo(line))
 
-    git = _Git(dest, log=log, cancel=cancel, timeout_s=timeout_s, env=env)
+def _fetch(
+    url: str,
+    dest: Path,
+    *,
+    sha: str | None,
+    branch: str | None,
+    pull_request_id: int | None,
+    rules: PathRules | None,
+    git: _Git,
+    limits: CheckoutLimits,
+) -> FetchedSource:
     git.checked("init", "-q", ".")
     fetcher = _Fetcher(git, url)
     if sha is not None:
@@ -463,6 +644,7 @@ def fetch_source(
             sha = fetcher.fetch_relevant(ref, rules)
         else:
             sha = fetcher.fetch_ref(ref, depth=1)
+    git.check_tree(sha, limits)
     # sha is 40 validated hex digits, so it cannot be read as an option (checkout does not
     # accept --end-of-options in git 2.39).
     git.checked("-c", "advice.detachedHead=false", "checkout", "-q", "--detach", sha)
@@ -480,16 +662,22 @@ def list_remote_head(
     cancel: threading.Event,
     timeout_s: float,
     env: Mapping[str, str] | None = None,
+    allowed_local_roots: Sequence[Path] = (),
 ) -> str:
     """The sha at the tip of ``branch`` on ``url`` (``git ls-remote``), without fetching."""
-    _validate(url, None, branch, None)
-
-    def log(line: str) -> None:
-        on_line(strip_userinfo(line))
-
-    git = _Git(None, log=log, cancel=cancel, timeout_s=timeout_s, env=env)
+    local = _validate(url, None, branch, None, allowed_local_roots)
     ref = f"refs/heads/{branch}"
-    found = _Fetcher(git, url).remote_refs(ref)
+    with tempfile.TemporaryDirectory(prefix="shipyard-git-home-") as home:
+        git = _Git(
+            None,
+            log=lambda line: on_line(strip_userinfo(line)),
+            cancel=cancel,
+            timeout_s=timeout_s,
+            env=env,
+            home=Path(home),
+            allow_file=local,
+        )
+        found = _Fetcher(git, url).remote_refs(ref)
     if ref not in found:
         raise SourceError(f"branch '{branch}' not found on remote")
     return found[ref]

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ def start_server(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], L
         "SHIPYARD_REGISTRY_PORT": str(registry_port),
         "SHIPYARD_BUILD_NETWORK": "none",
         "SHIPYARD_ALLOW_PRIVATE_URLS": "true",
+        # The e2e tests build file:// repositories made under pytest's temp dirs.
+        "SHIPYARD_ALLOWED_LOCAL_ROOTS": tempfile.gettempdir(),
         **env,
     }
     with log_path.open("ab") as log:
