@@ -44,9 +44,13 @@ class LocalRuntime:
             # credential of its own project (Pipeline.build_target).
             target = self.embedded.target_with(*credentials(settings).internal_credential())
         base = settings.base_images_dir or data / "base-images"
+        # The loopback ports a build's namespace may reach: the registry it pushes to (when
+        # it is on this machine) and the token endpoint (the API). Nothing else of the host.
         loopback: tuple[int, ...] = (settings.port,)
         if self.embedded is not None:
             loopback += (settings.registry_port,)
+        elif (port := loopback_port(target.host)) is not None:
+            loopback += (port,)
         self.sandbox = Sandbox(
             SandboxSettings(
                 root=settings.sandbox_dir
@@ -122,6 +126,14 @@ class LocalRuntime:
         self.executor.stop()
         if self.embedded is not None:
             self.embedded.stop()
+
+
+def loopback_port(host: str) -> int | None:
+    """The port of ``127.0.0.1:5000`` / ``localhost:5000`` / ``[::1]:5000``, else None."""
+    name, _, port = host.rpartition(":")
+    if name in ("127.0.0.1", "localhost", "[::1]") and port.isdigit():
+        return int(port)
+    return None
 
 
 def executor_for(settings: Settings, sessions: sessionmaker[Session], box: SecretBox) -> Executor:

@@ -188,6 +188,8 @@ def running_containers_under(path: Path, build_id: str | None = None) -> list[st
                     continue
                 if build_id is not None and f"/{build_id}-" not in (proc / "cgroup").read_text():
                     continue
+                if "\nState:\tZ" in (proc / "status").read_text():
+                    continue  # dead, not yet reaped: holds nothing
                 found.append(f"pid:{proc.name}")
             except OSError:
                 continue
