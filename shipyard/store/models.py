@@ -112,7 +112,8 @@ class Build(Base):
     # buildArguments, buildFiles and dockerSecretMounts of this build, AES-GCM encrypted.
     overrides_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
-    # sha256 of the canonical request body: a reused Idempotency-Key with another body is refused.
+    # HMAC (SecretBox.fingerprint) of the canonical request body: a reused Idempotency-Key with
+    # another body is refused.
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
     registry_uri: Mapped[str | None] = mapped_column(Text)
