@@ -105,7 +105,9 @@ class Build(Base):
     requested_sha: Mapped[str | None] = mapped_column(String(64))
     branch: Mapped[str | None] = mapped_column(String(255))
     pull_request_id: Mapped[int | None] = mapped_column(BigInteger)
-    bundle_url: Mapped[str | None] = mapped_column(Text)
+    bundle_url: Mapped[str | None] = mapped_column(Text)  # redacted (builds.bundle_url)
+    # The real bundleUrl (credentials, presigned query), AES-GCM encrypted, bound to the build.
+    bundle_url_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     dockerfile_path: Mapped[str | None] = mapped_column(String(1024))
     docker_work_dir: Mapped[str | None] = mapped_column(String(1024))
     docker_target: Mapped[str | None] = mapped_column(String(255))

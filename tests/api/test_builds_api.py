@@ -8,6 +8,7 @@ import json
 from fastapi.testclient import TestClient
 
 from shipyard.builds import service as build_service
+from shipyard.settings import Settings
 from shipyard.store import builds as build_store
 from shipyard.store import workloads as workload_store
 from shipyard.store.crypto import SecretBox
@@ -194,3 +195,44 @@ def test_request_fingerprint_is_keyed(client: TestClient, targets: dict[str, str
     assert again["id"] == first["id"]
     other = {"branch": "main", "overrides": {"buildArguments": {"PIN": "4822"}}}
     assert_error(client.post(f"{path}/build", json=other, headers=headers), 409, "Idempotency-Key")
+
+
+def test_bundle_url_secrets_are_never_shown_and_stored_sealed(
+    client: TestClient, targets: dict[str, str], settings: Settings
+) -> None:
+    path = svc_path(targets)
+    url = "https://deploy:hunter22@bundles.example.com/app.tgz?X-Amz-Signature=5ig5ig&token=t0k3n"
+    shown = "https://***@bundles.example.com/app.tgz?***"
+    started = client.post(f"{path}/build", json={"bundleUrl": url}).json()["data"]
+    assert started["bundleUrl"] == shown
+    assert client.get(f"{path}/build/{started['id']}").json()["data"]["bundleUrl"] == shown
+    listed = client.get(f"{path}/build").json()["data"]["builds"]
+    assert [b["bundleUrl"] for b in listed] == [shown]
+    state = client.app.state.shipyard  # type: ignore[attr-defined]
+    with state.sessions() as session:
+        build = build_store.get_any(session, started["id"])
+        assert build.bundle_url == shown
+        workload = workload_store.get_by_id(session, build.workload_id)
+        # Only the fetch sees the real URL.
+        assert build_service.load_request(state.box, workload, build).source.bundle_url == url
+    state.sessions.kw["bind"].dispose()  # checkpoint SQLite's WAL into the file
+    for secret in ("hunter22", "5ig5ig", "t0k3n"):
+        for f in settings.data_dir.rglob("shipyard.db*"):
+            assert secret.encode() not in f.read_bytes(), f
+
+
+def test_bundle_url_of_a_build_queued_before_sealing_is_redacted_and_still_fetched(
+    client: TestClient, targets: dict[str, str]
+) -> None:
+    path = svc_path(targets)
+    started = client.post(f"{path}/build", json={"bundleUrl": "https://h/a.tar"}).json()["data"]
+    raw = "https://u:pw@h/a.tar?sig=s3cr3t"
+    state = client.app.state.shipyard  # type: ignore[attr-defined]
+    with state.sessions() as session:
+        build = build_store.get_any(session, started["id"])
+        build.bundle_url, build.bundle_url_enc = raw, None  # as migration 0004 leaves it
+        session.commit()
+        workload = workload_store.get_by_id(session, build.workload_id)
+        assert build_service.load_request(state.box, workload, build).source.bundle_url == raw
+    got = client.get(f"{path}/build/{started['id']}").json()["data"]
+    assert got["bundleUrl"] == "https://***@h/a.tar?***"

@@ -21,6 +21,7 @@ from shipyard.api.schemas.builds import (
 from shipyard.api.schemas.common import envelope, iso_ms
 from shipyard.builds import permissions
 from shipyard.builds import service as build_service
+from shipyard.builds.bundle_url import redact as redact_bundle_url
 from shipyard.builds.errors import InvalidRequest
 from shipyard.builds.request import (
     BuildRequest,
@@ -55,7 +56,8 @@ def build_out(build: Build) -> dict[str, Any]:
         "success": build.success,
         "message": build.message,
         **({"buildConcludedAt": int(build.concluded_at.timestamp())} if build.concluded_at else {}),
-        **({"bundleUrl": build.bundle_url} if build.bundle_url else {}),
+        # Redacted again on the way out: rows queued before migration 0004 hold the raw URL.
+        **({"bundleUrl": redact_bundle_url(build.bundle_url)} if build.bundle_url else {}),
     }
 
 
