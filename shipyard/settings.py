@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     heartbeat_s: float = 2.0
     lease_s: float = 30.0
 
+    # Server-side safety
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token GET /metrics requires (the admin token works too); unset = open",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
