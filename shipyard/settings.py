@@ -98,6 +98,12 @@ class Settings(BaseSettings):
             return [part for part in text.split(os.pathsep) if part]
         return value
 
+    # Server-side safety
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token GET /metrics requires (the admin token works too); unset = open",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

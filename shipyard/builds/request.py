@@ -81,7 +81,15 @@ class Overrides:
         )
 
     def secret_values(self) -> list[bytes]:
-        return [*self.build_files.values(), *self.secret_mounts.values()]
+        """Every value the log redactor masks: build files, secret mounts and build-argument
+        values. Build arguments are secret too: stored ones are encrypted and need more
+        permission to read than the build's log, so they must not show there (the redactor
+        skips values under 4 characters, which would mask ordinary words)."""
+        return [
+            *self.build_files.values(),
+            *self.secret_mounts.values(),
+            *(value.encode() for value in self.build_arguments.values()),
+        ]
 
 
 @dataclass(frozen=True)
@@ -159,7 +167,9 @@ def resolve_source(
 
 
 def check_secret_budget(overrides: Overrides) -> None:
-    total = sum(len(v) for v in overrides.secret_values())
+    total = sum(
+        len(v) for v in (*overrides.build_files.values(), *overrides.secret_mounts.values())
+    )
     if total > MAX_SECRETS_TOTAL_BYTES:
         raise InvalidRequest(
             f"buildFiles and dockerSecretMounts together exceed {MAX_SECRETS_TOTAL_BYTES} bytes"

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shipyard.builds.bundle_url import redact as redact_bundle_url
 from shipyard.builds.errors import Conflict
 from shipyard.builds.repo_url import join_credentials, split_credentials
 from shipyard.builds.request import (
@@ -32,6 +33,18 @@ def workload_context(workload: Workload) -> str:
 
 def build_context(build_id: str) -> str:
     return f"build:{build_id}"
+
+
+def _bundle_url_context(build_id: str) -> str:
+    return f"bundle-url:{build_id}"
+
+
+def fetch_bundle_url(box: SecretBox, build: Build) -> str | None:
+    """The URL to download the bundle from: the sealed original. Builds queued before it was
+    sealed (migration 0004) still hold it in ``bundle_url``."""
+    if build.bundle_url_enc is not None:
+        return str(box.open(build.bundle_url_enc, _bundle_url_context(build.id)))
+    return build.bundle_url
 
 
 def _repository_context(workload: Workload) -> str:
@@ -99,7 +112,8 @@ def start(
         requested_sha=source.sha,
         branch=source.branch,
         pull_request_id=source.pull_request_id,
-        bundle_url=source.bundle_url,
+        # Shown form only; the real URL is sealed below, bound to the build's id.
+        bundle_url=None if source.bundle_url is None else redact_bundle_url(source.bundle_url),
         dockerfile_path=docker.dockerfile_path,
         docker_work_dir=docker.work_dir,
         docker_target=docker.target,
@@ -110,10 +124,14 @@ def start(
         abort_requested=False,
     )
     secrets = request.overrides.to_secret_json()
+
+    def seal(row: Build) -> None:
+        row.overrides_enc = box.seal(secrets, build_context(row.id))
+        if source.bundle_url is not None:
+            row.bundle_url_enc = box.seal(source.bundle_url, _bundle_url_context(row.id))
+
     try:
-        build_store.insert(
-            session, build, lambda build_id: box.seal(secrets, build_context(build_id))
-        )
+        build_store.insert(session, build, seal)
     except IntegrityError:
         # Two identical requests raced on the same Idempotency-Key: the other one won.
         session.rollback()
@@ -159,7 +177,7 @@ def load_request(box: SecretBox, workload: Workload, build: Build) -> BuildReque
         sha=build.requested_sha,
         branch=build.branch,
         pull_request_id=build.pull_request_id,
-        bundle_url=build.bundle_url,
+        bundle_url=fetch_bundle_url(box, build),
     )
     return BuildRequest(source=source, overrides=merged)
 

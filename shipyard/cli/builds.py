@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from shipyard.cli import config
 from shipyard.cli.options import (
@@ -28,6 +29,7 @@ from shipyard.cli.output import (
     status_text,
     stderr,
 )
+from shipyard.cli.safe import text
 from shipyard.client import Build, BuildRef, Shipyard, ShipyardError
 
 start_app = typer.Typer(help="Start builds.", no_args_is_help=True)
@@ -88,9 +90,9 @@ def client(url: str | None, token: str | None) -> Iterator[Shipyard]:
             yield sy
     except ShipyardError as exc:
         where = f"HTTP {exc.status}" if exc.status else "connection"
-        stderr.print(f"[red]Error ({where}):[/] {exc.message}")
+        stderr.print(Text.assemble((f"Error ({where}): ", "red"), text(exc.message)))
         if exc.details and exc.status:
-            stderr.print(f"[dim]{exc.details}[/]")
+            stderr.print(text(exc.details, "dim"))
         raise typer.Exit(1) from None
 
 
@@ -138,11 +140,11 @@ def _overrides(
 def follow(sy: Shipyard, build: Build, output: Output) -> Build:
     """Print lines as they come, with the stage on a Rich status line; returns the end state."""
     stage = build.status
-    with stderr.status(f"{build.id}: {stage}", spinner="dots") as status:
+    with stderr.status(text(f"{build.id}: {stage}"), spinner="dots") as status:
         for line in sy.follow_logs(build):
             if line.log.startswith("==> "):
                 stage = line.log[4:].split(":", 1)[0].upper()
-                status.update(f"{build.id}: {stage}")
+                status.update(text(f"{build.id}: {stage}"))
             show_line(line, output)
     return sy.wait(build, poll_s=0.5)
 
@@ -156,11 +158,14 @@ def finish(sy: Shipyard, build: Build, output: Output, do_follow: bool) -> None:
         emit_json(dict(final.raw), line=True)
     else:
         stderr.print(
-            f"{final.id}: {status_text(final.status)}"
-            + (f" — {final.message}" if final.message else "")
+            Text.assemble(
+                text(f"{final.id}: "),
+                status_text(final.status),
+                text(f" — {final.message}" if final.message else ""),
+            )
         )
         if final.registry_uri:
-            stderr.print(f"image: [bold]{final.registry_uri}[/]")
+            stderr.print(Text.assemble("image: ", text(final.registry_uri, "bold")))
     raise typer.Exit(0 if final.status == "SUCCESS" else 1)
 
 

@@ -10,7 +10,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from shipyard.cli.safe import clean, text
 from shipyard.client import Build, LogLine
 
 stdout = Console()
@@ -42,12 +44,12 @@ def show_line(line: LogLine, output: Output) -> None:
         record = {"containerId": line.container_id, "log": line.log, "ts": line.ts.isoformat()}
         emit_json(record, line=True)
     else:
-        stdout.out(f"{line.ts.strftime('%H:%M:%S')} {line.log}", highlight=False)
+        # out() parses no markup; clean() keeps escapes in the line from the terminal.
+        stdout.out(f"{line.ts.strftime('%H:%M:%S')} {clean(line.log)}", highlight=False)
 
 
-def status_text(status: str) -> str:
-    style = STATUS_STYLE.get(status, "cyan")
-    return f"[{style}]{status}[/]"
+def status_text(status: str) -> Text:
+    return text(status, STATUS_STYLE.get(status, "cyan"))
 
 
 def show_build(build: Build, output: Output) -> None:
@@ -55,7 +57,7 @@ def show_build(build: Build, output: Output) -> None:
         emit_json(dict(build.raw))
         return
     table = Table(show_header=False, box=None)
-    rows: Sequence[tuple[str, str | None]] = (
+    rows: Sequence[tuple[str, str | Text | None]] = (
         ("id", build.id),
         ("status", status_text(build.status)),
         ("branch", build.branch),
@@ -68,7 +70,9 @@ def show_build(build: Build, output: Output) -> None:
     )
     for key, value in rows:
         if value:
-            table.add_row(f"[bold]{key}[/]", value)
+            table.add_row(
+                Text(key, style="bold"), value if isinstance(value, Text) else text(value)
+            )
     stdout.print(table)
 
 
@@ -85,12 +89,12 @@ def show_builds(builds: Iterable[Build], output: Output) -> None:
             or (b.bundle_url or "")
         )
         table.add_row(
-            b.id,
+            text(b.id),
             status_text(b.status),
-            ref,
-            (b.sha or "")[:12],
+            text(ref),
+            text((b.sha or "")[:12]),
             b.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            b.message or "",
+            text(b.message or ""),
         )
     stdout.print(table)
 
@@ -102,5 +106,5 @@ def show_record(data: dict[str, Any], output: Output, fields: Sequence[str]) -> 
     table = Table(show_header=False, box=None)
     for key in fields:
         if data.get(key) is not None:
-            table.add_row(f"[bold]{key}[/]", str(data[key]))
+            table.add_row(Text(key, style="bold"), text(data[key]))
     stdout.print(table)

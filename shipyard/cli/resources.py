@@ -11,6 +11,7 @@ from shipyard.cli import config
 from shipyard.cli.builds import client
 from shipyard.cli.options import OutputOpt, Project, Token, Url, key_values
 from shipyard.cli.output import Output, show_record, stderr
+from shipyard.cli.safe import escape
 
 create_app = typer.Typer(help="Create projects, services and jobs.", no_args_is_help=True)
 
@@ -116,10 +117,10 @@ def login(
             f"{url.rstrip('/')}/v1/login", headers={"Authorization": f"Bearer {token}"}, timeout=10
         )
     except httpx.HTTPError as exc:
-        stderr.print(f"[red]Cannot reach {url}:[/] {exc}")
+        stderr.print(f"[red]Cannot reach {escape(url)}:[/] {escape(exc)}")
         raise typer.Exit(1) from None
     if response.status_code != 200:
         stderr.print(f"[red]Login refused (HTTP {response.status_code}).[/]")
         raise typer.Exit(1)
     path = config.save(url, token)
-    stderr.print(f"Logged in to {url}; saved to {path}")
+    stderr.print(f"Logged in to {escape(url)}; saved to {escape(path)}")

@@ -13,8 +13,10 @@ reading, so a compression bomb stops at ``max_bytes``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import queue
 import socket
 import ssl
 import stat
@@ -43,6 +45,9 @@ PRIVATE_REFUSED = (
     "bundle URL resolves to a private address (set SHIPYARD_ALLOW_PRIVATE_URLS=true to allow)"
 )
 _CHUNK = 64 * 1024
+# How often the deadline and the abort are checked while downloading, whatever the server
+# does (trickles, stalls, slow DNS).
+_TICK_S = 0.25
 _PROGRESS_EVERY = 32 * 1024 * 1024
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # Archives made on macOS carry resource forks here; they are never part of the source.
@@ -176,6 +181,126 @@ def _public(url: httpx.URL) -> str:
     return str(url.copy_with(username=None, password=None, query=None, fragment=None))
 
 
+class _Download:
+    """One download, run on a worker thread so that the caller can keep the deadline and the
+    abort whatever the server does. A blocking read ends only when a byte arrives or its
+    timeout passes, so checking between reads is not enough: a server sending one byte every
+    0.5 s kept a 20 s deadline waiting 140 s (and the abort with it)."""
+
+    def __init__(
+        self,
+        url: str,
+        out: IO[bytes],
+        *,
+        max_bytes: int,
+        timeout_s: float,
+        deadline: float,
+        allow_private: bool,
+    ) -> None:
+        self.url, self.out, self.max_bytes = url, out, max_bytes
+        self.timeout_s, self.deadline, self.allow_private = timeout_s, deadline, allow_private
+        self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.size: int | None = None
+        self.error: BaseException | None = None
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+
+    def run(self) -> None:
+        try:
+            self.size = self._fetch()
+        except BaseException as exc:  # handed to the caller's thread, which raises it
+            self.error = exc
+
+    def stop(self) -> None:
+        """Make the worker end soon: no more writes, and its socket shut down so that a read
+        blocked on a silent server returns at once (shutdown wakes it; close would not)."""
+        self._stopped.set()
+        with self._lock:
+            sock = self._socket
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _check(self) -> None:
+        if self._stopped.is_set():
+            raise Cancelled()
+
+    def _fetch(self) -> int:
+        try:
+            current = httpx.URL(self.url)
+        except httpx.InvalidURL as exc:
+            raise SourceError("could not download bundle: invalid URL") from exc
+        self.lines.put(f"Downloading bundle from {_public(current)}")
+        # An explicit transport: httpx then ignores HTTP(S)_PROXY, which would defeat pinning.
+        transport = httpx.HTTPTransport(verify=_tls_verify(), retries=0)
+        try:
+            # trust_env=False: no .netrc credentials sent to a user-chosen host either.
+            with httpx.Client(
+                transport=transport, follow_redirects=False, trust_env=False
+            ) as client:
+                for _hop in range(MAX_REDIRECTS + 1):
+                    self._check()
+                    pinned, headers, server_name = _pin(current, self.allow_private)
+                    remaining = max(self.deadline - time.monotonic(), 0.001)
+                    request = client.build_request(
+                        "GET",
+                        pinned,
+                        headers={**headers, "Accept-Encoding": "identity"},
+                        timeout=httpx.Timeout(remaining),
+                        extensions={"sni_hostname": server_name} if server_name else None,
+                    )
+                    response = client.send(request, stream=True)
+                    try:
+                        if response.is_redirect:
+                            # Resolve against the named URL, not the pinned one, and check the
+                            # next host again on the next turn.
+                            current = current.join(response.headers["location"])
+                            self.lines.put(f"Redirected to {_public(current)}")
+                            continue
+                        if not response.is_success:
+                            raise SourceError(
+                                f"could not download bundle: HTTP {response.status_code}"
+                            )
+                        return self._save(response)
+                    finally:
+                        response.close()
+        except httpx.TimeoutException as exc:
+            raise TimedOut(f"downloading the bundle timed out after {self.timeout_s:g} s") from exc
+        except httpx.HTTPError as exc:
+            self._check()  # a read failing because stop() shut the socket is not an error
+            raise SourceError(f"could not download bundle: {exc}") from exc
+        raise SourceError(f"could not download bundle: more than {MAX_REDIRECTS} redirects")
+
+    def _save(self, response: httpx.Response) -> int:
+        too_large = SourceError(f"bundle is larger than {self.max_bytes} bytes")
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise too_large  # before reading a byte
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        with self._lock:
+            self._socket = sock if isinstance(sock, socket.socket) else None
+        if self._stopped.is_set():  # stop() came before the socket was known
+            self.stop()
+        size = 0
+        next_report = _PROGRESS_EVERY
+        # No chunk size: each network read is yielded as it arrives (a chunk size would
+        # buffer a trickle for minutes). The declared length can lie: count what arrives.
+        for chunk in response.iter_bytes():
+            self._check()
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise too_large
+            self.out.write(chunk)
+            if time.monotonic() > self.deadline:
+                raise httpx.ReadTimeout("overall deadline passed")
+            if size >= next_report:
+                self.lines.put(f"Downloaded {_human(size)} so far")
+                next_report += _PROGRESS_EVERY
+        return size
+
+
 def _download(
     url: str,
     out: IO[bytes],
@@ -186,78 +311,41 @@ def _download(
     on_line: LineSink,
     cancel: threading.Event,
 ) -> int:
-    deadline = time.monotonic() + timeout_s
-    try:
-        current = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise SourceError("could not download bundle: invalid URL") from exc
-    on_line(f"Downloading bundle from {_public(current)}")
-    # An explicit transport: httpx then ignores HTTP(S)_PROXY, which would defeat pinning.
-    transport = httpx.HTTPTransport(verify=_tls_verify(), retries=0)
-    try:
-        # trust_env=False: no .netrc credentials sent to a user-chosen host either.
-        with httpx.Client(transport=transport, follow_redirects=False, trust_env=False) as client:
-            for _hop in range(MAX_REDIRECTS + 1):
-                if cancel.is_set():
-                    raise Cancelled()
-                pinned, headers, server_name = _pin(current, allow_private)
-                remaining = max(deadline - time.monotonic(), 0.001)
-                request = client.build_request(
-                    "GET",
-                    pinned,
-                    headers={**headers, "Accept-Encoding": "identity"},
-                    timeout=httpx.Timeout(remaining),
-                    extensions={"sni_hostname": server_name} if server_name else None,
-                )
-                response = client.send(request, stream=True)
-                try:
-                    if response.is_redirect:
-                        # Resolve against the named URL, not the pinned one, and check the
-                        # next host again on the next turn.
-                        current = current.join(response.headers["location"])
-                        on_line(f"Redirected to {_public(current)}")
-                        continue
-                    if not response.is_success:
-                        raise SourceError(f"could not download bundle: HTTP {response.status_code}")
-                    return _save(response, out, max_bytes, deadline, on_line, cancel)
-                finally:
-                    response.close()
-    except httpx.TimeoutException as exc:
-        raise TimedOut(f"downloading the bundle timed out after {timeout_s:g} s") from exc
-    except httpx.HTTPError as exc:
-        raise SourceError(f"could not download bundle: {exc}") from exc
-    raise SourceError(f"could not download bundle: more than {MAX_REDIRECTS} redirects")
+    download = _Download(
+        url,
+        out,
+        max_bytes=max_bytes,
+        timeout_s=timeout_s,
+        deadline=time.monotonic() + timeout_s,
+        allow_private=allow_private,
+    )
+    worker = threading.Thread(target=download.run, name="bundle-download", daemon=True)
+    worker.start()
 
+    def drain() -> None:
+        # Log lines are written from this thread only: the sink is the caller's.
+        while not download.lines.empty():
+            on_line(download.lines.get())
 
-def _save(
-    response: httpx.Response,
-    out: IO[bytes],
-    max_bytes: int,
-    deadline: float,
-    on_line: LineSink,
-    cancel: threading.Event,
-) -> int:
-    too_large = SourceError(f"bundle is larger than {max_bytes} bytes")
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise too_large  # before reading a byte
-    size = 0
-    next_report = _PROGRESS_EVERY
-    # The declared length can lie (or be absent): count what actually arrives.
-    for chunk in response.iter_bytes(_CHUNK):
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        out.write(chunk)
-        if cancel.is_set():
-            raise Cancelled()
-        if time.monotonic() > deadline:
-            # Per-read timeouts alone would let a slow trickle run forever.
-            raise httpx.ReadTimeout("overall deadline passed")
-        if size >= next_report:
-            on_line(f"Downloaded {_human(size)} so far")
-            next_report += _PROGRESS_EVERY
-    return size
+    try:
+        while worker.is_alive():
+            worker.join(_TICK_S)
+            drain()
+            if cancel.is_set():
+                raise Cancelled()
+            if time.monotonic() > download.deadline and worker.is_alive():
+                raise TimedOut(f"downloading the bundle timed out after {timeout_s:g} s")
+    finally:
+        if worker.is_alive():
+            download.stop()
+            # Shut down, the worker ends within a moment; never write to ``out`` after this
+            # returns (the caller closes and deletes it).
+            worker.join(_TICK_S)
+    drain()
+    if download.error is not None:
+        raise download.error
+    assert download.size is not None
+    return download.size
 
 
 def _human(size: int) -> str:

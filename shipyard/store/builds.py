@@ -27,14 +27,14 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def insert(session: Session, build: Build, seal: Callable[[str], bytes]) -> Build:
-    """Insert with a fresh random id: one INSERT (``seal(id)`` gives the encrypted overrides,
-    which are bound to the id). On the rare clash with an existing id the transaction is
-    rolled back and another id drawn, so the caller must not have written anything else in
-    it. A clash on the Idempotency-Key is raised as ``IntegrityError``."""
+def insert(session: Session, build: Build, seal: Callable[[Build], None]) -> Build:
+    """Insert with a fresh random id: one INSERT (``seal(build)`` fills the encrypted columns,
+    which are bound to the id, once the id is set). On the rare clash with an existing id the
+    transaction is rolled back and another id drawn, so the caller must not have written
+    anything else in it. A clash on the Idempotency-Key is raised as ``IntegrityError``."""
     for _ in range(_ID_ATTEMPTS):
         build.id = new_build_id()
-        build.overrides_enc = seal(build.id)
+        seal(build)
         session.add(build)
         try:
             session.flush()

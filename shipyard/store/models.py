@@ -105,14 +105,17 @@ class Build(Base):
     requested_sha: Mapped[str | None] = mapped_column(String(64))
     branch: Mapped[str | None] = mapped_column(String(255))
     pull_request_id: Mapped[int | None] = mapped_column(BigInteger)
-    bundle_url: Mapped[str | None] = mapped_column(Text)
+    bundle_url: Mapped[str | None] = mapped_column(Text)  # redacted (builds.bundle_url)
+    # The real bundleUrl (credentials, presigned query), AES-GCM encrypted, bound to the build.
+    bundle_url_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     dockerfile_path: Mapped[str | None] = mapped_column(String(1024))
     docker_work_dir: Mapped[str | None] = mapped_column(String(1024))
     docker_target: Mapped[str | None] = mapped_column(String(255))
     # buildArguments, buildFiles and dockerSecretMounts of this build, AES-GCM encrypted.
     overrides_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
-    # sha256 of the canonical request body: a reused Idempotency-Key with another body is refused.
+    # HMAC (SecretBox.fingerprint) of the canonical request body: a reused Idempotency-Key with
+    # another body is refused.
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
     registry_uri: Mapped[str | None] = mapped_column(Text)

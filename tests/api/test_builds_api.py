@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from fastapi.testclient import TestClient
 
 from shipyard.builds import service as build_service
+from shipyard.settings import Settings
 from shipyard.store import builds as build_store
 from shipyard.store import workloads as workload_store
+from shipyard.store.crypto import SecretBox
 from tests.api.test_start_build_rules import assert_error
 from tests.conftest import SHA
 
@@ -159,3 +164,75 @@ def test_stored_build_arguments_are_merged_under_overrides(
         workload = workload_store.get_by_id(session, build.workload_id)
         request = build_service.load_request(state.box, workload, build)
     assert request.overrides.build_arguments == {"A": "stored", "B": "override"}
+
+
+def test_request_fingerprint_is_keyed(client: TestClient, targets: dict[str, str]) -> None:
+    """A 4-digit secret in the body must not be recoverable from the stored digest by
+    hashing the 10 000 candidates: the digest is an HMAC under the server's key."""
+    path = svc_path(targets)
+    headers = {"Idempotency-Key": "pin"}
+    body = {"branch": "main", "overrides": {"buildArguments": {"PIN": "4821"}}}
+    first = client.post(f"{path}/build", json=body, headers=headers).json()["data"]
+    state = client.app.state.shipyard  # type: ignore[attr-defined]
+    with state.sessions() as session:
+        stored = build_store.get_any(session, first["id"]).request_fingerprint
+    unkeyed = {
+        hashlib.sha256(
+            json.dumps(
+                ["service", {**body, "overrides": {"buildArguments": {"PIN": f"{pin:04d}"}}}],
+                sort_keys=True,
+                separators=(",", ":"),
+            ).encode()
+        ).hexdigest()
+        for pin in range(10_000)
+    }
+    assert stored not in unkeyed
+    expected = {"purpose": "idempotency", "entity": "service", "body": body}
+    assert stored == state.box.fingerprint(expected)
+    assert stored != SecretBox("another key").fingerprint(expected)
+    # Behaviour unchanged: same key and body → the same build; another body → 409.
+    again = client.post(f"{path}/build", json=body, headers=headers).json()["data"]
+    assert again["id"] == first["id"]
+    other = {"branch": "main", "overrides": {"buildArguments": {"PIN": "4822"}}}
+    assert_error(client.post(f"{path}/build", json=other, headers=headers), 409, "Idempotency-Key")
+
+
+def test_bundle_url_secrets_are_never_shown_and_stored_sealed(
+    client: TestClient, targets: dict[str, str], settings: Settings
+) -> None:
+    path = svc_path(targets)
+    url = "https://deploy:hunter22@bundles.example.com/app.tgz?X-Amz-Signature=5ig5ig&token=t0k3n"
+    shown = "https://***@bundles.example.com/app.tgz?***"
+    started = client.post(f"{path}/build", json={"bundleUrl": url}).json()["data"]
+    assert started["bundleUrl"] == shown
+    assert client.get(f"{path}/build/{started['id']}").json()["data"]["bundleUrl"] == shown
+    listed = client.get(f"{path}/build").json()["data"]["builds"]
+    assert [b["bundleUrl"] for b in listed] == [shown]
+    state = client.app.state.shipyard  # type: ignore[attr-defined]
+    with state.sessions() as session:
+        build = build_store.get_any(session, started["id"])
+        assert build.bundle_url == shown
+        workload = workload_store.get_by_id(session, build.workload_id)
+        # Only the fetch sees the real URL.
+        assert build_service.load_request(state.box, workload, build).source.bundle_url == url
+    state.sessions.kw["bind"].dispose()  # checkpoint SQLite's WAL into the file
+    for secret in ("hunter22", "5ig5ig", "t0k3n"):
+        for f in settings.data_dir.rglob("shipyard.db*"):
+            assert secret.encode() not in f.read_bytes(), f
+
+
+def test_bundle_url_of_a_build_queued_before_sealing_is_redacted_and_still_fetched(
+    client: TestClient, targets: dict[str, str]
+) -> None:
+    path = svc_path(targets)
+    started = client.post(f"{path}/build", json={"bundleUrl": "https://h/a.tar"}).json()["data"]
+    raw = "https://u:pw@h/a.tar?sig=s3cr3t"
+    state = client.app.state.shipyard  # type: ignore[attr-defined]
+    with state.sessions() as session:
+        build = build_store.get_any(session, started["id"])
+        build.bundle_url, build.bundle_url_enc = raw, None  # as migration 0004 leaves it
+        session.commit()
+        workload = workload_store.get_by_id(session, build.workload_id)
+        assert build_service.load_request(state.box, workload, build).source.bundle_url == raw
+    got = client.get(f"{path}/build/{started['id']}").json()["data"]
+    assert got["bundleUrl"] == "https://***@h/a.tar?***"

@@ -83,6 +83,24 @@ def test_project_pagination(client: TestClient) -> None:
             },
             "pathIgnoreRules",
         ),
+        (  # a pathological wildcard rule: bounded at the API
+            "services/build",
+            {
+                "name": "x",
+                "vcsData": {"projectUrl": "file:///r"},
+                "buildConfiguration": {"pathIgnoreRules": ["a*" * 17 + "b"]},
+            },
+            "buildConfiguration.pathIgnoreRules.0",
+        ),
+        (
+            "services/build",
+            {
+                "name": "x",
+                "vcsData": {"projectUrl": "file:///r"},
+                "buildConfiguration": {"pathIgnoreRules": [f"d{i}/" for i in range(257)]},
+            },
+            "256 rules",
+        ),
     ],
 )
 def test_workload_rules(client: TestClient, path: str, body: dict[str, object], field: str) -> None:

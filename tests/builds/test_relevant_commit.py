@@ -4,7 +4,15 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from shipyard.builds.relevant_commit import PathRules, most_recent_relevant
+from shipyard.builds.errors import InvalidRequest
+from shipyard.builds.relevant_commit import (
+    MAX_RULE_CHARS,
+    MAX_RULES,
+    MAX_STARS,
+    PathRules,
+    check_rules,
+    most_recent_relevant,
+)
 
 IGNORE_DOCS = PathRules(patterns=("docs/", "*.md"), allow_list=False)
 ONLY_SRC = PathRules(patterns=("src/", "Dockerfile"), allow_list=True)
@@ -92,3 +100,21 @@ def test_most_recent_relevant_stops_consuming_at_the_answer() -> None:
 
     assert most_recent_relevant(history(), IGNORE_DOCS) == "c2"
     assert consumed == ["c3", "c2"]
+
+
+def test_pathological_wildcards_match_in_linear_time() -> None:
+    # 16 stars, the most a rule may have: a backtracking engine takes minutes on this path.
+    rules = PathRules(patterns=("a*" * MAX_STARS + "b",), allow_list=False)
+    assert rules.is_relevant(["a" * 5000])  # not ignored: no "b"
+    assert not rules.is_relevant(["a" * 5000 + "b"])
+    assert rules.is_relevant(["src/" + "a" * 5000, "a" * 40 + "b"])
+
+
+def test_check_rules_limits() -> None:
+    check_rules(["a*" * MAX_STARS + "b"] * MAX_RULES)
+    with pytest.raises(InvalidRequest, match=r"pathIgnoreRules\.1 has more than 16"):
+        check_rules(["docs/", "a*" * (MAX_STARS + 1)])
+    with pytest.raises(InvalidRequest, match="more than 256 rules"):
+        check_rules(["x"] * (MAX_RULES + 1))
+    with pytest.raises(InvalidRequest, match="longer than 1024"):
+        check_rules(["x" * (MAX_RULE_CHARS + 1)])

@@ -35,6 +35,8 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)
     send_length: bool = True
     delay_s: float = 0.0
+    trickle_s: float = 0.0  # > 0: the body one byte at a time, this long apart
+    stall: bool = False  # headers, then silence until the client gives up
 
 
 class Server:
@@ -56,7 +58,19 @@ class Server:
                 if route.send_length:
                     self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
-                self.wfile.write(route.body)
+                if route.stall:
+                    self.rfile.read(1)  # returns when the client closes
+                    return
+                if route.trickle_s <= 0:
+                    self.wfile.write(route.body)
+                    return
+                try:
+                    for i in range(len(route.body)):
+                        self.wfile.write(route.body[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(route.trickle_s)
+                except OSError:
+                    return  # the client gave up, as it should
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -325,6 +339,44 @@ def test_timeout(server: Server, fetch: Fetch) -> None:
     with pytest.raises(TimedOut):
         fetch(server.url("/slow"), timeout_s=0.5)
     assert time.monotonic() - started < 2.5
+
+
+def test_trickle_cannot_outlast_the_deadline(server: Server, fetch: Fetch) -> None:
+    # 1 byte every 0.5 s: every read succeeds, so read timeouts alone never fire.
+    server.routes["/trickle"] = Route(make_tar(GITHUB_STYLE), trickle_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(TimedOut) as raised:
+        fetch(server.url("/trickle"), timeout_s=2.0)
+    assert time.monotonic() - started < 3.0
+    assert raised.value.message == "downloading the bundle timed out after 2 s"
+
+
+@pytest.mark.parametrize("route", [Route(b"x" * 10_000, trickle_s=0.5), Route(b"x", stall=True)])
+def test_abort_stops_a_trickle_or_a_stall_within_a_second(
+    server: Server, fetch: Fetch, route: Route
+) -> None:
+    server.routes["/slow"] = route
+    cancel = threading.Event()
+    fired: list[float] = []
+
+    def abort() -> None:
+        fired.append(time.monotonic())
+        cancel.set()
+
+    threading.Timer(1.0, abort).start()
+    with pytest.raises(Cancelled):
+        fetch(server.url("/slow"), timeout_s=60.0, cancel=cancel)
+    # Seen at the next check (every 0.25 s), whatever the server does meanwhile.
+    assert time.monotonic() - fired[0] < 1.0
+
+
+def test_slow_but_steady_download_within_the_deadline_succeeds(
+    server: Server, fetch: Fetch
+) -> None:
+    body = make_tar(GITHUB_STYLE, gz=True)  # a few hundred bytes, one read each
+    server.routes["/steady"] = Route(body, trickle_s=0.002)
+    root = fetch(server.url("/steady"), timeout_s=30.0)
+    assert (root / "Dockerfile").read_bytes() == b"FROM scratch\n"
 
 
 # --- HTTPS with a pinned address -----------------------------------------------------------

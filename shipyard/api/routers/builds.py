@@ -3,8 +3,6 @@ neighbours in CONTRACT.md)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -23,6 +21,7 @@ from shipyard.api.schemas.builds import (
 from shipyard.api.schemas.common import envelope, iso_ms
 from shipyard.builds import permissions
 from shipyard.builds import service as build_service
+from shipyard.builds.bundle_url import redact as redact_bundle_url
 from shipyard.builds.errors import InvalidRequest
 from shipyard.builds.request import (
     BuildRequest,
@@ -35,6 +34,7 @@ from shipyard.builds.request import (
 )
 from shipyard.store import builds as build_store
 from shipyard.store import workloads as workload_store
+from shipyard.store.crypto import SecretBox
 from shipyard.store.models import Build, Workload
 
 router = APIRouter(prefix="/v1/projects/{projectId}", tags=["builds"])
@@ -56,7 +56,8 @@ def build_out(build: Build) -> dict[str, Any]:
         "success": build.success,
         "message": build.message,
         **({"buildConcludedAt": int(build.concluded_at.timestamp())} if build.concluded_at else {}),
-        **({"bundleUrl": build.bundle_url} if build.bundle_url else {}),
+        # Redacted again on the way out: rows queued before migration 0004 hold the raw URL.
+        **({"bundleUrl": redact_bundle_url(build.bundle_url)} if build.bundle_url else {}),
     }
 
 
@@ -84,9 +85,11 @@ def to_overrides(body: SecretOverrides | None) -> Overrides:
     return overrides
 
 
-def _fingerprint(entity: Entity, body: dict[str, Any]) -> str:
-    canonical = json.dumps([entity, body], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def _fingerprint(box: SecretBox, entity: Entity, body: dict[str, Any]) -> str:
+    """Keyed (HMAC): the body holds build arguments, files and secret mounts, and a plain
+    hash of it in the database let a short secret be guessed offline. ``purpose`` keeps it
+    apart from the other digests made with the same key."""
+    return box.fingerprint({"purpose": "idempotency", "entity": entity, "body": body})
 
 
 def _start(
@@ -136,7 +139,9 @@ def start_service_build(
         bundle_url=bundle_url,
     )
     request = BuildRequest(source=source, overrides=to_overrides(body.overrides))
-    fingerprint = _fingerprint("service", body.model_dump(mode="json", exclude_none=True))
+    fingerprint = _fingerprint(
+        state.box, "service", body.model_dump(mode="json", exclude_none=True)
+    )
     return _start(session, state, workload, request, idempotency_key, fingerprint)
 
 
@@ -161,7 +166,7 @@ def start_job_build(
         bundle_url=None,
     )
     request = BuildRequest(source=source, overrides=to_overrides(body.overrides))
-    fingerprint = _fingerprint("job", body.model_dump(mode="json", exclude_none=True))
+    fingerprint = _fingerprint(state.box, "job", body.model_dump(mode="json", exclude_none=True))
     return _start(session, state, workload, request, idempotency_key, fingerprint)
 
 

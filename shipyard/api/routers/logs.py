@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -22,6 +21,7 @@ from shipyard.api.routers.builds import build_out
 from shipyard.api.schemas.common import envelope, iso_ms
 from shipyard.builds import permissions
 from shipyard.builds.errors import InvalidRequest, ShipyardError
+from shipyard.builds.log_filter import MAX_PATTERN_CHARS, LineFilter
 from shipyard.store import builds as build_store
 from shipyard.store import logs as log_store
 from shipyard.store import workloads as workload_store
@@ -42,17 +42,6 @@ def line_out(row: BuildLogLine) -> dict[str, Any]:
         "log": row.line,
         "ts": iso_ms(row.ts),
     }
-
-
-def _compile(pattern: str | None, name: str) -> re.Pattern[str] | None:
-    if pattern is None:
-        return None
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise InvalidRequest(
-            f"{name} is not a valid regular expression: {exc}", {name: "invalid"}
-        ) from exc
 
 
 def _find_build(
@@ -82,37 +71,23 @@ def _range(
     duration: int | None,
     limit: int,
     direction: str,
-    text_includes: str | None,
-    text_not_includes: str | None,
-    regex_includes: str | None,
-    regex_not_includes: str | None,
+    keep: LineFilter,
 ) -> dict[str, Any]:
     build = _find_build(session, caller, project_id, entity, slug, build_id)
     if duration is not None and start is None:
         start = (end or datetime.now().astimezone()) - timedelta(seconds=duration)
-    inc, exc = (
-        _compile(regex_includes, "regexIncludes"),
-        _compile(regex_not_includes, "regexNotIncludes"),
-    )
-    filtered = any(x is not None for x in (text_includes, text_not_includes, inc, exc))
     backward = direction == "backward"
     rows = log_store.in_range(
         session,
         build.id,
         start=start,
         end=end,
-        limit=MAX_LINES if filtered else limit,
+        limit=MAX_LINES if keep.active else limit,
         backward=backward,
     )
     out = []
     for row in rows:
-        if text_includes is not None and text_includes not in row.line:
-            continue
-        if text_not_includes is not None and text_not_includes in row.line:
-            continue
-        if inc is not None and not inc.search(row.line):
-            continue
-        if exc is not None and exc.search(row.line):
+        if not keep(row.line):
             continue
         out.append(line_out(row))
         if len(out) >= limit:
@@ -122,6 +97,7 @@ def _range(
 
 LineLimit = Annotated[int, Query(ge=1, le=MAX_LINES)]
 Direction = Annotated[Literal["forward", "backward"], Query()]
+Pattern = Annotated[str | None, Query(max_length=MAX_PATTERN_CHARS)]
 
 
 def _range_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
@@ -140,14 +116,20 @@ def _range_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
         direction: Direction = "forward",
         textIncludes: str | None = None,
         textNotIncludes: str | None = None,
-        regexIncludes: Annotated[str | None, Query(max_length=256)] = None,
-        regexNotIncludes: Annotated[str | None, Query(max_length=256)] = None,
+        regexIncludes: Pattern = None,
+        regexNotIncludes: Pattern = None,
     ) -> dict[str, Any]:
         if queryType == "tail":
             raise InvalidRequest(
                 "queryType=tail needs a websocket "
                 "(or GET …/build-logs/stream for server-sent events)"
             )
+        keep = LineFilter.parse(
+            text_includes=textIncludes,
+            text_not_includes=textNotIncludes,
+            regex_includes=regexIncludes,
+            regex_not_includes=regexNotIncludes,
+        )
         return _range(
             session,
             caller,
@@ -160,10 +142,7 @@ def _range_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
             duration,
             lineLimit,
             direction,
-            textIncludes,
-            textNotIncludes,
-            regexIncludes,
-            regexNotIncludes,
+            keep,
         )
 
     return handler
@@ -184,26 +163,36 @@ _register_for_both("build-logs", _range_endpoint, "Get {entity} build logs")
 
 
 async def follow(
-    sessions: sessionmaker[Session], build_id: str, after_seq: int = -1
+    sessions: sessionmaker[Session],
+    build_id: str,
+    after_seq: int = -1,
+    keep: LineFilter | None = None,
 ) -> AsyncIterator[list[BuildLogLine]]:
-    """Yield batches of new lines until the build has concluded and every line was yielded.
-    An empty batch now and then during silence lets a transport send a keep-alive."""
+    """Yield batches of new lines (those ``keep`` passes) until the build has concluded and
+    every line was yielded. An empty batch now and then during silence lets a transport send
+    a keep-alive; lines filtered out do not count as traffic."""
 
-    def poll(seq: int) -> tuple[list[BuildLogLine], bool]:
+    def poll(seq: int) -> tuple[list[BuildLogLine], int, bool]:
         with sessions() as session:
             build = build_store.get_any(session, build_id)
             done = build is None or build.concluded
             # Read lines after the status: a line written before the conclusion is never missed.
-            return log_store.after_seq(session, build_id, seq, TAIL_BATCH), done
+            rows = log_store.after_seq(session, build_id, seq, TAIL_BATCH)
+        last = rows[-1].seq if rows else seq
+        # Filtered here, in the worker thread, so the event loop never runs a caller's pattern.
+        if keep is not None and keep.active:
+            rows = [row for row in rows if keep(row.line)]
+        return rows, last, done
 
     seq = after_seq
     quiet_since = time.monotonic()
     while True:
-        rows, done = await run_in_threadpool(poll, seq)
-        if rows:
-            seq = rows[-1].seq
-            quiet_since = time.monotonic()
-            yield rows
+        rows, last, done = await run_in_threadpool(poll, seq)
+        if last != seq:
+            seq = last
+            if rows:
+                quiet_since = time.monotonic()
+                yield rows
             continue
         if done:
             return
@@ -213,11 +202,49 @@ async def follow(
         await asyncio.sleep(TAIL_POLL_S)
 
 
+def _filter_of(params: Mapping[str, str]) -> LineFilter:
+    return LineFilter.parse(
+        text_includes=params.get("textIncludes"),
+        text_not_includes=params.get("textNotIncludes"),
+        regex_includes=params.get("regexIncludes"),
+        regex_not_includes=params.get("regexNotIncludes"),
+    )
+
+
+class _BinaryFrame(Exception):
+    """The client sent a binary frame where the protocol has only JSON text."""
+
+
+async def _receive_json(websocket: WebSocket) -> Any:
+    # Not receive_text(): on a binary frame it fails with a KeyError deep in Starlette and the
+    # server logged a traceback; the raw message says which kind of frame arrived.
+    message = await asyncio.wait_for(websocket.receive(), timeout=30)
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(int(message.get("code", 1000)))
+    text = message.get("text")
+    if text is None:
+        raise _BinaryFrame()
+    return json.loads(text)
+
+
+async def _send_error(websocket: WebSocket, code: int, data: dict[str, Any]) -> None:
+    await websocket.send_json({"type": "error", "data": data})
+    await websocket.close(code=code)
+
+
 async def _tail_socket(websocket: WebSocket, entity: Entity, project_id: str, slug: str) -> None:
     state: AppState = websocket.app.state.shipyard
     await websocket.accept()
     try:
-        init = json.loads(await asyncio.wait_for(websocket.receive_text(), timeout=30))
+        try:
+            keep = _filter_of(websocket.query_params)
+        except InvalidRequest as exc:
+            # The HTTP error body, as a message: a 400 is impossible once the socket is open.
+            await _send_error(
+                websocket, 4000, {"status": 400, "message": exc.message, "details": exc.details}
+            )
+            return
+        init = await _receive_json(websocket)
         token = init.get("data", {}).get("auth", {}).get("apiToken")
         build_id = websocket.query_params.get("buildId") or websocket.query_params.get("runId")
 
@@ -237,18 +264,20 @@ async def _tail_socket(websocket: WebSocket, entity: Entity, project_id: str, sl
             await websocket.close(code=4001)
             return
         await websocket.send_json({"type": "init", "data": {"auth": "successful"}})
-        async for rows in follow(state.sessions, found):
+        async for rows in follow(state.sessions, found, keep=keep):
             if not rows:
                 continue
             await websocket.send_json({"type": "log-lines", "data": [line_out(r) for r in rows]})
         await websocket.close()
     except (TimeoutError, WebSocketDisconnect):
         return
-    except (ValueError, AttributeError):
-        await websocket.send_json(
-            {"type": "error", "data": {"message": "expected an init message"}}
+    except _BinaryFrame:
+        # 1003: "received a type of data it cannot accept" (RFC 6455 7.4.1).
+        await _send_error(
+            websocket, 1003, {"message": "expected a text frame with the init message (JSON)"}
         )
-        await websocket.close(code=4000)
+    except (ValueError, AttributeError):
+        await _send_error(websocket, 4000, {"message": "expected an init message"})
 
 
 @router.websocket("/services/{serviceId}/build-logs")
@@ -280,10 +309,20 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
         buildId: str,
         after: Annotated[int | None, Query(ge=-1, description="Resume after this line id")] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+        textIncludes: str | None = None,
+        textNotIncludes: str | None = None,
+        regexIncludes: Pattern = None,
+        regexNotIncludes: Pattern = None,
     ) -> StreamingResponse:
         """Each line is an event whose ``id`` is its sequence number (a reconnect with
         ``Last-Event-ID`` resumes after it); ``: ping`` comments keep quiet streams open; the
         final ``end`` event carries the concluded build."""
+        keep = LineFilter.parse(
+            text_includes=textIncludes,
+            text_not_includes=textNotIncludes,
+            regex_includes=regexIncludes,
+            regex_not_includes=regexNotIncludes,
+        )
         build = _find_build(session, caller, projectId, entity, entityId, buildId)
         start = after if after is not None else _event_id(last_event_id)
         # The stream outlives this handler: give the connection back now (SQLite has one).
@@ -295,7 +334,7 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
                 return build_out(row) if row is not None else {}
 
         async def events() -> AsyncIterator[str]:
-            async for rows in follow(state.sessions, build.id, start):
+            async for rows in follow(state.sessions, build.id, start, keep):
                 if not rows:
                     yield ": ping\n\n"
                 for row in rows:

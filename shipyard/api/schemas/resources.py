@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from shipyard.api.schemas.builds import ArgName, DockerFilePath, DockerWorkDir
 from shipyard.api.schemas.common import Name, Open
+from shipyard.builds.errors import InvalidRequest
+from shipyard.builds.relevant_commit import check_rules
 
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^-].*$")
 GIT_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
@@ -57,6 +59,15 @@ class BuildSettings(Open):
 class BuildConfiguration(Open):
     pathIgnoreRules: list[Annotated[str, StringConstraints(max_length=1024)]] | None = None
     isAllowList: bool | None = None
+
+    @field_validator("pathIgnoreRules")
+    @classmethod
+    def _bounded(cls, value: list[str] | None) -> list[str] | None:
+        try:
+            check_rules(value or [])
+        except InvalidRequest as exc:
+            raise ValueError(exc.message) from None  # pydantic's 400 names the field
+        return value
 
 
 class CreateWorkload(Open):
