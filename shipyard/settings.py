@@ -64,7 +64,6 @@ class Settings(BaseSettings):
     build_cpus: float | None = Field(default=None, gt=0, description="hard CPU quota (cores)")
     build_max_log_lines: int = Field(default=100_000, ge=100)
     build_max_log_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
-    build_max_line_bytes: int = Field(default=16 * 1024, ge=256)
     build_allowed_networks: list[str] = Field(
         default_factory=list,
         description="CIDRs that RUN steps may reach despite the private-range policy",

@@ -23,7 +23,7 @@ from shipyard.builds import service as build_service
 from shipyard.builds.relevant_commit import PathRules
 from shipyard.builds.status import BuildStatus
 from shipyard.pipeline.errors import Cancelled, PipelineError, TimedOut
-from shipyard.pipeline.logsink import BuildLog
+from shipyard.pipeline.logsink import BuildLog, LogLimits
 from shipyard.pipeline.redact import Redactor
 from shipyard.pipeline.run import BuildJob, Outcome, Pipeline
 from shipyard.store import builds as build_store
@@ -79,7 +79,9 @@ class LocalExecutor:
         concurrency: int,
         heartbeat_s: float,
         lease_s: float,
+        log_limits: LogLimits | None = None,
     ) -> None:
+        self._log_limits = log_limits
         self._sessions = sessions
         self._box = box
         self._pipeline = pipeline
@@ -248,7 +250,7 @@ class LocalExecutor:
             secrets += [repo_credentials, *repo_credentials.split(":", 1)]
         redactor = Redactor(secrets)
         reuse_key = reuse_key_of(self._box, job)
-        sink = BuildLog(self._sessions, run.build_id, run.attempt, redactor)
+        sink = BuildLog(self._sessions, run.build_id, run.attempt, redactor, self._log_limits)
         status, message, values = BuildStatus.FAILURE, "", {}
         try:
             sink(f"Build {run.build_id} (attempt {run.attempt}) on {self.worker_id}")

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
 from shipyard.pipeline.builder import BuildahStore
+from shipyard.pipeline.logsink import LogLimits
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
 from shipyard.pipeline.run import BuildTarget, Pipeline, PipelineSettings
 from shipyard.pipeline.source_git import CheckoutLimits
@@ -78,6 +79,7 @@ class LocalRuntime:
                 allow_private_urls=settings.allow_private_urls,
                 pull_tls_verify=not target.insecure,
                 allowed_local_roots=tuple(settings.allowed_local_roots),
+                allowed_networks=tuple(settings.build_allowed_networks),
                 checkout_limits=CheckoutLimits(
                     settings.max_checkout_bytes, settings.max_checkout_entries
                 ),
@@ -95,6 +97,7 @@ class LocalRuntime:
             concurrency=settings.max_concurrent_builds,
             heartbeat_s=settings.heartbeat_s,
             lease_s=settings.lease_s,
+            log_limits=LogLimits(settings.build_max_log_lines, settings.build_max_log_bytes),
         )
 
     def _build_target(self, settings: Settings) -> BuildTarget | None:

@@ -5,6 +5,7 @@ soon as a batch commits."""
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,10 +18,29 @@ MAX_BATCH = 200
 MAX_LINE_CHARS = 8192
 
 
+@dataclass(frozen=True)
+class LogLimits:
+    """What one build may write to its log. Past either cap one notice is written and the
+    build goes on; later lines are dropped, except Shipyard's own (``==> ...``): the stage
+    and the outcome stay visible."""
+
+    max_lines: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+
+
 class BuildLog:
     def __init__(
-        self, sessions: sessionmaker[Session], build_id: str, attempt: int, redactor: Redactor
+        self,
+        sessions: sessionmaker[Session],
+        build_id: str,
+        attempt: int,
+        redactor: Redactor,
+        limits: LogLimits | None = None,
     ) -> None:
+        self._limits = limits or LogLimits()
+        self._lines = 0
+        self._bytes = 0
+        self._truncated = False
         self._sessions = sessions
         self._build_id = build_id
         self._attempt = attempt
@@ -38,6 +58,19 @@ class BuildLog:
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " …[truncated]"
         with self._lock:
+            if self._truncated and not text.startswith("==> "):
+                return
+            self._lines += 1
+            self._bytes += len(text) + 1
+            if not self._truncated and (
+                self._lines > self._limits.max_lines or self._bytes > self._limits.max_bytes
+            ):
+                self._truncated = True
+                text = (
+                    f"… log truncated: the build's output passed {self._limits.max_lines} lines "
+                    f"or {self._limits.max_bytes // (1024 * 1024)} MiB (SHIPYARD_BUILD_MAX_LOG_"
+                    "LINES / _BYTES); the build goes on without logging its output"
+                )
             self._pending.append((datetime.now(UTC), text))
             full = len(self._pending) >= MAX_BATCH
         if full:

@@ -20,6 +20,8 @@ from shipyard.pipeline.errors import Cancelled, TimedOut
 
 LineSink = Callable[[str], None]
 TERM_GRACE_S = 3.0
+# A line is cut here while it is read: one endless line cannot fill the server's memory.
+MAX_LINE_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ def run(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     tail_lines: int = 20,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Completed:
     """Run ``argv``; each output line (stdout and stderr merged) goes to ``on_line``.
 
@@ -72,13 +75,24 @@ def run(
 
     def pump() -> None:
         assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
+        stream = proc.stdout
+        while raw := stream.readline(max_line_bytes + 1):
+            cut = len(raw) > max_line_bytes and not raw.endswith(b"\n")
+            if cut:
+                raw = raw[:max_line_bytes]
+                dropped = 0
+                # The rest of the line is read and dropped in bounded pieces.
+                while (rest := stream.readline(max_line_bytes)) and not rest.endswith(b"\n"):
+                    dropped += len(rest)
+                dropped += len(rest)
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if cut:
+                line += f" …[line cut at {max_line_bytes} bytes, {dropped} more dropped]"
             tail.append(line)
             if len(tail) > tail_lines:
                 del tail[0]
             on_line(line)
-        proc.stdout.close()
+        stream.close()
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()

@@ -18,6 +18,7 @@ from shipyard.pipeline import context as build_context
 from shipyard.pipeline.builder import BuildSpec, remote_image_exists, write_authfile
 from shipyard.pipeline.errors import PipelineError, TimedOut
 from shipyard.pipeline.registry import RegistryTarget
+from shipyard.pipeline.remote_policy import check_remote
 from shipyard.pipeline.source_bundle import fetch_bundle
 from shipyard.pipeline.source_git import CheckoutLimits, fetch_source, list_remote_head
 from shipyard.sandbox.dockerfile import check_dockerfile
@@ -66,6 +67,7 @@ class PipelineSettings:
     allow_private_urls: bool
     pull_tls_verify: bool = True
     allowed_local_roots: tuple[Path, ...] = ()
+    allowed_networks: tuple[str, ...] = ()
     checkout_limits: CheckoutLimits = field(default_factory=CheckoutLimits)
 
 
@@ -155,6 +157,12 @@ class Pipeline:
             source.pull_request_id is not None or job.path_rules or not source.branch
         ):
             return None
+        if source.sha is None:
+            check_remote(
+                job.repository_url,
+                allow_private=self.settings.allow_private_urls,
+                allowed_networks=self.settings.allowed_networks,
+            )
         sha = source.sha or list_remote_head(
             job.repository_url,
             str(source.branch),
@@ -215,9 +223,15 @@ class Pipeline:
         else:
             if not job.repository_url:
                 raise PipelineError("the service has no vcsData.projectUrl to build from")
+            check_remote(
+                job.repository_url,
+                allow_private=self.settings.allow_private_urls,
+                allowed_networks=self.settings.allowed_networks,
+            )
             fetched = fetch_source(
                 job.repository_url,
                 workdir / "src",
+                wrap=box.enter_network,
                 allowed_local_roots=self.settings.allowed_local_roots,
                 limits=self.settings.checkout_limits,
                 sha=source.sha,

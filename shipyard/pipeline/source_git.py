@@ -242,8 +242,11 @@ class _Git:
         env: Mapping[str, str] | None,
         home: Path,
         allow_file: bool,
+        wrap: Callable[[list[str]], list[str]] | None = None,
     ) -> None:
         self.cwd = cwd
+        # E.g. enter the build's network namespace, so git obeys the build's network policy.
+        self._wrap = wrap or (lambda argv: argv)
         self.log = log
         self._cancel = cancel
         self._timeout_s = timeout_s
@@ -261,7 +264,7 @@ class _Git:
             if remaining <= 0:
                 raise TimedOut("no time left")
             return run(
-                ["git", *self._config, *args],
+                self._wrap(["git", *self._config, *args]),
                 on_line=sink or self.log,
                 cancel=self._cancel,
                 timeout_s=remaining,
@@ -578,6 +581,7 @@ def fetch_source(
     env: Mapping[str, str] | None = None,
     allowed_local_roots: Sequence[Path] = (),
     limits: CheckoutLimits = CheckoutLimits(),
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> FetchedSource:
     """Check out one commit of ``url`` into ``dest`` (created if missing).
 
@@ -611,6 +615,7 @@ def fetch_source(
                 env=env,
                 home=Path(home),
                 allow_file=local,
+                wrap=wrap,
             ),
             limits=limits,
         )

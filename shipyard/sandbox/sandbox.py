@@ -102,6 +102,13 @@ class BuildSandbox:
             runc_root=self.dirs.runc_root,
         )
 
+    def enter_network(self, argv: list[str]) -> list[str]:
+        """``argv`` run by Shipyard (root) inside the build's network namespace: git fetches
+        then obey the build's network policy, enforced by the kernel."""
+        if self.net is None:
+            return argv
+        return ["nsenter", f"--net=/run/netns/{self.net.name}", "--", *argv]
+
     def hand_over(self) -> None:
         """Shipyard has written source, build files and secrets: the build user owns them now
         (0700 dirs under a root 0711 parent: no other build user can read them)."""

@@ -1,0 +1,55 @@
+"""Which git remotes Shipyard itself may contact on a build's behalf.
+
+Fetches run inside the build's network namespace (the kernel applies the build's policy);
+the few git calls made before a build has a namespace (``ls-remote`` for the reuse check)
+and the clear error message come from this check, the same one bundle URLs get: every
+address the host resolves to must be public, unless private URLs are allowed or the address
+is in an operator-allowed network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from shipyard.pipeline.errors import SourceError
+from shipyard.pipeline.source_bundle import is_forbidden_address
+
+# scp-like ``user@host:path`` (git's own rule: no slash before the first colon).
+_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>\[[^\]]+\]|[^:/]+):(?!//)")
+
+
+def remote_host(url: str) -> tuple[str, int] | None:
+    """(host, port) of a network remote; None for local paths and ``file://``."""
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.scheme == "file" or not parts.hostname:
+            return None
+        default = {"https": 443, "http": 80, "ssh": 22, "git": 9418}.get(parts.scheme, 0)
+        return parts.hostname, parts.port or default
+    if match := _SCP_LIKE.match(url):
+        return match["host"].strip("[]"), 22
+    return None
+
+
+def check_remote(url: str, *, allow_private: bool, allowed_networks: Sequence[str] = ()) -> None:
+    target = remote_host(url)
+    if target is None or allow_private:
+        return
+    host, port = target
+    try:
+        infos = socket.getaddrinfo(host, port or None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise SourceError(f"cannot resolve the repository host {host!r}") from exc
+    allowed = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if is_forbidden_address(address) and not any(address in net for net in allowed):
+            raise SourceError(
+                f"the repository host {host} resolves to a private or local address "
+                f"({address}); builds may only fetch from public addresses "
+                "(SHIPYARD_BUILD_ALLOWED_NETWORKS allows named networks)"
+            )
