@@ -18,6 +18,7 @@ command -v newuidmap >/dev/null || need+=(uidmap)
 command -v iptables >/dev/null || need+=(iptables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

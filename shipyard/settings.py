@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     build_pids: int = Field(default=4096, ge=32)
     build_cpu_shares: int = Field(default=512, ge=2, description="against 1024 of the API")
     build_cpus: float | None = Field(default=None, gt=0, description="hard CPU quota (cores)")
+    build_disk_gb: float | None = Field(
+        default=20.0,
+        gt=0,
+        description="Disk per project (layers + work dirs), a sparse ext4 image each; "
+        "unset = no cap",
+    )
     build_max_log_lines: int = Field(default=100_000, ge=100)
     build_max_log_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
     build_allowed_networks: list[str] = Field(

@@ -244,6 +244,14 @@ class LocalExecutor:
                 path_rules=PathRules(tuple(workload.path_ignore_rules), workload.is_allow_list)
                 if workload.path_ignore_rules
                 else None,
+                secrets_key=self._box.fingerprint(
+                    {
+                        "purpose": "secret-mount cache",
+                        "secrets": request.overrides.to_secret_json()["dockerSecretMounts"],
+                    }
+                )
+                if request.overrides.secret_mounts
+                else None,
             )
         secrets: list[bytes | str] = [*request.overrides.secret_values(), *self._pipeline_secrets()]
         if repo_credentials:

@@ -67,6 +67,9 @@ class LocalRuntime:
                 loopback_ports=loopback,
                 allowed_networks=tuple(settings.build_allowed_networks),
                 base_store=BuildahStore(root=base / "root", runroot=base / "runroot"),
+                disk_bytes=int(settings.build_disk_gb * (1 << 30))
+                if settings.build_disk_gb
+                else None,
             )
         )
         pipeline = Pipeline(

@@ -21,7 +21,7 @@ from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.remote_policy import check_remote
 from shipyard.pipeline.source_bundle import fetch_bundle
 from shipyard.pipeline.source_git import CheckoutLimits, fetch_source, list_remote_head
-from shipyard.sandbox.dockerfile import check_dockerfile
+from shipyard.sandbox.dockerfile import SECRET_KEY_ARG, check_dockerfile, with_secret_key
 from shipyard.sandbox.sandbox import BuildSandbox, Sandbox
 
 
@@ -35,6 +35,9 @@ class BuildJob:
     request: BuildRequest
     use_cache: bool
     path_rules: PathRules | None
+    # A keyed digest of the secret mounts' values (None without any): secret-mount steps
+    # are cached per value (``sandbox.dockerfile.with_secret_key``).
+    secrets_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,23 @@ class PipelineSettings:
 BuildTarget = Callable[[str, str], RegistryTarget]
 
 
+class _Watched:
+    """A reporter whose lines the sandbox also sees (to name the cap a build hit)."""
+
+    def __init__(self, report: Reporter, watch: Callable[[str], None]) -> None:
+        self._report, self._watch = report, watch
+
+    def stage(self, status: BuildStatus) -> None:
+        self._report.stage(status)
+
+    def resolved(self, sha: str | None, branch: str | None) -> None:
+        self._report.resolved(sha, branch)
+
+    def line(self, text: str) -> None:
+        self._watch(text)
+        self._report.line(text)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -115,7 +135,7 @@ class Pipeline:
                     return reused
             with self.sandbox.for_build(job.project_id, key) as box:
                 try:
-                    return self._run(job, report, cancel, box, deadline)
+                    return self._run(job, _Watched(report, box.watch), cancel, box, deadline)
                 except PipelineError as exc:
                     # The kernel's cap, not buildah's "exit status 137", is the cause.
                     if (limit := box.limit_message()) is not None:
@@ -248,12 +268,21 @@ class Pipeline:
         prepared = build_context.prepare(root, request.overrides, workdir / "secrets")
         # Refused before buildah sees it: RUN --mount options that reach the host (buildah
         # 1.28 lacks the fixes for CVE-2024-9675 / CVE-2024-1753), ssh mounts, host network.
-        check_dockerfile(
-            prepared.dockerfile.read_text(errors="replace"),
+        text = prepared.dockerfile.read_text(errors="replace")
+        plan = check_dockerfile(
+            text,
             context_dir=prepared.context_dir,
             display_path=prepared.display_dockerfile.lstrip("/") or "Dockerfile",
             build_args=request.overrides.build_arguments,
         )
+        dockerfile = prepared.dockerfile
+        build_args = dict(request.overrides.build_arguments)
+        if job.secrets_key and plan.secret_run_lines:
+            # Outside the context (buildah reads -f from anywhere); the checked text plus the
+            # ARG lines, so secret-mount steps are cached per secret value.
+            dockerfile = workdir / "Dockerfile.shipyard"
+            dockerfile.write_text(with_secret_key(text, plan))
+            build_args[SECRET_KEY_ARG] = job.secrets_key
         tag = sha or job.build_id
         repository = self.registry.repository(job.project_id, job.workload_slug)
         local_tag = f"{repository}:{tag}"
@@ -271,11 +300,11 @@ class Pipeline:
         report.stage(BuildStatus.BUILDING)
         spec = BuildSpec(
             context_dir=prepared.context_dir,
-            dockerfile=prepared.dockerfile,
+            dockerfile=dockerfile,
             display_dockerfile=prepared.display_dockerfile,
             tag=local_tag,
             tmpdir=tmpdir,
-            build_args=dict(request.overrides.build_arguments),
+            build_args=build_args,
             target=request.overrides.docker.target,
             secrets=prepared.secrets,
             layers=job.use_cache,

@@ -71,6 +71,9 @@ class DockerfilePlan:
     # --mount=type=cache uses. None is inside another one here; a caller that keeps the cache
     # parent across builds must keep that true across builds too (see ``nested_cache_path``).
     cache_paths: tuple[str, ...]
+    # First physical line of each RUN with a secret mount: buildah's layer cache ignores
+    # the secret's value, so the caller keys those steps by it (``with_secret_key``).
+    secret_run_lines: tuple[int, ...] = ()
 
     @property
     def stage_names(self) -> tuple[str | None, ...]:
@@ -623,7 +626,30 @@ def check_dockerfile(
         base_images=tuple(state.images),
         global_arg_names=tuple(global_args),
         cache_paths=tuple(path for path, _ in state.cache_paths),
+        secret_run_lines=tuple(
+            ins.line
+            for ins in instructions
+            if ins.cmd == "run" and any("type=secret" in flag.lower() for flag in ins.flags)
+        ),
     )
+
+
+SECRET_KEY_ARG = "SHIPYARD_SECRETS_KEY"
+
+
+def with_secret_key(text: str, plan: DockerfilePlan) -> str:
+    """``text`` with ``ARG SHIPYARD_SECRETS_KEY`` before every RUN that mounts a secret.
+
+    buildah keys a RUN step's cache by its text and the ARGs in effect, not by the contents
+    of its secret mounts: a changed secret would reuse the layer built with the old one. With
+    this ARG set to a keyed digest of the build's secrets (``--build-arg``), such steps are
+    rebuilt exactly when a secret changes. The digest is an HMAC: it says nothing of them."""
+    if not plan.secret_run_lines:
+        return text
+    lines = text.splitlines(keepends=True)
+    for number in sorted(plan.secret_run_lines, reverse=True):
+        lines.insert(number - 1, f"ARG {SECRET_KEY_ARG}\n")
+    return "".join(lines)
 
 
 def _arg_words(ins: _Instruction) -> Iterator[tuple[str, str | None]]:

@@ -8,6 +8,7 @@
 ``      <build>-<attempt>/`` (root 0700 while Shipyard fills it; the user's once the build
                               starts): source, build files, secret mounts, TMPDIR
 ``  base-cache/`` (root, 0755) exported shared base images, read by every build user
+``  disks/``      (root, 0700) one ext4 image per project, mounted on ``<user>/`` (disk cap)
 
 Shipyard's data dir (DB, keys, tokens, registry storage) stays root-only 0700 elsewhere.
 """
@@ -18,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.sandbox.disk import ProjectDisk
 from shipyard.sandbox.users import BuildUser, SandboxError
 
 
@@ -69,7 +71,9 @@ class UserDirs:
     def base_stamp(self) -> Path:
         return self.root / "base-images.stamp"
 
-    def create(self, user: BuildUser) -> UserDirs:
+    def create(self, user: BuildUser, disk: ProjectDisk | None = None) -> UserDirs:
+        if disk is not None:
+            disk.ensure()  # the user's directory is the project's own filesystem
         _dir(self.root, 0o711)
         _dir(self.store, 0o700, user)
         _dir(self.home, 0o700, user)
@@ -85,6 +89,7 @@ class SandboxLayout:
     def create(self) -> SandboxLayout:
         _dir(self.root, 0o711)
         _dir(self.base_cache, 0o755)
+        _dir(self.disks, 0o700)
         check_reachable(self.root)
         return self
 
@@ -94,6 +99,13 @@ class SandboxLayout:
 
     def user(self, user: BuildUser) -> UserDirs:
         return UserDirs(self.root / user.name)
+
+    @property
+    def disks(self) -> Path:
+        return self.root / "disks"
+
+    def disk(self, user: BuildUser, size_bytes: int) -> ProjectDisk:
+        return ProjectDisk(self.disks / f"{user.name}.img", self.root / user.name, size_bytes)
 
 
 def chown_tree(path: Path, user: BuildUser) -> None:

@@ -45,6 +45,7 @@ class SandboxSettings:
     allowed_networks: tuple[str, ...] = ()
     base_store: BuildahStore | None = None  # images every project may build FROM
     use_cgroups: bool = True
+    disk_bytes: int | None = None  # per project (store + work dirs); None = no cap
 
 
 class BaseImageError(PipelineError):
@@ -62,6 +63,7 @@ class BuildSandbox:
     cgroup: BuildCgroup | None
     net: BuildNetwork | None
     launcher: Launcher = field(init=False)
+    disk_full: bool = False  # a step reported ENOSPC (see ``watch``)
 
     def __post_init__(self) -> None:
         self.launcher = Launcher(
@@ -114,6 +116,11 @@ class BuildSandbox:
         (0700 dirs under a root 0711 parent: no other build user can read them)."""
         chown_tree(self.workdir, self.user)
 
+    def watch(self, line: str) -> None:
+        """Sees every output line: ENOSPC inside the project's filesystem is its disk cap."""
+        if "no space left on device" in line.lower():
+            self.disk_full = True
+
     def limit_message(self) -> str | None:
         """Which kernel-enforced cap the build hit, if any (for the build's message)."""
         if self.cgroup is None:
@@ -122,6 +129,12 @@ class BuildSandbox:
         if self.cgroup.oom_killed():
             mib = limits.memory_bytes // (1024 * 1024)
             return f"the build ran out of memory: its limit is {mib} MiB (SHIPYARD_BUILD_MEMORY_MB)"
+        if self.disk_full and self.sandbox.settings.disk_bytes:
+            gib = (self.sandbox.settings.disk_bytes or 0) / (1 << 30)
+            return (
+                f"the build ran out of disk space: each project's layers and work dirs are "
+                f"limited to {gib:g} GiB (SHIPYARD_BUILD_DISK_GB)"
+            )
         if self.cgroup.pids_exhausted():
             return (f"the build hit its process limit of {limits.pids} "
                     "(SHIPYARD_BUILD_PIDS)")  # fmt: skip
@@ -161,7 +174,11 @@ class Sandbox:
     @contextlib.contextmanager
     def for_build(self, project_id: str, key: str) -> Iterator[BuildSandbox]:
         user = self.users.for_project(project_id)
-        dirs = self.layout.user(user).create(user)
+        disk = None
+        if self.settings.disk_bytes:
+            disk = self.layout.disk(user, self.settings.disk_bytes)
+        with self._lock:  # two builds of one project must not both mount its disk
+            dirs = self.layout.user(user).create(user, disk)
         workdir = dirs.work / key
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(mode=0o700)
@@ -215,6 +232,9 @@ class Sandbox:
         self.clean_leftovers()
         from shipyard.pipeline.builder import unmount_under
 
+        for name in self.users.all():
+            subprocess.run(["umount", "-l", str(self.settings.root / name)],
+                           capture_output=True, timeout=30, check=False)  # fmt: skip
         unmount_under(self.settings.root)
         shutil.rmtree(self.settings.root, ignore_errors=True)
         self.users.remove_all()

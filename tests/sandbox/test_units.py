@@ -1,0 +1,120 @@
+"""Fast rules of the sandbox: address policy, launcher argv, secret-keyed Dockerfiles, remote
+hosts, bounded output lines, log caps."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from shipyard.pipeline.errors import SourceError
+from shipyard.pipeline.process import run
+from shipyard.pipeline.remote_policy import check_remote, remote_host
+from shipyard.sandbox.addresses import is_denied
+from shipyard.sandbox.dockerfile import SECRET_KEY_ARG, check_dockerfile, with_secret_key
+from shipyard.sandbox.launcher import Launcher
+from shipyard.sandbox.network import NetworkMode
+from shipyard.sandbox.users import user_name
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "169.254.169.254",
+     "0.0.0.0", "224.0.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "64:ff9b::a00:1"],
+)  # fmt: skip
+def test_host_and_private_ranges_are_denied(address: str) -> None:
+    assert is_denied(address)
+
+
+@pytest.mark.parametrize("address", ["203.0.113.2", "8.8.8.8", "2001:4860::8888"])
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert not is_denied(address)
+
+
+def test_network_mode_can_only_narrow() -> None:
+    assert NetworkMode.HOST.narrowest(NetworkMode.ISOLATED) is NetworkMode.ISOLATED
+    assert NetworkMode.ISOLATED.narrowest(NetworkMode.NONE) is NetworkMode.NONE
+    assert NetworkMode.NONE.narrowest(NetworkMode.HOST) is NetworkMode.NONE
+
+
+def test_launcher_joins_cgroups_enters_the_namespace_then_drops_to_the_user() -> None:
+    argv = Launcher(1234, 1234, netns="syabc-1", cgroup_procs=("/cg/a", "/cg/b")).wrap(
+        ["buildah", "bud", "; rm -rf /"]
+    )
+    assert argv[:3] == ["/bin/sh", "-c", argv[2]] and "$@" in argv[2]
+    assert argv[3:7] == ["shipyard-join", "/cg/a", "/cg/b", "--"]
+    assert argv[7:10] == ["nsenter", "--net=/run/netns/syabc-1", "--"]
+    assert argv[10:15] == ["setpriv", "--reuid=1234", "--regid=1234", "--clear-groups", "--"]
+    assert argv[15:] == ["buildah", "bud", "; rm -rf /"]  # data stays one argument
+
+
+def test_the_join_shim_runs_the_command_with_its_arguments_untouched(tmp_path: Path) -> None:
+    procs = tmp_path / "cgroup.procs"
+    argv = Launcher(0, 0, cgroup_procs=(str(procs),)).wrap(["printf", "%s|", "a b", "$(x)"])
+    out: list[str] = []
+    # setpriv to uid 0 as root keeps the test independent of any build user.
+    run(argv, on_line=out.append, cancel=threading.Event(), timeout_s=10)
+    assert out == ["a b|$(x)|"]
+    assert procs.read_text().strip().isdigit()
+
+
+def test_user_names_differ_per_project_and_instance() -> None:
+    names = {user_name(i, p) for i in ("inst1", "inst2") for p in ("a", "b")}
+    assert len(names) == 4 and all(len(n) <= 32 for n in names)
+
+
+def test_secret_mount_steps_get_the_secret_key_arg(tmp_path: Path) -> None:
+    text = (
+        "FROM scratch AS a\nRUN echo plain\n"
+        "RUN --mount=type=secret,id=s \\\n    cat /run/secrets/s\n"
+        "FROM a\nRUN --mount=type=secret,id=t true\n"
+    )
+    plan = check_dockerfile(text, context_dir=tmp_path, display_path="Dockerfile")
+    assert plan.secret_run_lines == (3, 6)
+    keyed = with_secret_key(text, plan).splitlines()
+    assert keyed[2] == keyed[6] == f"ARG {SECRET_KEY_ARG}"
+    assert keyed[3].startswith("RUN --mount=type=secret,id=s") and keyed[7].startswith("RUN")
+    # Still a valid Dockerfile by the same rules.
+    check_dockerfile("\n".join(keyed), context_dir=tmp_path, display_path="Dockerfile")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://github.com/a/b.git", ("github.com", 443)),
+        ("http://10.0.0.5:8080/r.git", ("10.0.0.5", 8080)),
+        ("ssh://git@host.example:2222/r", ("host.example", 2222)),
+        ("git@github.com:a/b.git", ("github.com", 22)),
+        ("file:///srv/r.git", None),
+        ("/srv/r.git", None),
+    ],
+)
+def test_remote_host(url: str, expected: tuple[str, int] | None) -> None:
+    assert remote_host(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1/r.git", "https://169.254.169.254/r", "git@10.1.1.1:r.git"]
+)
+def test_private_git_remotes_are_refused(url: str) -> None:
+    with pytest.raises(SourceError, match="private or local address"):
+        check_remote(url, allow_private=False)
+    check_remote(url, allow_private=True)
+
+
+def test_an_operator_allowed_network_passes() -> None:
+    check_remote("http://10.1.2.3/r.git", allow_private=False, allowed_networks=("10.1.0.0/16",))
+
+
+def test_one_endless_output_line_is_cut_while_it_is_read() -> None:
+    lines: list[str] = []
+    code = "import sys; sys.stdout.write('a' * 5_000_000); sys.stdout.write('\\nafter\\n')"
+    completed = run(
+        [sys.executable, "-c", code], on_line=lines.append, cancel=threading.Event(),
+        timeout_s=30, max_line_bytes=1024,
+    )  # fmt: skip
+    assert completed.returncode == 0
+    assert lines[0].startswith("a" * 1024) and "line cut at 1024 bytes" in lines[0]
+    assert len(lines[0]) < 1200 and lines[1] == "after"
