@@ -16,6 +16,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from datetime import datetime
@@ -26,6 +27,7 @@ from bench.common import (
     Options,
     SampleRepo,
     Server,
+    base_images_store,
     create_service,
     figure,
     fmt_s,
@@ -59,8 +61,9 @@ def _ts(text: str) -> float:
 class RawPipeline:
     """(a): one bash script per build, its own store, same buildah flags as Shipyard."""
 
-    def __init__(self, root: Path, repo: SampleRepo, registry: str) -> None:
+    def __init__(self, root: Path, repo: SampleRepo, registry: str, authfile: Path) -> None:
         self.root = root
+        self.authfile = authfile
         self.repo = repo
         self.registry = registry
         self.store = store_under(root)
@@ -88,13 +91,18 @@ class RawPipeline:
             build_args=build_args or {},
         )
         bud = shlex.join(self.buildah.bud_argv(spec, iid))
+        # Build-argument values travel in the environment, as Shipyard passes them.
+        exports = "".join(
+            f"export {k}={shlex.quote(v)}\n" for k, v in self.buildah.bud_env(spec).items()
+        )
         push = shlex.join(
             [
                 *self.buildah._argv("push", "--tls-verify=false", "--digestfile", str(digest)),
+                "--authfile", str(self.authfile),
                 *self.buildah._retry_args(),
                 "--",
             ]
-        )
+        )  # fmt: skip
         q = shlex.quote
         text = f"""set -euo pipefail
 mark() {{ echo "MARK $1 $(date +%s.%N)"; }}
@@ -106,7 +114,7 @@ git fetch -q --depth 1 {q(self.repo.url)} {q(sha)}
 git checkout -q --detach {q(sha)}
 mark fetched
 export TMPDIR={q(str(tmp))}
-{bud} > {q(str(work / "bud.log"))} 2>&1
+{exports}{bud} > {q(str(work / "bud.log"))} 2>&1
 mark built
 {push} "$(cat {q(str(iid))})" {q("docker://" + tag)} > {q(str(work / "push.log"))} 2>&1
 mark pushed
@@ -210,7 +218,8 @@ def _fetch_fresh(repo: SampleRepo, sha: str, dest: Path) -> float:
     shutil.rmtree(dest, ignore_errors=True)
     t0 = time.perf_counter()
     fetch_source(repo.url, dest, sha=sha, branch="main", pull_request_id=None, rules=None,
-                 on_line=lambda _l: None, cancel=threading.Event(), timeout_s=300)  # fmt: skip
+                 on_line=lambda _l: None, cancel=threading.Event(), timeout_s=300,
+                 allowed_local_roots=(Path(tempfile.gettempdir()),))  # fmt: skip
     elapsed = time.perf_counter() - t0
     shutil.rmtree(dest, ignore_errors=True)
     return elapsed
@@ -241,10 +250,10 @@ def _what_if(root: Path, repo: SampleRepo, server: Server) -> dict[str, float]:
 
 def _fresh_round(root: Path, repo: SampleRepo) -> tuple[RawPipeline, Server]:
     data = root / "shipyard" / "data"
-    seed_base_image(store_under(data), root / "shipyard" / "seed")
+    seed_base_image(base_images_store(data), root / "shipyard" / "seed")
     server = start_server(data)
     create_service(server, PROJECT, SERVICE, repo.url)
-    raw = RawPipeline(root / "raw", repo, server.registry)
+    raw = RawPipeline(root / "raw", repo, server.registry, server.authfile(root / "auth.json"))
     raw.seed()
     return raw, server
 

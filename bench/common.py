@@ -3,6 +3,7 @@ sample repositories. Everything here runs on this machine only (loopback, file:/
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -24,6 +25,8 @@ import httpx
 
 from shipyard.pipeline.builder import Buildah, BuildahStore, BuildSpec, unmount_under
 from shipyard.pipeline.net import free_port
+from shipyard.sandbox.sandbox import remove_instance
+from shipyard.settings import read_instance_id
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -275,9 +278,16 @@ def seed_base_image(store: BuildahStore, workdir: Path) -> None:
 
 
 def store_under(directory: Path) -> BuildahStore:
-    """The store layout ``shipyard up`` uses under its data dir."""
+    """A root-owned store under ``directory`` (the raw pipeline's)."""
     return BuildahStore(
         root=directory / "buildah" / "root", runroot=directory / "buildah" / "runroot"
+    )
+
+
+def base_images_store(data_dir: Path) -> BuildahStore:
+    """``shipyard up``'s shared base-image store: every project builds FROM its images."""
+    return BuildahStore(
+        root=data_dir / "base-images" / "root", runroot=data_dir / "base-images" / "runroot"
     )
 
 
@@ -302,6 +312,18 @@ class Server:
 
     def stop(self) -> None:
         stop_process_group(self.proc)
+        # Its build users, namespaces, cgroups and project disks.
+        with contextlib.suppress(OSError):
+            remove_instance(read_instance_id(self.data_dir))
+
+    def authfile(self, path: Path) -> Path:
+        """An auth file for the embedded registry with the admin token (the raw pipeline
+        pushes with it: the registry wants a token, Shipyard issues it)."""
+        auth = base64.b64encode(f"admin:{self.token}".encode()).decode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"auths": {self.registry: {"auth": auth}}}))
+        path.chmod(0o600)
+        return path
 
 
 def stop_process_group(proc: subprocess.Popen[Any], grace: float = 20) -> None:
@@ -346,6 +368,7 @@ def start_server(data_dir: Path, argv: Sequence[str] | None = None, **env: str) 
         "SHIPYARD_PORT": str(port),
         "SHIPYARD_REGISTRY_PORT": str(registry_port),
         "SHIPYARD_BUILD_NETWORK": "none",
+        "SHIPYARD_ALLOWED_LOCAL_ROOTS": tempfile.gettempdir(),
         **env,
     }
     with log_path.open("ab") as out:

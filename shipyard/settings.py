@@ -6,7 +6,7 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     max_bundle_bytes: int = 512 * 1024 * 1024
     bundle_timeout_s: float = 300.0
     allow_private_urls: bool = False
-    build_network: str = Field(
+    build_network: Literal["isolated", "none", "host"] = Field(
         default="isolated",
         description="RUN steps' network: isolated (outbound only, no host or private "
         "ranges), none, or host (UNSAFE: RUN steps reach every host service)",
@@ -129,6 +129,12 @@ def _load_or_create(path: Path, length: int) -> str:
     return value
 
 
+def read_instance_id(data_dir: Path) -> str:
+    """The id naming this data dir's build users, namespaces and cgroups (``[a-z0-9]``)."""
+    raw = (data_dir / "instance-id").read_text().strip()
+    return "".join(c for c in raw.lower() if c.isalnum())[:8] or "x"
+
+
 def prepare(settings: Settings) -> Settings:
     """Fill generated secrets (saved in the data dir) so every later reader sees one value."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -139,6 +145,6 @@ def prepare(settings: Settings) -> Settings:
         updates["admin_token"] = SecretStr(_load_or_create(settings.data_dir / "admin-token", 32))
     if settings.secret_key is None:
         updates["secret_key"] = SecretStr(_load_or_create(settings.data_dir / "secret-key", 32))
-    instance_id = _load_or_create(settings.data_dir / "instance-id", 6)
-    updates["instance_id"] = "".join(c for c in instance_id.lower() if c.isalnum())[:8] or "x"
+    _load_or_create(settings.data_dir / "instance-id", 6)
+    updates["instance_id"] = read_instance_id(settings.data_dir)
     return settings.model_copy(update=updates)

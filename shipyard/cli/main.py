@@ -54,6 +54,11 @@ def up(
     )
     if not settings.registry:
         console.print(f"Registry: 127.0.0.1:{settings.registry_port} (embedded)")
+    if settings.build_network == "host":
+        console.print(
+            "[bold red]WARNING[/]: SHIPYARD_BUILD_NETWORK=host: RUN steps share the host's "
+            "network and reach every service on it (see SECURITY.md)"
+        )
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
 
 

@@ -3,8 +3,6 @@ local executor. The registry lives exactly as long as the executor."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.executors.base import Executor, NullExecutor
@@ -17,7 +15,7 @@ from shipyard.pipeline.source_git import CheckoutLimits
 from shipyard.registryauth import credentials, token_auth
 from shipyard.sandbox.cgroups import Limits
 from shipyard.sandbox.network import NetworkMode
-from shipyard.sandbox.sandbox import Sandbox, SandboxSettings
+from shipyard.sandbox.sandbox import Sandbox, SandboxSettings, default_root
 from shipyard.settings import Settings
 from shipyard.store.crypto import SecretBox
 
@@ -54,8 +52,7 @@ class LocalRuntime:
             loopback += (port,)
         self.sandbox = Sandbox(
             SandboxSettings(
-                root=settings.sandbox_dir
-                or Path("/var/lib/shipyard-sandbox") / settings.instance_id,
+                root=settings.sandbox_dir or default_root(settings.instance_id),
                 instance_id=settings.instance_id,
                 network=NetworkMode(settings.build_network),
                 limits=Limits(

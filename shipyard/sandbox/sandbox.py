@@ -330,3 +330,23 @@ class BaseImages:
         partial.chmod(0o644)
         partial.rename(archive)
         return archive
+
+
+DEFAULT_ROOT = Path("/var/lib/shipyard-sandbox")
+
+
+def default_root(instance_id: str) -> Path:
+    return DEFAULT_ROOT / instance_id
+
+
+def remove_instance(instance_id: str, root: Path | None = None) -> None:
+    """Remove one instance's build users, namespaces, cgroups, disks and stores (tests,
+    benchmarks, uninstall). Its builds must have stopped."""
+    Sandbox(
+        SandboxSettings(
+            root=root or default_root(instance_id),
+            instance_id=instance_id,
+            network=NetworkMode.NONE,
+            limits=Limits(memory_bytes=1 << 30, pids=1024, cpu_shares=512),
+        )
+    ).remove()

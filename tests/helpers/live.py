@@ -22,9 +22,8 @@ import pytest
 
 from shipyard.pipeline.builder import Buildah, BuildahStore, unmount_under
 from shipyard.pipeline.net import free_port
-from shipyard.sandbox.cgroups import Limits
-from shipyard.sandbox.network import NetworkMode
-from shipyard.sandbox.sandbox import Sandbox, SandboxSettings
+from shipyard.sandbox.sandbox import default_root, remove_instance
+from shipyard.settings import read_instance_id
 from tests.helpers.images import build_busybox_base
 from tests.helpers.sample_app import SampleApp, make_sample_app
 
@@ -131,14 +130,7 @@ def remove_sandbox(data_dir: Path) -> None:
         instance = instance_id(data_dir)
     except OSError:
         return
-    Sandbox(
-        SandboxSettings(
-            root=Path("/var/lib/shipyard-sandbox") / instance,
-            instance_id=instance,
-            network=NetworkMode.NONE,
-            limits=Limits(memory_bytes=1 << 30, pids=1024, cpu_shares=512),
-        )
-    ).remove()
+    remove_instance(instance)
 
 
 @pytest.fixture(scope="module")
@@ -161,12 +153,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def instance_id(data_dir: Path) -> str:
-    instance = (data_dir / "instance-id").read_text().strip()
-    return "".join(c for c in instance.lower() if c.isalnum())[:8] or "x"
+    return read_instance_id(data_dir)
 
 
 def sandbox_dir(data_dir: Path) -> Path:
-    return Path("/var/lib/shipyard-sandbox") / instance_id(data_dir)
+    return default_root(instance_id(data_dir))
 
 
 def running_containers_under(path: Path, build_id: str | None = None) -> list[str]:
