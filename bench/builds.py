@@ -13,6 +13,8 @@ per round (b_i / a_i), then summarised as median (min–max) over the rounds.
 
 from __future__ import annotations
 
+import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -45,6 +47,9 @@ from bench.common import (
 )
 from shipyard.pipeline.builder import Buildah, BuildSpec, unmount_under
 from shipyard.pipeline.source_git import fetch_source
+from shipyard.sandbox.launcher import Launcher
+from shipyard.sandbox.sandbox import default_root
+from shipyard.sandbox.users import BuildUsers
 
 PROJECT, SERVICE = "bench", "app"
 STEPS = ("cold", "warm", "warm_args", "late")
@@ -59,20 +64,57 @@ def _ts(text: str) -> float:
 
 
 class RawPipeline:
-    """(a): one bash script per build, its own store, same buildah flags as Shipyard."""
+    """(a): one bash script per build, its own store, same buildah flags as Shipyard.
 
-    def __init__(self, root: Path, repo: SampleRepo, registry: str, authfile: Path) -> None:
-        self.root = root
-        self.authfile = authfile
+    ``rootless`` (default): buildah runs as an unprivileged user of its own with a store it
+    owns, as Shipyard runs every build (the same ``Buildah`` argv, launcher included), so the
+    ratio is Shipyard's own overhead. ``rootless=False``: buildah as root, as Shipyard ran
+    builds before the sandbox (``SHIPYARD_BENCH_RAW_ROOT=1``): the ratio then includes what
+    the sandbox costs."""
+
+    def __init__(
+        self, root: Path, repo: SampleRepo, registry: str, authfile: Path, *, rootless: bool = True
+    ) -> None:
         self.repo = repo
         self.registry = registry
-        self.store = store_under(root)
-        # The embedded registry is plain HTTP: Shipyard then pulls with --tls-verify=false.
-        self.buildah = Buildah(self.store, pull_tls_verify=False)
         self.count = 0
+        self.users: BuildUsers | None = None
+        self.owner: tuple[int, int] | None = None
+        env: dict[str, str] = {}
+        if rootless:
+            self.users = BuildUsers(f"bench{secrets.token_hex(3)}")
+            user = self.users.for_project("raw")
+            self.owner = (user.uid, user.gid)
+            root = default_root(self.users.instance_id)  # reachable by the user (o+x)
+            root.mkdir(parents=True, mode=0o711)
+            for sub in ("store", "home", "home/run"):
+                (root / sub).mkdir(mode=0o700)
+                os.chown(root / sub, user.uid, user.gid)
+            env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(root / "home"),
+                   "XDG_RUNTIME_DIR": str(root / "home/run"), "USER": user.name}  # fmt: skip
+            shutil.copy2(authfile, root / "auth.json")
+            os.chown(root / "auth.json", user.uid, user.gid)
+            authfile = root / "auth.json"
+        self.root = root
+        self.env = env
+        self.authfile = authfile
+        self.store = store_under(root / "store") if rootless else store_under(root)
+        # The embedded registry is plain HTTP: Shipyard then pulls with --tls-verify=false.
+        self.buildah = Buildah(
+            self.store,
+            pull_tls_verify=False,
+            launcher=Launcher(*self.owner) if self.owner else None,
+            env=env or None,
+        )
 
     def seed(self) -> None:
-        seed_base_image(self.store, self.root / "seed")
+        seed_base_image(self.store, self.root / "seed", self.buildah)
+
+    def close(self) -> None:
+        if self.users is not None:
+            unmount_under(self.root)
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.users.remove_all()
 
     def script(self, sha: str, build_args: dict[str, str] | None = None) -> tuple[str, Path]:
         self.count += 1
@@ -104,6 +146,10 @@ class RawPipeline:
             ]
         )  # fmt: skip
         q = shlex.quote
+        chown = ""
+        if self.owner is not None:  # Shipyard hands the checkout to the build user too
+            chown = f"chown -R {self.owner[0]}:{self.owner[1]} {q(str(work))}\n"
+        user_env = "".join(f"export {k}={q(v)}\n" for k, v in self.env.items())
         text = f"""set -euo pipefail
 mark() {{ echo "MARK $1 $(date +%s.%N)"; }}
 mark start
@@ -112,8 +158,8 @@ cd {q(str(src))}
 git init -q .
 git fetch -q --depth 1 {q(self.repo.url)} {q(sha)}
 git checkout -q --detach {q(sha)}
-mark fetched
-export TMPDIR={q(str(tmp))}
+{chown}mark fetched
+{user_env}export TMPDIR={q(str(tmp))}
 {exports}{bud} > {q(str(work / "bud.log"))} 2>&1
 mark built
 {push} "$(cat {q(str(iid))})" {q("docker://" + tag)} > {q(str(work / "push.log"))} 2>&1
@@ -253,7 +299,10 @@ def _fresh_round(root: Path, repo: SampleRepo) -> tuple[RawPipeline, Server]:
     seed_base_image(base_images_store(data), root / "shipyard" / "seed")
     server = start_server(data)
     create_service(server, PROJECT, SERVICE, repo.url)
-    raw = RawPipeline(root / "raw", repo, server.registry, server.authfile(root / "auth.json"))
+    raw = RawPipeline(
+        root / "raw", repo, server.registry, server.authfile(root / "auth.json"),
+        rootless=os.environ.get("SHIPYARD_BENCH_RAW_ROOT") != "1",
+    )  # fmt: skip
     raw.seed()
     return raw, server
 
@@ -298,6 +347,7 @@ def run_series(opts: Options, *, warm: bool) -> dict[str, Any]:
                     whatif.append(_what_if(round_root, repo, server))
             finally:
                 server.stop()
+                raw.close()
                 unmount_under(round_root)
                 shutil.rmtree(round_root, ignore_errors=True)
     return {"rounds": rounds, "blob_bytes": blob, "samples": samples, "what_if": whatif,

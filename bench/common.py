@@ -255,8 +255,9 @@ def make_sample_repo(root: Path, blob_bytes: int) -> SampleRepo:
     return SampleRepo(url=f"file://{bare}", sha=sha, late_sha=late_sha, blob_bytes=blob_bytes)
 
 
-def seed_base_image(store: BuildahStore, workdir: Path) -> None:
-    """Build the busybox base into ``store`` (nothing can be pulled here: no network)."""
+def seed_base_image(store: BuildahStore, workdir: Path, buildah: Buildah | None = None) -> None:
+    """Build the busybox base into ``store`` (nothing can be pulled here: no network);
+    ``buildah``: a rootless one for that store (its user must be able to read ``workdir``)."""
     context = workdir / "busybox-context"
     context.mkdir(parents=True, exist_ok=True)
     shutil.copy2("/bin/busybox", context / "busybox")
@@ -270,8 +271,14 @@ def seed_base_image(store: BuildahStore, workdir: Path) -> None:
         network="none",
     )
     lines: list[str] = []
+    if buildah is not None and buildah.launcher is not None:
+        spec.tmpdir.mkdir(parents=True, exist_ok=True)
+        for path in (workdir, context, spec.tmpdir, *context.iterdir()):
+            os.chown(path, buildah.launcher.uid, buildah.launcher.gid)
     try:
-        Buildah(store).bud(spec, on_line=lines.append, cancel=threading.Event(), timeout_s=180)
+        (buildah or Buildah(store)).bud(
+            spec, on_line=lines.append, cancel=threading.Event(), timeout_s=180
+        )
     except Exception as exc:
         raise RuntimeError("seeding the busybox base failed:\n" + "\n".join(lines[-20:])) from exc
     shutil.rmtree(context, ignore_errors=True)

@@ -12,6 +12,10 @@ class Executor(Protocol):
     def abort(self, build_id: str) -> None:
         """The build's abort flag was committed; stop it now if it runs here."""
 
+    def prepare(self, project_id: str) -> None:
+        """A project was created: get its build sandbox ready in the background (its user,
+        disk, store and base images), so its first build does not wait for that."""
+
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
@@ -24,6 +28,9 @@ class NullExecutor:
         return None
 
     def abort(self, build_id: str) -> None:
+        return None
+
+    def prepare(self, project_id: str) -> None:
         return None
 
     def start(self) -> None:

@@ -3,6 +3,9 @@ local executor. The registry lives exactly as long as the executor."""
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.executors.base import Executor, NullExecutor
@@ -18,6 +21,8 @@ from shipyard.sandbox.network import NetworkMode
 from shipyard.sandbox.sandbox import Sandbox, SandboxSettings, default_root
 from shipyard.settings import Settings
 from shipyard.store.crypto import SecretBox
+
+log = logging.getLogger(__name__)
 
 
 class LocalRuntime:
@@ -114,6 +119,15 @@ class LocalRuntime:
 
     def submit(self, build_id: str) -> None:
         self.executor.submit(build_id)
+
+    def prepare(self, project_id: str) -> None:
+        def prepare() -> None:
+            try:
+                self.sandbox.prepare(project_id)
+            except Exception:  # the first build will try again and report it
+                log.exception("preparing the build sandbox of project %s failed", project_id)
+
+        threading.Thread(target=prepare, name=f"prepare-{project_id}", daemon=True).start()
 
     def abort(self, build_id: str) -> None:
         self.executor.abort(build_id)

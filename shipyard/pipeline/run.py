@@ -228,6 +228,8 @@ class Pipeline:
         workdir = box.workdir
         request = job.request
         source = request.source
+        # Shared base images go into the project's store while the source is fetched.
+        importing = box.start_base_import()
         if source.kind is SourceKind.BUNDLE:
             assert source.bundle_url is not None
             root = fetch_bundle(
@@ -294,7 +296,7 @@ class Pipeline:
             authfile = workdir / "registry-auth.json"
             write_authfile(authfile, target)
         box.hand_over()
-        box.import_base_images()
+        importing.result()  # re-raises what the import raised
         buildah = box.buildah(pull_tls_verify=self.settings.pull_tls_verify)
 
         report.stage(BuildStatus.BUILDING)

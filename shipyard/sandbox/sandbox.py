@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,42 @@ log = logging.getLogger(__name__)
 
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _BASE_TIMEOUT_S = 300.0
+
+
+class Background:
+    """Runs ``fn`` in a thread now; ``result()`` waits and re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed to the caller in result()
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> None:
+        self.wait()
+        if self._error is not None:
+            raise self._error
+
+
+def user_env(user: BuildUser, dirs: UserDirs) -> dict[str, str]:
+    """The whole environment of a build user's buildah (nothing of Shipyard's own)."""
+    return {
+        "PATH": _PATH,
+        "HOME": str(dirs.home),
+        "USER": user.name,
+        "LOGNAME": user.name,
+        "XDG_RUNTIME_DIR": str(dirs.runtime_dir),
+        "TMPDIR": str(dirs.runtime_dir),
+        "LANG": "C.UTF-8",
+    }
 
 
 @dataclass(frozen=True)
@@ -64,6 +100,7 @@ class BuildSandbox:
     net: BuildNetwork | None
     launcher: Launcher = field(init=False)
     disk_full: bool = False  # a step reported ENOSPC (see ``watch``)
+    _tasks: list[Background] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.launcher = Launcher(
@@ -79,15 +116,7 @@ class BuildSandbox:
 
     @property
     def env(self) -> dict[str, str]:
-        return {
-            "PATH": _PATH,
-            "HOME": str(self.dirs.home),
-            "USER": self.user.name,
-            "LOGNAME": self.user.name,
-            "XDG_RUNTIME_DIR": str(self.dirs.runtime_dir),
-            "TMPDIR": str(self.dirs.runtime_dir),
-            "LANG": "C.UTF-8",
-        }
+        return user_env(self.user, self.dirs)
 
     @property
     def run_network(self) -> str:
@@ -141,9 +170,17 @@ class BuildSandbox:
         return None
 
     def import_base_images(self) -> None:
-        self.sandbox.base_images.ensure(self)
+        self.sandbox.base_images.ensure_for(self.user, self.dirs)
+
+    def start_base_import(self) -> Background:
+        """The import in a thread (it overlaps the source fetch); ``close`` waits for it."""
+        task = Background(self.import_base_images)
+        self._tasks.append(task)
+        return task
 
     def close(self) -> None:
+        for task in self._tasks:
+            task.wait()
         if self.cgroup is not None:
             self.cgroup.destroy()  # kills every process of the build first
         if self.net is not None:
@@ -171,14 +208,23 @@ class Sandbox:
         with self._lock:
             return self._active[box.user.name] <= 1
 
-    @contextlib.contextmanager
-    def for_build(self, project_id: str, key: str) -> Iterator[BuildSandbox]:
+    def _user_dirs(self, project_id: str) -> tuple[BuildUser, UserDirs]:
         user = self.users.for_project(project_id)
         disk = None
         if self.settings.disk_bytes:
             disk = self.layout.disk(user, self.settings.disk_bytes)
         with self._lock:  # two builds of one project must not both mount its disk
-            dirs = self.layout.user(user).create(user, disk)
+            return user, self.layout.user(user).create(user, disk)
+
+    def prepare(self, project_id: str) -> None:
+        """Everything a project's first build would otherwise wait for: its user, disk,
+        store and shared base images."""
+        user, dirs = self._user_dirs(project_id)
+        self.base_images.ensure_for(user, dirs)
+
+    @contextlib.contextmanager
+    def for_build(self, project_id: str, key: str) -> Iterator[BuildSandbox]:
+        user, dirs = self._user_dirs(project_id)
         workdir = dirs.work / key
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(mode=0o700)
@@ -267,6 +313,7 @@ class BaseImages:
     def __init__(self, sandbox: Sandbox) -> None:
         self._sandbox = sandbox
         self._lock = threading.Lock()
+        self._user_locks: dict[str, threading.Lock] = {}
 
     def _images(self, store: BuildahStore) -> list[tuple[str, list[str]]]:
         done = subprocess.run(
@@ -286,34 +333,41 @@ class BaseImages:
             return "none"
         return f"{st.st_mtime_ns}:{st.st_size}"
 
-    def ensure(self, box: BuildSandbox) -> None:
+    def ensure_for(self, user: BuildUser, dirs: UserDirs) -> None:
         store = self._sandbox.settings.base_store
         if store is None:
             return
-        stamp = self._stamp(store)
-        if stamp == "none":
-            return
-        with contextlib.suppress(OSError):
-            if box.dirs.base_stamp.read_text() == stamp:
-                return
         with self._lock:
-            images = [(i, n) for i, n in self._images(store) if n]
-            archives = [(self._export(store, image_id), names) for image_id, names in images]
-        buildah = box.buildah(pull_tls_verify=True, exclusive=False)
-        env = {**box.env, "TMPDIR": str(box.dirs.runtime_dir)}
-        for archive, names in archives:
-            pulled = subprocess.run(
-                buildah._argv("pull", "--quiet", f"oci-archive:{archive}"),
-                capture_output=True, text=True, timeout=_BASE_TIMEOUT_S, env=env, check=False,
-            )  # fmt: skip
-            image_id = pulled.stdout.strip().splitlines()[-1] if pulled.stdout.strip() else ""
-            if pulled.returncode != 0 or not image_id:
-                raise BaseImageError(
-                    f"cannot import base image {names[0]}: {pulled.stderr.strip()}"
-                )
-            subprocess.run(buildah._argv("tag", image_id, *names), capture_output=True,
-                           timeout=60, env=env, check=False)  # fmt: skip
-        box.dirs.base_stamp.write_text(stamp)
+            user_lock = self._user_locks.setdefault(user.name, threading.Lock())
+        with user_lock:  # a build and a project's preparation must not import twice
+            stamp = self._stamp(store)
+            if stamp == "none":
+                return
+            with contextlib.suppress(OSError):
+                if dirs.base_stamp.read_text() == stamp:
+                    return
+            with self._lock:
+                images = [(i, n) for i, n in self._images(store) if n]
+                archives = [(self._export(store, image_id), names) for image_id, names in images]
+            launcher = Launcher(uid=user.uid, gid=user.gid)
+            buildah = Buildah(
+                BuildahStore(root=dirs.store / "root", runroot=dirs.store / "runroot"),
+                launcher=launcher,
+            )
+            env = user_env(user, dirs)
+            for archive, names in archives:
+                pulled = subprocess.run(
+                    buildah._argv("pull", "--quiet", f"oci-archive:{archive}"),
+                    capture_output=True, text=True, timeout=_BASE_TIMEOUT_S, env=env, check=False,
+                )  # fmt: skip
+                out = pulled.stdout.strip()
+                image_id = out.splitlines()[-1] if out else ""
+                if pulled.returncode != 0 or not image_id:
+                    cause = pulled.stderr.strip()
+                    raise BaseImageError(f"cannot import base image {names[0]}: {cause}")
+                subprocess.run(buildah._argv("tag", image_id, *names), capture_output=True,
+                               timeout=60, env=env, check=False)  # fmt: skip
+            dirs.base_stamp.write_text(stamp)
 
     def _export(self, store: BuildahStore, image_id: str) -> Path:
         archive = self._sandbox.layout.base_cache / f"{image_id}.tar"

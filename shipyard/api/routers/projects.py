@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from shipyard.api.deps import DB, Caller
+from shipyard.api.deps import DB, Caller, State
 from shipyard.api.pagination import Page, encode_cursor, offset_of, pagination
 from shipyard.api.schemas.common import envelope, iso_ms
 from shipyard.api.schemas.resources import CreateProject
@@ -31,7 +31,9 @@ def project_out(project: Project) -> dict[str, Any]:
 
 
 @router.post("", summary="Create project", response_model=None)
-def create_project(body: CreateProject, session: DB, caller: Caller) -> dict[str, Any]:
+def create_project(
+    body: CreateProject, session: DB, caller: Caller, state: State
+) -> dict[str, Any]:
     caller.require(Permission.PROJECTS_CREATE)
     if caller.project_id is not None:
         raise Forbidden("a project-scoped token cannot create projects")
@@ -48,6 +50,7 @@ def create_project(body: CreateProject, session: DB, caller: Caller) -> dict[str
         spec=extra,
     )
     session.commit()
+    state.executor.prepare(project.id)
     return envelope(project_out(project))
 
 
