@@ -26,6 +26,7 @@ from shipyard.pipeline.errors import Cancelled, PipelineError, TimedOut
 from shipyard.pipeline.logsink import BuildLog, LogLimits
 from shipyard.pipeline.redact import Redactor
 from shipyard.pipeline.run import BuildJob, Outcome, Pipeline
+from shipyard.sandbox.sandbox import SandboxRequest
 from shipyard.store import builds as build_store
 from shipyard.store import workloads as workload_store
 from shipyard.store.crypto import SecretBox
@@ -252,6 +253,7 @@ class LocalExecutor:
                 )
                 if request.overrides.secret_mounts
                 else None,
+                sandbox=SandboxRequest.from_spec(workload.spec.get("buildSandbox")),
             )
         secrets: list[bytes | str] = [*request.overrides.secret_values(), *self._pipeline_secrets()]
         if repo_credentials:

@@ -22,7 +22,7 @@ from shipyard.pipeline.remote_policy import check_remote
 from shipyard.pipeline.source_bundle import fetch_bundle
 from shipyard.pipeline.source_git import CheckoutLimits, fetch_source, list_remote_head
 from shipyard.sandbox.dockerfile import SECRET_KEY_ARG, check_dockerfile, with_secret_key
-from shipyard.sandbox.sandbox import BuildSandbox, Sandbox
+from shipyard.sandbox.sandbox import BuildSandbox, Sandbox, SandboxRequest
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class BuildJob:
     # A keyed digest of the secret mounts' values (None without any): secret-mount steps
     # are cached per value (``sandbox.dockerfile.with_secret_key``).
     secrets_key: str | None = None
+    sandbox: SandboxRequest | None = None  # the service's narrowing of the operator's sandbox
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ class Pipeline:
                 reused = self._try_reuse(job, report, cancel, scratch, deadline, reuse)
                 if reused is not None:
                     return reused
-            with self.sandbox.for_build(job.project_id, key) as box:
+            with self.sandbox.for_build(job.project_id, key, job.sandbox) as box:
+                report.line(box.describe())
                 try:
                     return self._run(job, _Watched(report, box.watch), cancel, box, deadline)
                 except PipelineError as exc:

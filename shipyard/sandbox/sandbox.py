@@ -88,6 +88,54 @@ class BaseImageError(PipelineError):
     pass
 
 
+@dataclass(frozen=True)
+class SandboxRequest:
+    """What a service asks for (its ``buildSandbox``): it can only narrow the operator's."""
+
+    network: NetworkMode | None = None
+    memory_mb: int | None = None
+    pids: int | None = None
+    cpus: float | None = None
+
+    @classmethod
+    def from_spec(cls, spec: object) -> SandboxRequest | None:
+        if not isinstance(spec, dict):
+            return None
+        network = spec.get("network")
+        return cls(
+            network=NetworkMode(network) if network in ("isolated", "none", "host") else None,
+            memory_mb=_int_or_none(spec.get("memoryMb")),
+            pids=_int_or_none(spec.get("pids")),
+            cpus=float(spec["cpus"]) if isinstance(spec.get("cpus"), int | float) else None,
+        )
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def effective(
+    settings: SandboxSettings, request: SandboxRequest | None
+) -> tuple[NetworkMode, Limits, list[str]]:
+    """The operator's network and limits, narrowed by ``request``; notes on what was clamped."""
+    network, limits = settings.network, settings.limits
+    notes: list[str] = []
+    if request is None:
+        return network, limits, notes
+    if request.network is not None:
+        network = settings.network.narrowest(request.network)
+        if network is not request.network:
+            notes.append(f"network {request.network} is wider than the operator allows")
+    memory = limits.memory_bytes
+    if request.memory_mb is not None:
+        memory = min(memory, request.memory_mb * 1024 * 1024)
+    pids = min(limits.pids, request.pids) if request.pids is not None else limits.pids
+    quota = limits.cpu_quota
+    if request.cpus is not None:
+        quota = min(quota, request.cpus) if quota is not None else request.cpus
+    return network, Limits(memory, pids, limits.cpu_shares, quota), notes
+
+
 @dataclass
 class BuildSandbox:
     sandbox: Sandbox
@@ -98,6 +146,9 @@ class BuildSandbox:
     workdir: Path
     cgroup: BuildCgroup | None
     net: BuildNetwork | None
+    network_mode: NetworkMode
+    limits: Limits
+    notes: list[str]
     launcher: Launcher = field(init=False)
     disk_full: bool = False  # a step reported ENOSPC (see ``watch``)
     _tasks: list[Background] = field(default_factory=list)
@@ -121,7 +172,7 @@ class BuildSandbox:
     @property
     def run_network(self) -> str:
         """buildah's ``--network`` for RUN steps: the namespace buildah itself is in."""
-        return "none" if self.sandbox.settings.network is NetworkMode.NONE else "host"
+        return "none" if self.network_mode is NetworkMode.NONE else "host"
 
     def buildah(self, *, pull_tls_verify: bool, exclusive: bool | None = None) -> Buildah:
         return Buildah(
@@ -145,6 +196,15 @@ class BuildSandbox:
         (0700 dirs under a root 0711 parent: no other build user can read them)."""
         chown_tree(self.workdir, self.user)
 
+    def describe(self) -> str:
+        """For the build log: what this build runs with."""
+        text = (
+            f"Sandbox: user {self.user.name}, network {self.network_mode}, {self.limits.describe()}"
+        )
+        if disk := self.sandbox.settings.disk_bytes:
+            text += f", disk {disk / (1 << 30):g} GiB per project"
+        return text + "".join(f" ({note})" for note in self.notes)
+
     def watch(self, line: str) -> None:
         """Sees every output line: ENOSPC inside the project's filesystem is its disk cap."""
         if "no space left on device" in line.lower():
@@ -154,7 +214,7 @@ class BuildSandbox:
         """Which kernel-enforced cap the build hit, if any (for the build's message)."""
         if self.cgroup is None:
             return None
-        limits = self.sandbox.settings.limits
+        limits = self.limits
         if self.cgroup.oom_killed():
             mib = limits.memory_bytes // (1024 * 1024)
             return f"the build ran out of memory: its limit is {mib} MiB (SHIPYARD_BUILD_MEMORY_MB)"
@@ -223,7 +283,10 @@ class Sandbox:
         self.base_images.ensure_for(user, dirs)
 
     @contextlib.contextmanager
-    def for_build(self, project_id: str, key: str) -> Iterator[BuildSandbox]:
+    def for_build(
+        self, project_id: str, key: str, request: SandboxRequest | None = None
+    ) -> Iterator[BuildSandbox]:
+        network_mode, limits, notes = effective(self.settings, request)
         user, dirs = self._user_dirs(project_id)
         workdir = dirs.work / key
         shutil.rmtree(workdir, ignore_errors=True)
@@ -231,9 +294,9 @@ class Sandbox:
         cgroup = None
         if self.settings.use_cgroups:
             cgroup = BuildCgroup(self.settings.instance_id, key)
-            cgroup.create(self.settings.limits)
+            cgroup.create(limits)
         net = None
-        if self.settings.network is not NetworkMode.HOST:
+        if network_mode is not NetworkMode.HOST:
             net = BuildNetwork(
                 self.settings.instance_id,
                 key,
@@ -241,7 +304,9 @@ class Sandbox:
                 allowed=self.settings.allowed_networks,
                 dns=tuple(network.nameservers()),
             )
-        box = BuildSandbox(self, project_id, key, user, dirs, workdir, cgroup, net)
+        box = BuildSandbox(
+            self, project_id, key, user, dirs, workdir, cgroup, net, network_mode, limits, notes
+        )
         with self._lock:
             self._active[user.name] += 1
         try:

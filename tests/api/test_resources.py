@@ -101,6 +101,20 @@ def test_project_pagination(client: TestClient) -> None:
             },
             "256 rules",
         ),
+        *(
+            (
+                "services/build",
+                {"name": "x", "vcsData": {"projectUrl": "file:///r"}, "buildSandbox": sandbox},
+                "buildSandbox",
+            )
+            for sandbox in (
+                {"network": "wide-open"},
+                {"memoryMb": 1},
+                {"pids": 0},
+                {"cpus": -1},
+                {"privileged": True},
+            )
+        ),
     ],
 )
 def test_workload_rules(client: TestClient, path: str, body: dict[str, object], field: str) -> None:

@@ -118,3 +118,22 @@ def test_one_endless_output_line_is_cut_while_it_is_read() -> None:
     assert completed.returncode == 0
     assert lines[0].startswith("a" * 1024) and "line cut at 1024 bytes" in lines[0]
     assert len(lines[0]) < 1200 and lines[1] == "after"
+
+
+def test_a_service_can_only_narrow_the_operators_sandbox(tmp_path: Path) -> None:
+    from shipyard.sandbox.cgroups import Limits
+    from shipyard.sandbox.sandbox import SandboxRequest, SandboxSettings, effective
+
+    settings = SandboxSettings(
+        root=tmp_path, instance_id="x", network=NetworkMode.ISOLATED,
+        limits=Limits(memory_bytes=4096 << 20, pids=4096, cpu_shares=512),
+    )  # fmt: skip
+    wide = SandboxRequest.from_spec({"network": "host", "memoryMb": 999_999, "pids": 10**6})
+    network, limits, notes = effective(settings, wide)
+    assert network is NetworkMode.ISOLATED and limits.memory_bytes == 4096 << 20
+    assert limits.pids == 4096 and notes
+    narrow = SandboxRequest.from_spec({"network": "none", "memoryMb": 256, "cpus": 0.5})
+    network, limits, notes = effective(settings, narrow)
+    assert (network, limits.memory_bytes, limits.cpu_quota) == (NetworkMode.NONE, 256 << 20, 0.5)
+    assert notes == []
+    assert SandboxRequest.from_spec("nonsense") is None

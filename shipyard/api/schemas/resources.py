@@ -4,7 +4,7 @@ other fields are accepted and stored)."""
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
@@ -70,6 +70,18 @@ class BuildConfiguration(Open):
         return value
 
 
+class BuildSandbox(BaseModel):
+    """Shipyard's own extension: a service may narrow the operator's sandbox for its builds
+    (never widen it: wider values are clamped to the operator's, and the log says so)."""
+
+    model_config = {"extra": "forbid"}
+
+    network: Literal["isolated", "none", "host"] | None = None
+    memoryMb: int | None = Field(default=None, ge=64)
+    pids: int | None = Field(default=None, ge=32)
+    cpus: float | None = Field(default=None, gt=0)
+
+
 class CreateWorkload(Open):
     name: Name
     description: str | None = Field(default=None, max_length=2000)
@@ -77,6 +89,7 @@ class CreateWorkload(Open):
     buildSettings: BuildSettings | None = None
     buildConfiguration: BuildConfiguration | None = None
     buildArguments: dict[ArgName, str] | None = None
+    buildSandbox: BuildSandbox | None = None
 
 
 class WorkloadOut(BaseModel):
