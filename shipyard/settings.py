@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     )
     build_memory_mb: int = Field(default=4096, ge=64)
     build_pids: int = Field(default=4096, ge=32)
-    build_cpu_shares: int = Field(default=512, ge=2, description="against 1024 of the API")
+    build_cpu_shares: int = Field(
+        default=512, ge=2, description="weight of a build among the instance's builds"
+    )
     build_cpus: float | None = Field(default=None, gt=0, description="hard CPU quota (cores)")
     build_disk_gb: float | None = Field(
         default=20.0,

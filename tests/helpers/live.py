@@ -71,7 +71,7 @@ def start_server(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], L
         "SHIPYARD_DATA_DIR": str(data_dir),
         "SHIPYARD_PORT": str(port),
         "SHIPYARD_REGISTRY_PORT": str(registry_port),
-        "SHIPYARD_BUILD_NETWORK": "none",
+        "SHIPYARD_BUILD_NETWORK": "isolated",  # the default: every e2e build runs in it
         "SHIPYARD_ALLOW_PRIVATE_URLS": "true",
         # The e2e tests build file:// repositories made under pytest's temp dirs.
         "SHIPYARD_ALLOWED_LOCAL_ROOTS": tempfile.gettempdir(),
