@@ -57,6 +57,8 @@ from tests.helpers.live import (
 pytestmark = pytest.mark.slow
 
 FROM = f"FROM {BUSYBOX_IMAGE}\n"
+PGPOKE = Path(__file__).parent / "data" / "pgpoke.c"
+PG_SOCKET = Path("/run/postgresql/.s.PGSQL.5432")
 
 
 # --- the server, the tenants, the other machines --------------------------------------------
@@ -545,9 +547,20 @@ def pushed_onbuild_image(
         f"RUN --mount=type=cache,id={ups}{str(host_dir).lstrip('/')},target=/h "
         "cat /h/marker; echo pwned > /h/onbuild-wrote"
     )
+    # A second trigger: the host's /run, where PostgreSQL keeps its unix socket.
+    pg_trigger = (
+        f"RUN --mount=type=cache,id={ups}run/postgresql,target=/pg "
+        "/pgpoke /pg/.s.PGSQL.5432 || true"
+    )
     ctx = work / "ctx"
     ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {BUSYBOX_IMAGE}\nONBUILD {trigger}\n")
+    subprocess.run(
+        ["gcc", "-static", "-O2", "-o", str(ctx / "pgpoke"), str(PGPOKE)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    (ctx / "Dockerfile").write_text(
+        f"FROM {BUSYBOX_IMAGE}\nCOPY pgpoke /pgpoke\nONBUILD {trigger}\nONBUILD {pg_trigger}\n"
+    )
     image = f"{live.registry}/{tenant_a.project}/evil:1"
     subprocess.run(
         ["buildah", *store.args(), "bud", "--format", "docker", "--isolation", "oci",
@@ -568,6 +581,12 @@ def pushed_onbuild_image(
         subprocess.run(["rm", "-rf", str(work)], check=False)
 
 
+@pytest.fixture(scope="module")
+def onbuild_build(tenant_a: Tenant, pushed_onbuild_image: str) -> tuple[dict[str, Any], list[str]]:
+    """One build FROM the image (a second one would take the triggers' layers from cache)."""
+    return tenant_a.build({"Dockerfile": f"FROM {pushed_onbuild_image}\nRUN echo after-onbuild\n"})
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="hole: ONBUILD triggers of a base image (any image a project may FROM: its own, "
@@ -575,15 +594,33 @@ def pushed_onbuild_image(
     "check never sees: CVE-2024-9675 reaches the host file system again",
 )
 def test_onbuild_trigger_of_a_base_image_is_checked_too(
-    tenant_a: Tenant, host_dir: Path, pushed_onbuild_image: str
+    host_dir: Path, onbuild_build: tuple[dict[str, Any], list[str]]
 ) -> None:
-    build, logs = tenant_a.build(
-        {"Dockerfile": f"FROM {pushed_onbuild_image}\nRUN echo after-onbuild\n"}
-    )
+    build, logs = onbuild_build
     leaked = any(marker_of(host_dir) in line for line in logs)
     wrote = (host_dir / "onbuild-wrote").exists()
     assert not leaked and not wrote, (build["status"], leaked, wrote)
     assert build["status"] == "FAILURE", build
+
+
+@pytest.mark.skipif(not PG_SOCKET.exists(), reason="no PostgreSQL unix socket on this host")
+@pytest.mark.xfail(
+    strict=True,
+    reason="hole: through the ONBUILD bypass a build mounts the host's /run/postgresql and "
+    "logs in over the unix socket (pg_hba 'local all all trust' here: superuser); the "
+    "network namespace does not cover unix sockets",
+)
+def test_onbuild_trigger_cannot_reach_host_unix_sockets(
+    onbuild_build: tuple[dict[str, Any], list[str]],
+) -> None:
+    # Control, from the host: this machine's PostgreSQL does take a password-less login.
+    assert "PG-AUTH-OK" in subprocess.run(
+        ["sh", "-c", f"d=$(mktemp -d) && gcc -static -O2 -o $d/p {PGPOKE} && $d/p {PG_SOCKET}; "
+         "rm -rf $d"],
+        capture_output=True, text=True, timeout=120, check=False,
+    ).stdout  # fmt: skip
+    build, logs = onbuild_build
+    assert not any("PG-AUTH-OK" in line for line in logs), (build["status"], logs[-15:])
 
 
 # --- paths out of the checkout ---------------------------------------------------------------
