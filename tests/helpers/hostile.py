@@ -293,7 +293,13 @@ class HostListener:
                 return
             self.peers.append(peer[0])
             with contextlib.suppress(OSError):
+                # Read the request first: closing with unread data would reset the
+                # connection before the client reads the token.
+                conn.settimeout(3)
+                conn.recv(4096)
                 conn.sendall(f"HTTP/1.0 200 OK\r\n\r\n{self.token}\n".encode())
+                conn.shutdown(socket.SHUT_WR)
+                conn.recv(4096)
             conn.close()
 
     def close(self) -> None:
