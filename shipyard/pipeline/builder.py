@@ -90,6 +90,9 @@ class BuildSpec:
     network: str = "none"  # RUN steps' network: "none", "host" or a CNI network name
     timestamp: int | None = None  # ``--timestamp``: reproducible digests (e.g. commit time)
     authfile: Path | None = None  # registry credentials for pulling base images
+    # "never": use only images already in the store (their ONBUILD triggers were checked;
+    # buildah's default would fetch a newer one after the check).
+    pull: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("context_dir", "dockerfile", "tmpdir"):
@@ -208,6 +211,8 @@ class Buildah:
             argv.append("--tls-verify=false")
         if spec.authfile is not None:
             argv += ["--authfile", str(spec.authfile)]
+        if spec.pull is not None:
+            argv.append(f"--pull={spec.pull}")
         if not spec.layers:
             argv.append("--no-cache")
         if spec.target:
@@ -311,6 +316,45 @@ class Buildah:
             )
         except (OSError, TimedOut):
             return None
+
+    def pull_and_inspect(
+        self,
+        reference: str,
+        *,
+        authfile: Path | None,
+        tmpdir: Path,
+        cancel: threading.Event,
+        timeout_s: float,
+        on_line: LineSink,
+    ) -> dict[str, object]:
+        """Pull ``reference`` (newest; ``localhost/`` ones are local only) and return its
+        ``buildah inspect``. Raises ``BuildFailed`` when it is neither pullable nor local."""
+        env = self._env(tmpdir)
+        pulled_error = None
+        if not reference.startswith("localhost/"):
+            argv = self._argv("pull", "--quiet", *self._retry_args())
+            if not self.pull_tls_verify:
+                argv.append("--tls-verify=false")
+            if authfile is not None:
+                argv += ["--authfile", str(authfile)]
+            tail: list[str] = []
+            done = run([*argv, "--", reference], on_line=tail.append, cancel=cancel,
+                       timeout_s=timeout_s, env=env)  # fmt: skip
+            if done.returncode != 0:
+                pulled_error = _last_error(done.tail) or f"exit code {done.returncode}"
+        out: list[str] = []
+        done = run(self._argv("inspect", "--type", "image", "--", reference), on_line=out.append,
+                   cancel=cancel, timeout_s=timeout_s, env=env)  # fmt: skip
+        if done.returncode != 0:
+            cause = pulled_error or _last_error(done.tail) or "not found"
+            raise BuildFailed(f"base image {reference} cannot be used: {cause}")
+        if pulled_error is not None:
+            on_line(f"Using the local copy of {reference} (pull failed: {pulled_error})")
+        try:
+            document = json.loads("\n".join(out))
+        except json.JSONDecodeError as exc:
+            raise BuildFailed(f"base image {reference}: unreadable image config") from exc
+        return document if isinstance(document, dict) else {}
 
     def remove_image(self, image: str) -> None:
         """Best effort; no ``--force``, which would also remove other builds' containers."""

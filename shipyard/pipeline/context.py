@@ -38,6 +38,16 @@ def prepare(source_root: Path, overrides: Overrides, secrets_dir: Path) -> Prepa
     dockerfile = _inside(source_root, dockerfile_path, "dockerFilePath")
     if not dockerfile.is_file():
         raise PipelineError(f"Dockerfile not found at {dockerfile_path}")
+    # buildah (as the build user) reads these itself: a link out of the source would let a
+    # build learn what a host file holds from which context files are sent.
+    for ignore in (
+        context_dir / ".dockerignore",
+        context_dir / ".containerignore",
+        dockerfile.with_name(dockerfile.name + ".dockerignore"),
+        dockerfile.with_name(dockerfile.name + ".containerignore"),
+    ):
+        if ignore.is_symlink():
+            _inside(source_root, str(ignore.relative_to(source_root.resolve())), ignore.name)
 
     for path, content in overrides.build_files.items():
         target = _inside(context_dir, path, "build file")

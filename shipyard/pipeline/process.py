@@ -21,7 +21,7 @@ from shipyard.pipeline.errors import Cancelled, TimedOut
 LineSink = Callable[[str], None]
 TERM_GRACE_S = 3.0
 # A line is cut here while it is read: one endless line cannot fill the server's memory.
-MAX_LINE_BYTES = 16 * 1024
+MAX_LINE_BYTES = 8000  # under the log's 8192-character line limit: the notice stays visible
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,13 @@ from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.remote_policy import check_remote
 from shipyard.pipeline.source_bundle import fetch_bundle
 from shipyard.pipeline.source_git import CheckoutLimits, fetch_source, list_remote_head
-from shipyard.sandbox.dockerfile import SECRET_KEY_ARG, check_dockerfile, with_secret_key
+from shipyard.sandbox.dockerfile import (
+    SECRET_KEY_ARG,
+    check_dockerfile,
+    check_triggers,
+    onbuild_triggers,
+    with_secret_key,
+)
 from shipyard.sandbox.sandbox import BuildSandbox, Sandbox, SandboxRequest
 
 
@@ -302,6 +308,14 @@ class Pipeline:
         buildah = box.buildah(pull_tls_verify=self.settings.pull_tls_verify)
 
         report.stage(BuildStatus.BUILDING)
+        # buildah also runs the ONBUILD triggers of every image a stage starts FROM: they are
+        # checked like the Dockerfile, and bud then uses exactly the images checked.
+        for image in plan.base_images:
+            inspected = buildah.pull_and_inspect(
+                image, authfile=authfile, tmpdir=tmpdir, cancel=cancel, on_line=report.line,
+                timeout_s=self._remaining(deadline, self.settings.git_timeout_s),
+            )  # fmt: skip
+            check_triggers(image, onbuild_triggers(inspected), context_dir=prepared.context_dir)
         spec = BuildSpec(
             context_dir=prepared.context_dir,
             dockerfile=dockerfile,
@@ -314,6 +328,7 @@ class Pipeline:
             layers=job.use_cache,
             network=box.run_network,
             authfile=authfile,
+            pull="never",
         )
         image_id = buildah.bud(
             spec, on_line=report.line, cancel=cancel, timeout_s=self._remaining(deadline)

@@ -720,3 +720,28 @@ def _second_opinion(state: _State, text: str, instructions: list[_Instruction]) 
                 "the flags of this RUN are ambiguous (an empty line inside the instruction?); "
                 "write the instruction without empty continuation lines",
             )
+
+
+def onbuild_triggers(inspected: Mapping[str, object]) -> list[str]:
+    """The ONBUILD triggers in a ``buildah inspect --type image`` document (docker format;
+    the OCI format has none)."""
+    docker = inspected.get("Docker")
+    config = docker.get("config") if isinstance(docker, dict) else None
+    triggers = config.get("OnBuild") if isinstance(config, dict) else None
+    return [str(t) for t in triggers] if isinstance(triggers, list) else []
+
+
+def check_triggers(image: str, triggers: Iterable[str], *, context_dir: Path) -> None:
+    """buildah runs a base image's ONBUILD triggers as if they were lines of the Dockerfile:
+    they get the same rules. Raises ``UnsafeDockerfile`` naming the image and trigger."""
+    lines = [t for t in triggers if t.strip()]
+    if not lines:
+        return
+    try:
+        check_dockerfile(
+            "FROM scratch\n" + "\n".join(lines) + "\n",
+            context_dir=context_dir,
+            display_path=f"ONBUILD triggers of {image}",
+        )
+    except UnsafeDockerfile as exc:
+        raise UnsafeDockerfile(f"base image {image} is refused: {exc.message}") from exc

@@ -261,6 +261,11 @@ class Sandbox:
 
     def start(self) -> None:
         self.layout.create()
+        # A build user may plant links and hard links in world-writable directories (/tmp);
+        # the kernel's protections stop root (Shipyard) from following them there.
+        for name in ("protected_symlinks", "protected_hardlinks"):
+            with contextlib.suppress(OSError):
+                Path(f"/proc/sys/fs/{name}").write_text("1\n")
         if self.settings.network is not NetworkMode.HOST:
             network.install_host_rules()
 

@@ -5,7 +5,8 @@ Real buildah, real registry token auth, real network namespaces. "The internet" 
 namespace on 203.0.113.2 (TEST-NET-3) and "a private network" one on 10.77.0.2 that also
 holds 169.254.169.254; nothing outside this machine is contacted.
 
-Holes still open are ``xfail(strict=True)`` with a reason starting "hole:".
+Each test is an attack that got something before the sandbox (or was found by a red-team
+run against it) and must get nothing now.
 """
 
 from __future__ import annotations
@@ -587,12 +588,6 @@ def onbuild_build(tenant_a: Tenant, pushed_onbuild_image: str) -> tuple[dict[str
     return tenant_a.build({"Dockerfile": f"FROM {pushed_onbuild_image}\nRUN echo after-onbuild\n"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: ONBUILD triggers of a base image (any image a project may FROM: its own, "
-    "pushed with a project token, or an external one) run RUN --mount options the Dockerfile "
-    "check never sees: CVE-2024-9675 reaches the host file system again",
-)
 def test_onbuild_trigger_of_a_base_image_is_checked_too(
     host_dir: Path, onbuild_build: tuple[dict[str, Any], list[str]]
 ) -> None:
@@ -604,12 +599,6 @@ def test_onbuild_trigger_of_a_base_image_is_checked_too(
 
 
 @pytest.mark.skipif(not PG_SOCKET.exists(), reason="no PostgreSQL unix socket on this host")
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: through the ONBUILD bypass a build mounts the host's /run/postgresql and "
-    "logs in over the unix socket (pg_hba 'local all all trust' here: superuser); the "
-    "network namespace does not cover unix sockets",
-)
 def test_onbuild_trigger_cannot_reach_host_unix_sockets(
     onbuild_build: tuple[dict[str, Any], list[str]],
 ) -> None:
@@ -675,12 +664,6 @@ def test_secret_mount_id_traversal_in_the_dockerfile(tenant_a: Tenant) -> None:
     assert build["status"] == "FAILURE" and "line 2" in build["message"], build
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: buildah (as the build user) follows a .dockerignore symlink out of the "
-    "checkout: a host file's lines decide which context files are sent (an oracle on any "
-    "file the build user can read); Shipyard does not check .dockerignore",
-)
 def test_dockerignore_symlink_out_of_the_checkout(tenant_a: Tenant, host_dir: Path) -> None:
     (host_dir / "ignore").write_text("canary.txt\n")
     (host_dir / "ignore").chmod(0o644)
@@ -845,11 +828,6 @@ def test_no_cache_hit_across_projects(
     assert _value_of(live, build_b, tmp_path / "b") == _sha(value_b)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a changed secret-mount value must not reuse the old layer (issue 9 item 5); "
-    "being implemented",
-)
 def test_changed_secret_is_not_served_from_the_cache(
     live: LiveServer, cache_a: tuple[Service, dict[str, Any], str], tmp_path: Path
 ) -> None:
