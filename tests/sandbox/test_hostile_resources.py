@@ -1,6 +1,6 @@
 """A hostile tenant against the per-build caps: memory, pids, log volume, line length.
 
-A live server with small caps (64 MiB, 64 pids, 200 log lines) and the default network
+A live server with small caps (64 MiB, 64 pids, 200 log lines, 256 MiB of disk) and the default network
 policy; after each attack the server still answers other clients and no process of the
 build is left.
 """
@@ -46,6 +46,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         SHIPYARD_BUILD_MEMORY_MB="64",
         SHIPYARD_BUILD_PIDS="64",
         SHIPYARD_BUILD_MAX_LOG_LINES="200",
+        SHIPYARD_BUILD_DISK_GB="0.25",
     )
     try:
         yield server
@@ -175,3 +176,15 @@ def test_log_flood_is_truncated_and_the_build_goes_on(
     assert len(logs) < 260, len(logs)
     assert "NOT-LOGGED-AFTER-CAP" not in logs
     assert "50000" not in logs
+
+
+def test_filling_the_disk_fails_naming_the_disk_cap(live: LiveServer, tenant: Tenant) -> None:
+    build, logs, _ = hostile_build(
+        live, tenant, FROM + "RUN dd if=/dev/zero of=/big bs=1M count=400\n"
+    )
+    assert build["status"] == "FAILURE", (build, logs[-10:])
+    assert "disk" in build["message"] and "SHIPYARD_BUILD_DISK_GB" in build["message"], build
+    # The cap is the project's own file system: the host's disk was never at risk, and the
+    # project can build again once the failed step's layer is gone.
+    again, logs, _ = hostile_build(live, tenant, FROM + "RUN echo still-builds\n")
+    assert again["status"] == "SUCCESS", (again, logs[-10:])
