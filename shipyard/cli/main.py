@@ -35,9 +35,14 @@ def up(
     port: Annotated[int | None, typer.Option(help="Listen port (SHIPYARD_PORT)")] = None,
 ) -> None:
     """Run the API, the local build executor and the embedded registry."""
+    import os
+
     from shipyard.api.app import create_app
     from shipyard.executors.runtime import executor_for
 
+    # Everything Shipyard creates is its own unless it says otherwise (the DB and its WAL,
+    # registry storage, logs): build users read only what is explicitly handed to them.
+    os.umask(0o077)
     settings = prepare(Settings())
     if host is not None or port is not None:
         settings = settings.model_copy(

@@ -24,7 +24,13 @@ from shipyard.sandbox.users import BuildUser, SandboxError
 
 
 def _dir(path: Path, mode: int, owner: BuildUser | None = None) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
+    for parent in reversed(path.parents):
+        if not parent.exists():
+            # Explicitly searchable: Shipyard runs with umask 077, and build users must be
+            # able to walk down to their own directory.
+            parent.mkdir(mode=0o755)
+            os.chmod(parent, 0o755)
+    path.mkdir(exist_ok=True)
     os.chmod(path, mode)
     uid, gid = (owner.uid, owner.gid) if owner else (0, 0)
     st = path.stat()
