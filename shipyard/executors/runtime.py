@@ -92,6 +92,7 @@ class LocalRuntime:
             self.sandbox,
             target,
             build_target=self._build_target(settings),
+            fingerprint=box.fingerprint,
         )
         self.registry = target
         self.pipeline = pipeline

@@ -3,6 +3,7 @@ database: the executor hands in a ``BuildJob`` and a ``Reporter`` and writes the
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -23,9 +24,12 @@ from shipyard.pipeline.source_bundle import fetch_bundle
 from shipyard.pipeline.source_git import CheckoutLimits, fetch_source, list_remote_head
 from shipyard.sandbox.dockerfile import (
     SECRET_KEY_ARG,
+    DockerfilePlan,
     check_dockerfile,
     check_triggers,
     onbuild_triggers,
+    stage_args,
+    with_args_key,
     with_secret_key,
 )
 from shipyard.sandbox.sandbox import BuildSandbox, Sandbox, SandboxRequest
@@ -86,6 +90,15 @@ class PipelineSettings:
 BuildTarget = Callable[[str, str], RegistryTarget]
 
 
+def _shifted(plan: DockerfilePlan, inserted_after: dict[int, str]) -> DockerfilePlan:
+    """``plan`` with its secret-RUN line numbers moved down by the lines ``with_args_key``
+    inserted before them (one per stage whose FROM line comes earlier)."""
+    lines = tuple(
+        n + sum(1 for from_line in inserted_after if from_line < n) for n in plan.secret_run_lines
+    )
+    return dataclasses.replace(plan, secret_run_lines=lines)
+
+
 class _Watched:
     """A reporter whose lines the sandbox also sees (to name the cap a build hit)."""
 
@@ -110,7 +123,10 @@ class Pipeline:
         sandbox: Sandbox,
         registry: RegistryTarget,
         build_target: BuildTarget | None = None,
+        fingerprint: Callable[[object], str] | None = None,
     ) -> None:
+        # A keyed digest (SecretBox.fingerprint): cache-key lines hold no build-arg value.
+        self.fingerprint = fingerprint
         self.settings = settings
         self.sandbox = sandbox
         self.registry = registry  # Shipyard's own access (reuse checks)
@@ -287,12 +303,23 @@ class Pipeline:
         )
         dockerfile = prepared.dockerfile
         build_args = dict(request.overrides.build_arguments)
+        stage_keys: dict[int, str] = {}
+        if self.fingerprint is not None:
+            stage_keys = {
+                line: self.fingerprint({"purpose": "build-args cache", "args": values})[:32]
+                for line, values in stage_args(plan, request.overrides.build_arguments).items()
+            }
+        keyed = with_args_key(text, stage_keys)
         if job.secrets_key and plan.secret_run_lines:
-            # Outside the context (buildah reads -f from anywhere); the checked text plus the
-            # ARG lines, so secret-mount steps are cached per secret value.
-            dockerfile = workdir / "Dockerfile.shipyard"
-            dockerfile.write_text(with_secret_key(text, plan))
+            # Secret-mount steps are cached per secret value (buildah ignores it); their line
+            # numbers move down by the LABEL lines just inserted.
+            keyed = with_secret_key(keyed, _shifted(plan, stage_keys))
             build_args[SECRET_KEY_ARG] = job.secrets_key
+        if keyed != text:
+            # Outside the context (buildah reads -f from anywhere): the checked text plus
+            # Shipyard's cache-key lines, so the image is the one a fresh build would give.
+            dockerfile = workdir / "Dockerfile.shipyard"
+            dockerfile.write_text(keyed)
         tag = sha or job.build_id
         repository = self.registry.repository(job.project_id, job.workload_slug)
         local_tag = f"{repository}:{tag}"

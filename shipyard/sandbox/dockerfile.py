@@ -635,6 +635,39 @@ def check_dockerfile(
 
 
 SECRET_KEY_ARG = "SHIPYARD_SECRETS_KEY"
+ARGS_KEY_LABEL = "org.shipyard.build-args-key"
+
+
+def stage_args(plan: DockerfilePlan, build_args: Mapping[str, str]) -> dict[int, dict[str, str]]:
+    """Per stage (its FROM line), the given values of the ARGs that stage declares."""
+    found: dict[int, dict[str, str]] = {}
+    for stage in plan.stages:
+        given = {name: build_args[name] for name in stage.arg_names if name in build_args}
+        if given:
+            found[stage.line] = given
+    return found
+
+
+def with_args_key(text: str, stage_keys: Mapping[int, str]) -> str:
+    """``text`` with ``LABEL org.shipyard.build-args-key=<key>`` right after the FROM of each
+    stage in ``stage_keys`` (FROM line -> key).
+
+    buildah 1.28 keys a LABEL/ENV/… step's cache by its unexpanded text, so a changed ARG
+    value that no RUN uses reuses the old layer (upstream #5501). This step's literal text
+    changes with the keyed digest of the stage's given ARG values: every later step of the
+    stage is rebuilt exactly when one of them changes, and hits the cache otherwise."""
+    if not stage_keys:
+        return text
+    lines = text.splitlines(keepends=True)
+    for number in sorted(stage_keys, reverse=True):
+        end = number - 1
+        # A FROM continued over several lines: insert after its last one.
+        while end < len(lines) - 1 and lines[end].rstrip("\r\n").endswith("\\"):
+            end += 1
+        if not lines[end].endswith("\n"):
+            lines[end] += "\n"
+        lines.insert(end + 1, f'LABEL {ARGS_KEY_LABEL}="{stage_keys[number]}"\n')
+    return "".join(lines)
 
 
 def with_secret_key(text: str, plan: DockerfilePlan) -> str:

@@ -137,3 +137,21 @@ def test_a_service_can_only_narrow_the_operators_sandbox(tmp_path: Path) -> None
     assert (network, limits.memory_bytes, limits.cpu_quota) == (NetworkMode.NONE, 256 << 20, 0.5)
     assert notes == []
     assert SandboxRequest.from_spec("nonsense") is None
+
+
+def test_the_args_key_label_follows_each_stage_that_declares_a_given_argument(
+    tmp_path: Path,
+) -> None:
+    from shipyard.sandbox.dockerfile import ARGS_KEY_LABEL, stage_args, with_args_key
+
+    text = (
+        "ARG BASE=scratch\nFROM $BASE AS one\nARG A=1\nLABEL a=$A\n"
+        "FROM one\nARG B\nENV b=$B\nRUN --mount=type=secret,id=s true\n"
+    )
+    plan = check_dockerfile(text, context_dir=tmp_path, display_path="Dockerfile")
+    assert stage_args(plan, {"A": "2", "UNUSED": "x"}) == {2: {"A": "2"}}
+    assert stage_args(plan, {"B": "b"}) == {5: {"B": "b"}}
+    keyed = with_args_key(text, {2: "k1", 5: "k2"}).splitlines()
+    assert keyed[2] == f'LABEL {ARGS_KEY_LABEL}="k1"' and keyed[6] == f'LABEL {ARGS_KEY_LABEL}="k2"'
+    assert with_args_key(text, {}) == text
+    check_dockerfile("\n".join(keyed), context_dir=tmp_path, display_path="Dockerfile")
