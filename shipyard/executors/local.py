@@ -254,6 +254,7 @@ class LocalExecutor:
                 if request.overrides.secret_mounts
                 else None,
                 sandbox=SandboxRequest.from_spec(workload.spec.get("buildSandbox")),
+                default_branch=workload.vcs_branch,
             )
         secrets: list[bytes | str] = [*request.overrides.secret_values(), *self._pipeline_secrets()]
         if repo_credentials:

@@ -19,6 +19,7 @@ from shipyard.pipeline import context as build_context
 from shipyard.pipeline.builder import BuildSpec, remote_image_exists, write_authfile
 from shipyard.pipeline.errors import PipelineError, TimedOut
 from shipyard.pipeline.registry import RegistryTarget
+from shipyard.pipeline.registry_tags import add_tags, image_tags
 from shipyard.pipeline.remote_policy import check_remote
 from shipyard.pipeline.source_bundle import fetch_bundle
 from shipyard.pipeline.source_git import CheckoutLimits, fetch_source, list_remote_head
@@ -49,6 +50,7 @@ class BuildJob:
     # are cached per value (``sandbox.dockerfile.with_secret_key``).
     secrets_key: str | None = None
     sandbox: SandboxRequest | None = None  # the service's narrowing of the operator's sandbox
+    default_branch: str | None = None  # builds of it are also tagged :latest
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,10 @@ class Pipeline:
             report.line(f"Image of build {earlier.reused_from} is gone from the registry; building")
             return None
         report.resolved(sha, source.branch)
+        repository = earlier.image.split("@", 1)[0]
+        tags = image_tags(job.build_id, sha, source.branch, job.default_branch)
+        add_tags(self.build_target(job.project_id, job.build_id), repository, earlier.digest, tags,
+                 timeout_s=self._remaining(deadline, 60))  # fmt: skip
         report.line(
             f"Reusing the image of build {earlier.reused_from}: same commit {sha[:12]} and "
             "the same build settings, arguments, files and secrets (set buildkit.useCache to "
@@ -320,9 +326,9 @@ class Pipeline:
             # Shipyard's cache-key lines, so the image is the one a fresh build would give.
             dockerfile = workdir / "Dockerfile.shipyard"
             dockerfile.write_text(keyed)
-        tag = sha or job.build_id
         repository = self.registry.repository(job.project_id, job.workload_slug)
-        local_tag = f"{repository}:{tag}"
+        # The immutable tag; the moving ones (:sha, :branch, :latest) are added after the push.
+        local_tag = f"{repository}:{job.build_id}"
         tmpdir = workdir / "tmp"
         tmpdir.mkdir(mode=0o700)
         target = self.build_target(job.project_id, job.build_id)
@@ -373,5 +379,7 @@ class Pipeline:
             timeout_s=self._remaining(deadline),
         )
         image = f"{repository}@{digest}"
-        report.line(f"Pushed {local_tag} ({digest})")
+        tags = image_tags(job.build_id, sha, branch, job.default_branch)[1:]
+        add_tags(target, repository, digest, tags, timeout_s=self._remaining(deadline, 60))
+        report.line(f"Pushed {local_tag} ({digest}), also tagged :{', :'.join(tags)}")
         return Outcome(image=image, tag=local_tag, digest=digest)
