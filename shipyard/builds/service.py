@@ -6,6 +6,7 @@ lost wake-up only delays a build until the next poll, never loses it).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -152,6 +153,16 @@ def _replay(existing: Build, fingerprint: str | None) -> Build:
     return existing
 
 
+_TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def stored_target(workload: Workload) -> str | None:
+    """``buildConfiguration.dockerfileTarget`` of the service, if it is a valid stage name."""
+    config = workload.spec.get("buildConfiguration")
+    target = config.get("dockerfileTarget") if isinstance(config, dict) else None
+    return target if isinstance(target, str) and _TARGET.match(target) else None
+
+
 def load_request(box: SecretBox, workload: Workload, build: Build) -> BuildRequest:
     """The build's full request: its overrides, with the workload's stored build arguments,
     files and secret mounts merged underneath (overrides win), and its docker settings over
@@ -160,7 +171,8 @@ def load_request(box: SecretBox, workload: Workload, build: Build) -> BuildReque
     docker = DockerOverrides(
         dockerfile_path=build.dockerfile_path or workload.dockerfile_path,
         work_dir=build.docker_work_dir or workload.docker_work_dir,
-        target=build.docker_target,
+        # The build's own target wins over the service's stored buildConfiguration one.
+        target=build.docker_target or stored_target(workload),
     )
     secret_json = (
         box.open(build.overrides_enc, build_context(build.id)) if build.overrides_enc else {}

@@ -233,6 +233,7 @@ class LocalExecutor:
             assert build is not None
             workload = workload_store.get_by_id(session, build.workload_id)
             request = build_service.load_request(self._box, workload, build)
+            build_config = workload.spec.get("buildConfiguration") or {}
             repo_url, repo_credentials = build_service.repository_url(self._box, workload)
             job = BuildJob(
                 build_id=build.id,
@@ -242,8 +243,10 @@ class LocalExecutor:
                 repository_url=repo_url,
                 request=request,
                 use_cache=workload.use_cache,
+                # A job without a sha builds its branch's tip (the job seed); path rules pick
+                # the most recent relevant commit for services only.
                 path_rules=PathRules(tuple(workload.path_ignore_rules), workload.is_allow_list)
-                if workload.path_ignore_rules
+                if workload.path_ignore_rules and workload.entity != "job"
                 else None,
                 secrets_key=self._box.fingerprint(
                     {
@@ -255,6 +258,8 @@ class LocalExecutor:
                 else None,
                 sandbox=SandboxRequest.from_spec(workload.spec.get("buildSandbox")),
                 default_branch=workload.vcs_branch,
+                include_git_folder=build_config.get("includeGitFolder") is True,
+                full_clone=build_config.get("fullGitClone") is True,
             )
         secrets: list[bytes | str] = [*request.overrides.secret_values(), *self._pipeline_secrets()]
         if repo_credentials:

@@ -51,6 +51,8 @@ class BuildJob:
     secrets_key: str | None = None
     sandbox: SandboxRequest | None = None  # the service's narrowing of the operator's sandbox
     default_branch: str | None = None  # builds of it are also tagged :latest
+    include_git_folder: bool = False  # buildConfiguration.includeGitFolder
+    full_clone: bool = False  # buildConfiguration.fullGitClone
 
 
 @dataclass(frozen=True)
@@ -284,6 +286,7 @@ class Pipeline:
                 job.repository_url,
                 workdir / "src",
                 wrap=box.enter_network,
+                full_clone=job.full_clone,
                 allowed_local_roots=self.settings.allowed_local_roots,
                 limits=self.settings.checkout_limits,
                 sha=source.sha,
@@ -295,6 +298,10 @@ class Pipeline:
                 timeout_s=self._remaining(deadline, self.settings.git_timeout_s),
             )
             root, sha, branch = fetched.path, fetched.sha, fetched.branch or source.branch
+            if not job.include_git_folder:
+                # Northflank's default: the repository's .git is not part of the context (nor
+                # of images that COPY . .); includeGitFolder keeps it.
+                shutil.rmtree(root / ".git", ignore_errors=True)
         report.resolved(sha, branch)
 
         prepared = build_context.prepare(root, request.overrides, workdir / "secrets")

@@ -582,6 +582,7 @@ def fetch_source(
     allowed_local_roots: Sequence[Path] = (),
     limits: CheckoutLimits = CheckoutLimits(),
     wrap: Callable[[list[str]], list[str]] | None = None,
+    full_clone: bool = False,
 ) -> FetchedSource:
     """Check out one commit of ``url`` into ``dest`` (created if missing).
 
@@ -594,7 +595,8 @@ def fetch_source(
 
     ``timeout_s`` bounds the whole fetch. ``allowed_local_roots``: directories whose
     repositories may be fetched by path or ``file://`` (none by default). ``limits``: refused
-    above them. Raises ``SourceError``, ``TimedOut``, ``Cancelled``.
+    above them. ``full_clone``: the commit's whole history too (Northflank's
+    ``fullGitClone``), not only the commit. Raises ``SourceError``, ``TimedOut``, ``Cancelled``.
     """
     local = _validate(url, sha, branch, pull_request_id, allowed_local_roots)
     dest.mkdir(parents=True, exist_ok=True)
@@ -618,6 +620,7 @@ def fetch_source(
                 wrap=wrap,
             ),
             limits=limits,
+            full_clone=full_clone,
         )
 
 
@@ -631,6 +634,7 @@ def _fetch(
     rules: PathRules | None,
     git: _Git,
     limits: CheckoutLimits,
+    full_clone: bool = False,
 ) -> FetchedSource:
     git.checked("init", "-q", ".")
     fetcher = _Fetcher(git, url)
@@ -655,6 +659,10 @@ def _fetch(
     git.checked("-c", "advice.detachedHead=false", "checkout", "-q", "--detach", sha)
     # For tools in the build that ask git for the origin; credentials stay out (see top).
     git.checked("remote", "add", "--end-of-options", "origin", fetcher.public_url)
+    if full_clone and _is_shallow(git):
+        git.log("Fetching the whole history (fullGitClone)")
+        if fetcher.fetch("--unshallow", ref=sha).returncode != 0:
+            raise SourceError("could not fetch the whole history of the commit (fullGitClone)")
     git.log(f"Checked out {sha}")
     return FetchedSource(sha=sha, branch=branch, path=dest)
 
