@@ -679,10 +679,12 @@ def with_secret_key(text: str, plan: DockerfilePlan) -> str:
     rebuilt exactly when a secret changes. The digest is an HMAC: it says nothing of them."""
     if not plan.secret_run_lines:
         return text
-    lines = text.splitlines(keepends=True)
+    # Lines counted as the check and buildah count them (LF only): str.splitlines also ends
+    # lines at FF, VT, NEL, U+2028..., which would put the ARG inside a continued RUN.
+    lines = text.split("\n")
     for number in sorted(plan.secret_run_lines, reverse=True):
-        lines.insert(number - 1, f"ARG {SECRET_KEY_ARG}\n")
-    return "".join(lines)
+        lines.insert(number - 1, f"ARG {SECRET_KEY_ARG}")
+    return "\n".join(lines)
 
 
 def _arg_words(ins: _Instruction) -> Iterator[tuple[str, str | None]]:
@@ -770,11 +772,18 @@ def check_triggers(image: str, triggers: Iterable[str], *, context_dir: Path) ->
     lines = [t for t in triggers if t.strip()]
     if not lines:
         return
+    where = f"ONBUILD triggers of {image}"
+    # imagebuilder joins the triggers with "\n" and parses them as a file of their own: a BOM
+    # at its start is dropped and an escape directive in its leading comments applies. Read
+    # them the same way (a non-default escape is refused) before adding the FROM line.
+    joined = "\n".join(lines).removeprefix("\ufeff")
     try:
+        for _ in _logical_lines(joined, where):
+            break
         check_dockerfile(
-            "FROM scratch\n" + "\n".join(lines) + "\n",
+            "FROM scratch\n" + joined + "\n",
             context_dir=context_dir,
-            display_path=f"ONBUILD triggers of {image}",
+            display_path=where,
         )
     except UnsafeDockerfile as exc:
         raise UnsafeDockerfile(f"base image {image} is refused: {exc.message}") from exc
