@@ -35,6 +35,13 @@ def prepare(source_root: Path, overrides: Overrides, secrets_dir: Path) -> Prepa
     context_dir = _inside(source_root, work_dir, "dockerWorkDir")
     if not context_dir.is_dir():
         raise PipelineError(f"dockerWorkDir {work_dir} not found in the source")
+    if dockerfile_path.endswith(".in"):
+        # buildah runs such files through cpp: #define and #include would change the text
+        # after Shipyard checked it.
+        raise PipelineError(
+            f"dockerFilePath {dockerfile_path}: Dockerfiles ending in .in (C-preprocessed by "
+            "buildah) are not supported"
+        )
     dockerfile = _inside(source_root, dockerfile_path, "dockerFilePath")
     if not dockerfile.is_file():
         raise PipelineError(f"Dockerfile not found at {dockerfile_path}")

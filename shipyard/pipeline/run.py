@@ -314,7 +314,6 @@ class Pipeline:
             display_path=prepared.display_dockerfile.lstrip("/") or "Dockerfile",
             build_args=request.overrides.build_arguments,
         )
-        dockerfile = prepared.dockerfile
         build_args = dict(request.overrides.build_arguments)
         stage_keys: dict[int, str] = {}
         if self.fingerprint is not None:
@@ -328,11 +327,12 @@ class Pipeline:
             # numbers move down by the LABEL lines just inserted.
             keyed = with_secret_key(keyed, _shifted(plan, stage_keys))
             build_args[SECRET_KEY_ARG] = job.secrets_key
-        if keyed != text:
-            # Outside the context (buildah reads -f from anywhere): the checked text plus
-            # Shipyard's cache-key lines, so the image is the one a fresh build would give.
-            dockerfile = workdir / "Dockerfile.shipyard"
-            dockerfile.write_text(keyed)
+        # buildah always reads the text that was checked, from a file Shipyard wrote outside
+        # the context: never the checkout's own file, which buildah would read differently
+        # (a lone CR is a line break to the check, a space to buildah; a name ending in .in
+        # would go through cpp), plus Shipyard's cache-key lines.
+        dockerfile = workdir / "Dockerfile.shipyard"
+        dockerfile.write_text(keyed)
         repository = self.registry.repository(job.project_id, job.workload_slug)
         # The immutable tag; the moving ones (:sha, :branch, :latest) are added after the push.
         local_tag = f"{repository}:{job.build_id}"

@@ -1,7 +1,7 @@
 """Second red-team pass against the build sandbox (after the ONBUILD fix).
 
-Holes are ``xfail(strict=True)`` with reason "hole: …": each shows a host marker read by a
-RUN step whose flags the Dockerfile check never saw. Walls that held are plain regression
+Each hole it found showed a host marker read by a RUN step whose flags the Dockerfile check
+never saw; all are fixed (buildah reads only the checked text, written by Shipyard). Walls that held are plain regression
 tests. Real builds share one live server (the hostile suite's fixtures) and are few; the
 rest are checks of ``sandbox/dockerfile.py`` against buildah 1.28's reading of the file.
 """
@@ -53,11 +53,6 @@ def reached_host(host_dir: Path, logs: list[str]) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: a Dockerfile named *.in is run through cpp by buildah 1.28; macros expand "
-    "to RUN flags the check never saw",
-)
 def test_dockerfile_in_suffix_is_not_preprocessed_into_unchecked_flags(
     tenant_a: Tenant, host_dir: Path
 ) -> None:
@@ -74,12 +69,6 @@ def test_dockerfile_in_suffix_is_not_preprocessed_into_unchecked_flags(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: the Dockerfile is read with universal newlines (a lone CR ends a line for "
-    "the check) but buildah splits on LF only and treats CR as a blank between RUN and its "
-    "flags",
-)
 def test_carriage_return_does_not_hide_run_flags(tenant_a: Tenant, host_dir: Path) -> None:
     dockerfile = (FROM + f"RUN\r{escape_mount(host_dir)} cat /h/marker\n").encode()
     build, logs = tenant_a.build({"Dockerfile": dockerfile})
