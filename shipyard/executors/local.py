@@ -281,6 +281,7 @@ class LocalExecutor:
                 "registry_uri": outcome.image,
                 "image_digest": outcome.digest,
                 "reuse_key": reuse_key,
+                "base_images": dict(outcome.base_images),
             }
             sink(f"Image available at {outcome.image}")
         except Cancelled:
@@ -307,8 +308,14 @@ class LocalExecutor:
             earlier = build_store.reusable(session, build.workload_id, sha, reuse_key)
         if earlier is None or earlier.registry_uri is None or earlier.image_digest is None:
             return None
+        if earlier.base_images is None:
+            return None  # built before base images were recorded: cannot tell they are unchanged
         return Outcome(
-            image=earlier.registry_uri, tag="", digest=earlier.image_digest, reused_from=earlier.id
+            image=earlier.registry_uri,
+            tag="",
+            digest=earlier.image_digest,
+            reused_from=earlier.id,
+            base_images=earlier.base_images,
         )
 
     def _pipeline_secrets(self) -> list[str]:

@@ -332,7 +332,7 @@ class Buildah:
         env = self._env(tmpdir)
         pulled_error = None
         if not reference.startswith("localhost/"):
-            argv = self._argv("pull", "--quiet", *self._retry_args())
+            argv = self._argv("pull", "--quiet", "--policy", "always", *self._retry_args())
             if not self.pull_tls_verify:
                 argv.append("--tls-verify=false")
             if authfile is not None:
@@ -438,6 +438,34 @@ def remote_image_exists(
     finally:
         authfile.unlink(missing_ok=True)
     return completed.returncode == 0
+
+
+def remote_digest(
+    reference: str,
+    *,
+    target: RegistryTarget,
+    tmpdir: Path,
+    cancel: threading.Event,
+    timeout_s: float = 30,
+) -> str | None:
+    """The manifest digest ``reference`` (``repo:tag``) has on ``target`` now, or None."""
+    argv = ["skopeo", "inspect", "--format", "{{.Digest}}"]
+    if target.insecure:
+        argv.append("--tls-verify=false")
+    authfile = tmpdir / "shipyard-auth-digest.json"
+    if target.username:
+        write_authfile(authfile, target)
+        argv += ["--authfile", str(authfile)]
+    out: list[str] = []
+    try:
+        done = run([*argv, "--", f"docker://{reference}"], on_line=out.append, cancel=cancel,
+                   timeout_s=timeout_s)  # fmt: skip
+    except TimedOut:
+        return None
+    finally:
+        authfile.unlink(missing_ok=True)
+    digest = out[-1].strip() if out else ""
+    return digest if done.returncode == 0 and digest.startswith("sha256:") else None
 
 
 def write_authfile(path: Path, target: RegistryTarget, owner: Launcher | None = None) -> None:

@@ -4,10 +4,11 @@ database: the executor hands in a ``BuildJob`` and a ``Reporter`` and writes the
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -16,8 +17,9 @@ from shipyard.builds.relevant_commit import PathRules
 from shipyard.builds.request import BuildRequest, SourceKind
 from shipyard.builds.status import BuildStatus
 from shipyard.pipeline import context as build_context
-from shipyard.pipeline.builder import BuildSpec, remote_image_exists, write_authfile
+from shipyard.pipeline.builder import BuildSpec, remote_digest, remote_image_exists, write_authfile
 from shipyard.pipeline.errors import PipelineError, TimedOut
+from shipyard.pipeline.process import run
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.registry_tags import add_tags, image_tags
 from shipyard.pipeline.remote_policy import check_remote
@@ -61,6 +63,9 @@ class Outcome:
     tag: str
     digest: str
     reused_from: str | None = None  # id of the earlier identical build whose image this is
+    # What each base image reference resolved to ("sha256:…" manifest digest, or "id:…" for a
+    # shared local image); reuse requires them unchanged.
+    base_images: Mapping[str, str] = field(default_factory=dict)
 
 
 # Given a resolved commit, an earlier identical build's outcome (or None).
@@ -101,6 +106,14 @@ def _shifted(plan: DockerfilePlan, inserted_after: dict[int, str]) -> Dockerfile
         n + sum(1 for from_line in inserted_after if from_line < n) for n in plan.secret_run_lines
     )
     return dataclasses.replace(plan, secret_run_lines=lines)
+
+
+def _identity(reference: str, inspected: Mapping[str, object]) -> str:
+    """A shared local image by its id (its copy in each project's store keeps it), a
+    registry image by its manifest digest."""
+    if reference.startswith("localhost/"):
+        return f"id:{inspected.get('FromImageID', '')}"
+    return str(inspected.get("FromImageDigest", ""))
 
 
 class _Watched:
@@ -231,17 +244,48 @@ class Pipeline:
         ):
             report.line(f"Image of build {earlier.reused_from} is gone from the registry; building")
             return None
+        for reference, identity in earlier.base_images.items():
+            current = self._base_identity(reference, scratch=workdir, cancel=cancel)
+            if current != identity:
+                why = "cannot be checked without a build" if current is None else "changed"
+                report.line(f"Base image {reference} {why} since build {earlier.reused_from}; "
+                            "building")  # fmt: skip
+                return None
         report.resolved(sha, source.branch)
         repository = earlier.image.split("@", 1)[0]
         tags = image_tags(job.build_id, sha, source.branch, job.default_branch)
         add_tags(self.build_target(job.project_id, job.build_id), repository, earlier.digest, tags,
                  timeout_s=self._remaining(deadline, 60))  # fmt: skip
         report.line(
-            f"Reusing the image of build {earlier.reused_from}: same commit {sha[:12]} and "
-            "the same build settings, arguments, files and secrets (set buildkit.useCache to "
-            "false to always rebuild)"
+            f"Reusing the image of build {earlier.reused_from}: same commit {sha[:12]}, the "
+            "same build settings, arguments, files and secrets, and the same base images "
+            f"({', '.join(earlier.base_images) or 'none'}) (set buildkit.useCache to false to "
+            "always rebuild)"
         )
         return earlier
+
+    def _base_identity(
+        self, reference: str, *, scratch: Path, cancel: threading.Event
+    ) -> str | None:
+        """What ``reference`` resolves to now, as ``_identity`` recorded it; None when it
+        cannot be known without a build (an external registry is only reached by builds,
+        through their network policy)."""
+        if reference.startswith("localhost/"):
+            store = self.sandbox.settings.base_store
+            if store is None:
+                return None
+            out: list[str] = []
+            done = run(["buildah", *store.args(), "inspect", "--type", "image", "--", reference],
+                       on_line=out.append, cancel=cancel, timeout_s=30)  # fmt: skip
+            if done.returncode != 0:
+                return None
+            try:
+                return _identity(reference, json.loads("\n".join(out)))
+            except json.JSONDecodeError:
+                return None
+        if reference.startswith(f"{self.registry.host}/"):
+            return remote_digest(reference, target=self.registry, tmpdir=scratch, cancel=cancel)
+        return None
 
     def _remaining(self, deadline: float, cap: float | None = None) -> float:
         left = deadline - time.monotonic()
@@ -350,12 +394,14 @@ class Pipeline:
         report.stage(BuildStatus.BUILDING)
         # buildah also runs the ONBUILD triggers of every image a stage starts FROM: they are
         # checked like the Dockerfile, and bud then uses exactly the images checked.
+        bases: dict[str, str] = {}
         for image in plan.base_images:
             inspected = buildah.pull_and_inspect(
                 image, authfile=authfile, tmpdir=tmpdir, cancel=cancel, on_line=report.line,
                 timeout_s=self._remaining(deadline, self.settings.git_timeout_s),
             )  # fmt: skip
             check_triggers(image, onbuild_triggers(inspected), context_dir=prepared.context_dir)
+            bases[image] = _identity(image, inspected)
         spec = BuildSpec(
             context_dir=prepared.context_dir,
             dockerfile=dockerfile,
@@ -389,4 +435,4 @@ class Pipeline:
         tags = image_tags(job.build_id, sha, branch, job.default_branch)[1:]
         add_tags(target, repository, digest, tags, timeout_s=self._remaining(deadline, 60))
         report.line(f"Pushed {local_tag} ({digest}), also tagged :{', :'.join(tags)}")
-        return Outcome(image=image, tag=local_tag, digest=digest)
+        return Outcome(image=image, tag=local_tag, digest=digest, base_images=bases)

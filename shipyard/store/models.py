@@ -123,6 +123,9 @@ class Build(Base):
     # files, secrets): a later build of the same sha and key can reuse this image.
     reuse_key: Mapped[str | None] = mapped_column(String(64))
     image_digest: Mapped[str | None] = mapped_column(String(128))
+    # What each FROM resolved to (reference -> manifest digest or image id): reuse needs
+    # them unchanged. None for builds from before it was recorded (never reused).
+    base_images: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -78,3 +78,47 @@ def test_a_build_argument_used_only_by_label_and_env_is_not_served_stale(
     # Back to the default: the first image's layers again.
     back, logs = build(live, svc, {"branch": "main", "overrides": {"buildArguments": {"X": "2"}}})
     assert image_config(live, back["registry"]["uri"])["Labels"]["greeting"] == "hi"
+
+
+def test_a_re_pushed_base_image_is_not_served_from_an_earlier_build(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    from shipyard.pipeline.builder import BuildahStore
+    from tests.helpers.images import BUSYBOX_IMAGE
+
+    store = BuildahStore(
+        root=live.data_dir / "base-images" / "root",
+        runroot=live.data_dir / "base-images" / "runroot",
+    )
+    base = f"{live.registry}/shared/fixme:1"
+
+    def publish(marker: str) -> None:
+        """The operator publishes shared/fixme:1 (again), with a different /marker."""
+        ctx = tmp_path / f"base-{marker}"
+        ctx.mkdir()
+        (ctx / "marker").write_text(marker)
+        (ctx / "Dockerfile").write_text(f"FROM {BUSYBOX_IMAGE}\nCOPY marker /marker\n")
+        tag = f"localhost/fixme:{marker}"
+        for argv in (
+            ["bud", "--isolation", "oci", "--runtime", "/usr/sbin/runc", "-t", tag, str(ctx)],
+            ["push", "--tls-verify=false", "--authfile", str(live.authfile), tag,
+             f"docker://{base}"],
+        ):  # fmt: skip
+            subprocess.run(["buildah", *store.args(), *argv], check=True, capture_output=True,
+                           timeout=120)  # fmt: skip
+
+    publish("old")
+    repo = repo_with(tmp_path, {"Dockerfile": f"FROM {base}\nRUN cat /marker > /seen\n"})
+    with live.client() as c:
+        c.post("/v1/projects", json={"name": "cache-base"})
+        c.post("/v1/projects/cache-base/services/build",
+               json={"name": "s", "vcsData": {"projectUrl": f"file://{repo}"}})  # fmt: skip
+    svc = "/v1/projects/cache-base/services/s"
+    first, _ = build(live, svc, {"branch": "main"})
+    same, logs = build(live, svc, {"branch": "main"})
+    assert same["registry"]["uri"] == first["registry"]["uri"]
+    assert any("Reusing the image of build" in line and "base images" in line for line in logs)
+    publish("new")
+    fresh, logs = build(live, svc, {"branch": "main"})
+    assert fresh["registry"]["uri"] != first["registry"]["uri"], logs
+    assert any(f"Base image {base} changed" in line for line in logs), logs[:20]
