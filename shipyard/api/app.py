@@ -25,6 +25,7 @@ from shipyard.api.routers import (
     registry,
     workloads,
 )
+from shipyard.builds.reseal import reseal
 from shipyard.executors.base import Executor
 from shipyard.registryauth import RegistryAuth
 from shipyard.settings import Settings
@@ -46,6 +47,7 @@ def create_app(
     migrate(engine)
     sessions = make_sessionmaker(engine)
     box = SecretBox(settings.secret_key.get_secret_value())
+    reseal(sessions, box)  # seals what migration 0005 could only move (it has no key)
     executor = executor_factory(settings, sessions, box)
 
     @asynccontextmanager

@@ -6,8 +6,6 @@ know what is being built (a build service, a combined service or a job).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -15,8 +13,10 @@ from typing import Any
 
 from shipyard.builds.errors import InvalidRequest
 from shipyard.builds.refs import is_valid_branch
+from shipyard.builds.secret_files import MAX_SECRET_BYTES as MAX_SECRET_BYTES
+from shipyard.builds.secret_files import SecretFile
+from shipyard.builds.secret_files import decode_secret as decode_secret  # for the routers
 
-MAX_SECRET_BYTES = 1024 * 1024
 MAX_SECRETS_TOTAL_BYTES = 8 * 1024 * 1024
 
 
@@ -55,29 +55,48 @@ class DockerOverrides:
 @dataclass(frozen=True)
 class Overrides:
     build_arguments: Mapping[str, str] = field(default_factory=dict)
-    build_files: Mapping[str, bytes] = field(default_factory=dict)
-    secret_mounts: Mapping[str, bytes] = field(default_factory=dict)
+    build_files: Mapping[str, SecretFile] = field(default_factory=dict)
+    secret_mounts: Mapping[str, SecretFile] = field(default_factory=dict)
     docker: DockerOverrides = field(default_factory=DockerOverrides)
 
     def to_secret_json(self) -> dict[str, Any]:
         """The part stored encrypted: values that may be secret."""
         return {
             "buildArguments": dict(self.build_arguments),
-            "buildFiles": {k: base64.b64encode(v).decode() for k, v in self.build_files.items()},
-            "dockerSecretMounts": {
-                k: base64.b64encode(v).decode() for k, v in self.secret_mounts.items()
-            },
+            "buildFiles": {k: v.to_json() for k, v in self.build_files.items()},
+            "dockerSecretMounts": {k: v.to_json() for k, v in self.secret_mounts.items()},
         }
 
     @classmethod
     def from_secret_json(cls, data: Mapping[str, Any], docker: DockerOverrides) -> Overrides:
         return cls(
             build_arguments=dict(data.get("buildArguments", {})),
-            build_files={k: base64.b64decode(v) for k, v in data.get("buildFiles", {}).items()},
+            build_files={k: SecretFile.from_json(v) for k, v in data.get("buildFiles", {}).items()},
             secret_mounts={
-                k: base64.b64decode(v) for k, v in data.get("dockerSecretMounts", {}).items()
+                k: SecretFile.from_json(v) for k, v in data.get("dockerSecretMounts", {}).items()
             },
             docker=docker,
+        )
+
+    def under(self, overrides: Overrides, docker: DockerOverrides) -> Overrides:
+        """``self`` (stored values) merged under ``overrides``: the build's value wins per
+        build argument, file path and secret id."""
+        return Overrides(
+            build_arguments={**self.build_arguments, **overrides.build_arguments},
+            build_files={**self.build_files, **overrides.build_files},
+            secret_mounts={**self.secret_mounts, **overrides.secret_mounts},
+            docker=docker,
+        )
+
+    def templated(self) -> Overrides:
+        """Build files and secret mounts with ``${NAME}`` replaced from these build
+        arguments (Northflank's dynamic templating); build arguments are used as given."""
+        args = self.build_arguments
+        return Overrides(
+            build_arguments=self.build_arguments,
+            build_files={k: v.templated(args) for k, v in self.build_files.items()},
+            secret_mounts={k: v.templated(args) for k, v in self.secret_mounts.items()},
+            docker=self.docker,
         )
 
     def secret_values(self) -> list[bytes]:
@@ -86,8 +105,8 @@ class Overrides:
         permission to read than the build's log, so they must not show there (the redactor
         skips values under 4 characters, which would mask ordinary words)."""
         return [
-            *self.build_files.values(),
-            *self.secret_mounts.values(),
+            *(f.data for f in self.build_files.values()),
+            *(f.data for f in self.secret_mounts.values()),
             *(value.encode() for value in self.build_arguments.values()),
         ]
 
@@ -96,20 +115,6 @@ class Overrides:
 class BuildRequest:
     source: SourceSpec
     overrides: Overrides = field(default_factory=Overrides)
-
-
-def decode_secret(path: str, data: str, encoding: str) -> bytes:
-    """``utf-8``: ``data`` is the file's text; ``base64``: ``data`` is the file's bytes, encoded."""
-    if encoding == "base64":
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidRequest(f"{path}.data is not valid base64", {path: str(exc)}) from exc
-    else:
-        raw = data.encode("utf-8")
-    if len(raw) > MAX_SECRET_BYTES:
-        raise InvalidRequest(f"{path} is larger than {MAX_SECRET_BYTES} bytes")
-    return raw
 
 
 def resolve_source(
@@ -168,7 +173,7 @@ def resolve_source(
 
 def check_secret_budget(overrides: Overrides) -> None:
     total = sum(
-        len(v) for v in (*overrides.build_files.values(), *overrides.secret_mounts.values())
+        len(f.data) for f in (*overrides.build_files.values(), *overrides.secret_mounts.values())
     )
     if total > MAX_SECRETS_TOTAL_BYTES:
         raise InvalidRequest(

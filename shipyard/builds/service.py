@@ -165,8 +165,9 @@ def stored_target(workload: Workload) -> str | None:
 
 def load_request(box: SecretBox, workload: Workload, build: Build) -> BuildRequest:
     """The build's full request: its overrides, with the workload's stored build arguments,
-    files and secret mounts merged underneath (overrides win), and its docker settings over
-    the workload's."""
+    files and secret mounts merged underneath (overrides win), ``${NAME}`` in files and
+    mounts templated from the merged build arguments, and its docker settings over the
+    workload's."""
     stored = stored_secrets(box, workload)
     docker = DockerOverrides(
         dockerfile_path=build.dockerfile_path or workload.dockerfile_path,
@@ -178,12 +179,9 @@ def load_request(box: SecretBox, workload: Workload, build: Build) -> BuildReque
         box.open(build.overrides_enc, build_context(build.id)) if build.overrides_enc else {}
     )
     overrides = Overrides.from_secret_json(secret_json, docker)
-    merged = Overrides(
-        build_arguments={**stored.build_arguments, **overrides.build_arguments},
-        build_files={**stored.build_files, **overrides.build_files},
-        secret_mounts={**stored.secret_mounts, **overrides.secret_mounts},
-        docker=docker,
-    )
+    # Templating runs on the merged set, so a stored file sees the build's own arguments;
+    # everything downstream (context, redactor, cache keys) gets the text the build uses.
+    merged = stored.under(overrides, docker).templated()
     source = SourceSpec(
         kind=SourceKind(build.source_kind),
         sha=build.requested_sha,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -31,6 +30,7 @@ from shipyard.cli.output import (
 )
 from shipyard.cli.safe import text
 from shipyard.client import Build, BuildRef, Shipyard, ShipyardError
+from shipyard.client._bodies import Content
 
 start_app = typer.Typer(help="Start builds.", no_args_is_help=True)
 get_app = typer.Typer(help="Show one build.", no_args_is_help=True)
@@ -56,10 +56,17 @@ BuildId = Annotated[str, typer.Option("--build", "--buildId", "-b", help="Build 
 Sha = Annotated[str | None, typer.Option("--sha", help="Commit sha (40 hex)")]
 BuildArg = Annotated[list[str] | None, typer.Option("--build-arg", help="KEY=VALUE, repeatable")]
 BuildFile = Annotated[
-    list[str] | None, typer.Option("--build-file", help="/path/in/context=@local-file, repeatable")
+    list[str] | None,
+    typer.Option(
+        "--build-file",
+        help="/path/from/repo/root=@local-file (or =text), repeatable; ${BUILD_ARG} templated",
+    ),
 ]
 SecretMount = Annotated[
-    list[str] | None, typer.Option("--secret-mount", help="id=@local-file, repeatable")
+    list[str] | None,
+    typer.Option(
+        "--secret-mount", help="id=@local-file (or =text), repeatable; ${BUILD_ARG} templated"
+    ),
 ]
 Dockerfile = Annotated[
     str | None,
@@ -96,11 +103,11 @@ def client(url: str | None, token: str | None) -> Iterator[Shipyard]:
         raise typer.Exit(1) from None
 
 
-def _decode(entry: Any) -> bytes | str:
-    if isinstance(entry, dict) and entry.get("encoding") == "base64":
-        return base64.b64decode(str(entry.get("data", "")))
+def _decode(entry: Any) -> Content:
+    """An ``--input`` entry: the documented ``{data, encoding}`` is sent as given (the server
+    checks ``data`` is base64); a bare string is the file's text."""
     if isinstance(entry, dict):
-        return str(entry.get("data", ""))
+        return {str(k): str(v) for k, v in entry.items()}
     return str(entry)
 
 

@@ -10,14 +10,18 @@ from typing import Any
 
 __all__ = ["create_workload_body", "overrides_body", "secret_content", "start_build_body"]
 
-Content = bytes | str
+# The file's bytes, its text (sent utf-8 encoded), or the documented ``{data, encoding}``
+# object as is (``data`` already base64).
+Content = bytes | str | Mapping[str, str]
 
 
 def secret_content(value: Content) -> dict[str, str]:
-    """``bytes`` travel as base64, ``str`` as utf-8 text."""
-    if isinstance(value, bytes):
-        return {"data": base64.b64encode(value).decode("ascii"), "encoding": "base64"}
-    return {"data": value, "encoding": "utf-8"}
+    """Northflank's form: ``data`` is always base64 of the file's bytes, ``encoding`` the
+    file's original text encoding (``utf-8`` for ``str`` and, by default, ``bytes``)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    return {"data": base64.b64encode(raw).decode("ascii"), "encoding": "utf-8"}
 
 
 def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:

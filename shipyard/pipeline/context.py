@@ -1,5 +1,6 @@
 """The build context: work dir and Dockerfile inside the source, build files placed at their
-path in the context, secret mounts written 0600 beside it (never inside the context)."""
+path relative to the repository root (as Northflank does: the Dockerfile reaches them
+through its context), secret mounts written 0600 beside it (never inside the context)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,33 @@ def _inside(root: Path, relative: str, what: str) -> Path:
     return candidate
 
 
+def _place_build_file(source_root: Path, path: str, data: bytes) -> None:
+    """Write a build file at ``path`` under the repository root. Northflank refuses to
+    overwrite a repository file, so anything already there (a file, a directory, a link,
+    even a dangling one) fails the build, naming the path."""
+    relative = path.lstrip("/")
+    # Resolved: the directories created below are real ones inside the source.
+    parent = _inside(source_root, os.path.dirname(relative), "build file")
+    target = parent / os.path.basename(relative)
+    # ``lexists``: a link at the target is a collision too, wherever it points.
+    if os.path.lexists(target):
+        raise PipelineError(
+            f"build file {path} would overwrite {path} in the repository "
+            "(build files may only add files)"
+        )
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent that is a file in the repository
+        raise PipelineError(f"build file {path} cannot be placed: {exc.strerror}") from None
+    try:
+        # O_EXCL | O_NOFOLLOW: nothing may have appeared there since the check.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    except FileExistsError:
+        raise PipelineError(f"build file {path} would overwrite {path} in the repository") from None
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
 def prepare(source_root: Path, overrides: Overrides, secrets_dir: Path) -> PreparedContext:
     work_dir = overrides.docker.work_dir or "/"
     dockerfile_path = overrides.docker.dockerfile_path or "/Dockerfile"
@@ -56,14 +84,8 @@ def prepare(source_root: Path, overrides: Overrides, secrets_dir: Path) -> Prepa
         if ignore.is_symlink():
             _inside(source_root, str(ignore.relative_to(source_root.resolve())), ignore.name)
 
-    for path, content in overrides.build_files.items():
-        target = _inside(context_dir, path, "build file")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.is_dir():
-            raise PipelineError(
-                f"build file {path} would replace a link or directory in the source"
-            )
-        target.write_bytes(content)
+    for path, content in sorted(overrides.build_files.items()):
+        _place_build_file(source_root, path, content.data)
 
     secrets: dict[str, Path] = {}
     if overrides.secret_mounts:
@@ -72,6 +94,6 @@ def prepare(source_root: Path, overrides: Overrides, secrets_dir: Path) -> Prepa
             file = secrets_dir / secret_id
             fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
-                out.write(content)
+                out.write(content.data)
             secrets[secret_id] = file
     return PreparedContext(context_dir, dockerfile, dockerfile_path, secrets)

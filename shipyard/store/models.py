@@ -81,6 +81,9 @@ class Workload(Base):
     # The request body minus secrets: fields about running the workload are kept, not acted on.
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     build_arguments_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Set only by migration 0005: create-time buildFiles / dockerSecretMounts moved out of
+    # ``spec``, waiting for the app to seal them at start (shipyard.builds.reseal).
+    pending_secrets: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -8,6 +8,7 @@ import json
 from fastapi.testclient import TestClient
 
 from shipyard.builds import service as build_service
+from shipyard.builds.secret_files import SecretFile
 from shipyard.settings import Settings
 from shipyard.store import builds as build_store
 from shipyard.store import workloads as workload_store
@@ -109,7 +110,9 @@ def test_request_is_persisted_completely_and_encrypted(
     path = svc_path(targets)
     overrides = {
         "buildArguments": {"ARG_ONE": "arg-value-visible-only-decrypted"},
-        "buildFiles": {"/conf/app.env": {"data": "FILE-SECRET-CONTENT", "encoding": "utf-8"}},
+        "buildFiles": {
+            "/conf/app.env": {"data": "RklMRS1TRUNSRVQtQ09OVEVOVA==", "encoding": "utf-8"}
+        },
         "dockerSecretMounts": {"npm": {"data": "TlBNLVRPS0VOLVNFQ1JFVA==", "encoding": "base64"}},
         "docker": {
             "dockerFilePath": "/build/Dockerfile",
@@ -127,8 +130,8 @@ def test_request_is_persisted_completely_and_encrypted(
     assert request.source.pull_request_id == 12 and request.source.sha == SHA
     o = request.overrides
     assert o.build_arguments == {"ARG_ONE": "arg-value-visible-only-decrypted"}
-    assert o.build_files == {"/conf/app.env": b"FILE-SECRET-CONTENT"}
-    assert o.secret_mounts == {"npm": b"NPM-TOKEN-SECRET"}
+    assert o.build_files == {"/conf/app.env": SecretFile(b"FILE-SECRET-CONTENT", "utf-8")}
+    assert o.secret_mounts == {"npm": SecretFile(b"NPM-TOKEN-SECRET", "base64")}
     assert (o.docker.dockerfile_path, o.docker.work_dir, o.docker.target) == (
         "/build/Dockerfile",
         "/build",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -72,8 +73,11 @@ def test_source_rules(
         ({"buildArguments": ["A"]}, "buildArguments"),
         ({"buildFiles": {"relative/path": {"data": "x"}}}, "buildFiles"),
         ({"buildFiles": {"/a/../etc/passwd": {"data": "x"}}}, "buildFiles"),
-        ({"buildFiles": {"/a/b": {"data": "x", "encoding": "latin-1"}}}, "encoding"),
+        ({"buildFiles": {"/a/b": {"data": "eA==", "encoding": ""}}}, "encoding"),
         ({"buildFiles": {"/a/b": {"data": "%%%", "encoding": "base64"}}}, "base64"),
+        # data is always base64, whatever the encoding says (Northflank's form)
+        ({"buildFiles": {"/a/b": {"data": "not base64!", "encoding": "utf-8"}}}, "/a/b.data"),
+        ({"dockerSecretMounts": {"tok": {"data": "x"}}}, "dockerSecretMounts.tok.data"),
         ({"buildFiles": {"/a/b": "plain string"}}, "buildFiles"),
         ({"buildFiles": {"/a/b": {"encoding": "utf-8"}}}, "data"),
         ({"dockerSecretMounts": {"bad id!": {"data": "x"}}}, "dockerSecretMounts"),
@@ -99,7 +103,7 @@ def test_override_rules(
 
 
 def test_secret_size_limit(client: TestClient, targets: dict[str, str]) -> None:
-    big = "x" * (1024 * 1024 + 1)
+    big = base64.b64encode(b"x" * (1024 * 1024 + 1)).decode()
     body = {"branch": "main", "overrides": {"buildFiles": {"/big": {"data": big}}}}
     assert_error(post(client, targets, "build", body), 400, "/big")
 

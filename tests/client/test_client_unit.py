@@ -143,8 +143,11 @@ def test_start_service_build_seed_overrides_exactly(server: Server) -> None:
             "web",
             sha="262ed9817b3cad5142fbceabe0c9e371e390d616",
             build_arguments={"ARGUMENT_1": "abcdef", "ARGUMENT_2": "12345"},
-            build_files={"/dir/fileName": SEED_DATA},
-            secret_mounts={"example-secret-mount_1": SEED_DATA},
+            # The documented object as is, or the text (sent base64, utf-8): the same body.
+            build_files={"/dir/fileName": {"data": SEED_DATA, "encoding": "utf-8"}},
+            secret_mounts={
+                "example-secret-mount_1": "This is an example with a templated ${NODE_ENV} variable"
+            },
             dockerfile_path="/Dockerfile",
             work_dir="/",
         )
@@ -152,7 +155,7 @@ def test_start_service_build_seed_overrides_exactly(server: Server) -> None:
     assert server.body() == json.loads(seed)
 
 
-def test_bytes_contents_are_base64_and_str_utf8(server: Server) -> None:
+def test_contents_are_always_base64(server: Server) -> None:
     raw = b"\x00\xffbinary\n"
     with server.client() as sy:
         sy.start_service_build(
@@ -163,10 +166,13 @@ def test_bytes_contents_are_base64_and_str_utf8(server: Server) -> None:
         )
     overrides = server.body()["overrides"]
     assert overrides["buildFiles"] == {
-        "/config/key.bin": {"data": base64.b64encode(raw).decode(), "encoding": "base64"},
-        "/config/note.txt": {"data": "héllo", "encoding": "utf-8"},
+        "/config/key.bin": {"data": base64.b64encode(raw).decode(), "encoding": "utf-8"},
+        "/config/note.txt": {
+            "data": base64.b64encode("héllo".encode()).decode(),
+            "encoding": "utf-8",
+        },
     }
-    assert overrides["dockerSecretMounts"] == {"token": {"data": "czNjcjN0", "encoding": "base64"}}
+    assert overrides["dockerSecretMounts"] == {"token": {"data": "czNjcjN0", "encoding": "utf-8"}}
     assert base64.b64decode(overrides["buildFiles"]["/config/key.bin"]["data"]) == raw
 
 
@@ -670,7 +676,7 @@ def test_async_client_start_wait_list_and_follow() -> None:
     started, done, logs, ids = asyncio.run(scenario())
     assert server.body(0) == {
         "branch": "main",
-        "overrides": {"buildFiles": {"/a.bin": {"data": "AQ==", "encoding": "base64"}}},
+        "overrides": {"buildFiles": {"/a.bin": {"data": "AQ==", "encoding": "utf-8"}}},
     }
     assert server.requests[0].headers["Idempotency-Key"] == "k"
     assert started.status == "QUEUED" and done.status == "SUCCESS"

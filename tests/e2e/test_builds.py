@@ -120,8 +120,8 @@ def test_combined_service_builds_branch_tip_with_overrides(
     build_id = start(live, svc, {
         "overrides": {
             "buildArguments": {"GREETING": "override"},
-            "buildFiles": {"/config/extra.txt": {"data": base64.b64encode(b"from-build-file").decode(), "encoding": "base64"}},
-            "dockerSecretMounts": {"token": {"data": SECRET_VALUE, "encoding": "utf-8"}},
+            "buildFiles": {"/config/extra.txt": {"data": base64.b64encode(b"from-build-file").decode(), "encoding": "utf-8"}},
+            "dockerSecretMounts": {"token": {"data": base64.b64encode(SECRET_VALUE.encode()).decode(), "encoding": "utf-8"}},
             "docker": {"dockerfileTarget": "final"},
         }
     })  # fmt: skip

@@ -139,7 +139,8 @@ def new_tenant(live: LiveServer, name: str, root: Path) -> Tenant:
 
 
 def utf8(value: str) -> dict[str, str]:
-    return {"data": value, "encoding": "utf-8"}
+    """Northflank's form: ``data`` is always base64; the text was utf-8."""
+    return {"data": base64.b64encode(value.encode()).decode(), "encoding": "utf-8"}
 
 
 def b64(value: bytes) -> dict[str, str]:

@@ -1,8 +1,11 @@
-"""Migration 0004 on rows written before it: URLs of concluded builds redacted, unkeyed
-fingerprints erased, queued builds still fetchable."""
+"""Migrations on rows written before them. 0004: URLs of concluded builds redacted, unkeyed
+fingerprints erased, queued builds still fetchable. 0005: create-time secret files moved out
+of the clear spec in Northflank's form and sealed at app start."""
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +13,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
-from shipyard.store.db import MIGRATIONS, make_engine
+from shipyard.builds.reseal import reseal
+from shipyard.builds.secret_files import SecretFile
+from shipyard.builds.service import stored_secrets
+from shipyard.store import workloads as workload_store
+from shipyard.store.crypto import SecretBox
+from shipyard.store.db import MIGRATIONS, make_engine, make_sessionmaker
 
 
 def upgrade(url: str, revision: str) -> None:
@@ -75,3 +83,103 @@ def test_0004_redacts_concluded_bundle_urls_and_erases_unkeyed_fingerprints(
     engine.dispose()
     assert rows == {"done": "https://***@h/a.tgz?***", "queued": raw, "git": None}
     assert fingerprints == [None, None, None]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_0005_moves_create_time_secrets_out_of_spec_and_the_app_seals_them(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url, "0004_sealed_bundle_url")
+    box = SecretBox("migration-test-key")
+    now = datetime.now(UTC)
+    seed = "VGhpcyBpcyBhbiBleGFtcGxlIHdpdGggYSB0ZW1wbGF0ZWQgJHtOT0RFX0VOVn0gdmFyaWFibGU="
+    old_spec = {
+        "vcsData": {"projectUrl": "file:///r"},
+        "deployment": {"instances": 1},
+        "buildFiles": {
+            "/seed": {"data": seed, "encoding": "utf-8"},  # Northflank's form: kept
+            "/raw": {"data": "raw-text-secret body", "encoding": "utf-8"},  # old meaning
+            "/bin": {"data": _b64(b"\x00\x01"), "encoding": "base64"},  # old marker
+            "/both": {"data": _b64(b"from create"), "encoding": "utf-8"},
+        },
+        "dockerSecretMounts": {"tok": {"data": "mount-raw-secret"}},
+    }
+    # Sealed before 0005: files are bare base64 strings of the bytes Shipyard wrote then.
+    old_sealed = box.seal(
+        {
+            "buildArguments": {"NODE_ENV": "prod"},
+            "buildFiles": {"/both": _b64(b"from build-arguments"), "/stored": _b64(b"as text")},
+            "dockerSecretMounts": {},
+        },
+        "workload:2",
+    )
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO projects (id, name, spec, created_at) VALUES ('p', 'p', '{}', :now)"),
+            {"now": now},
+        )
+        for wid, slug, spec, sealed in (
+            (1, "plain", {"vcsData": {"projectUrl": "file:///r"}}, None),
+            (2, "secret", old_spec, old_sealed),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO workloads (id, project_id, entity, slug, kind, name,"
+                    " dockerfile_path, docker_work_dir, use_cache, path_ignore_rules,"
+                    " is_allow_list, spec, build_arguments_enc, created_at) VALUES (:id, 'p',"
+                    " 'service', :slug, 'combined', :slug, '/Dockerfile', '/', 1, '[]', 0,"
+                    " :spec, :sealed, :now)"
+                ),
+                {"id": wid, "slug": slug, "spec": json.dumps(spec), "sealed": sealed, "now": now},
+            )
+    engine.dispose()
+    upgrade(url, "head")
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = {
+            r[0]: (json.loads(r[1]), None if r[2] is None else json.loads(r[2]))
+            for r in conn.execute(text("SELECT slug, spec, pending_secrets FROM workloads"))
+        }
+    assert rows["plain"] == ({"vcsData": {"projectUrl": "file:///r"}}, None)
+    spec, pending = rows["secret"]
+    assert spec == {"vcsData": {"projectUrl": "file:///r"}, "deployment": {"instances": 1}}
+    assert pending == {
+        "buildFiles": {
+            "/seed": {"data": seed, "encoding": "utf-8"},
+            "/raw": {"data": _b64(b"raw-text-secret body"), "encoding": "utf-8"},
+            "/bin": {"data": _b64(b"\x00\x01"), "encoding": "utf-8"},
+            "/both": {"data": _b64(b"from create"), "encoding": "utf-8"},
+        },
+        "dockerSecretMounts": {"tok": {"data": _b64(b"mount-raw-secret"), "encoding": "utf-8"}},
+    }
+
+    # App start: the reseal pass seals them under the stored set, once.
+    sessions = make_sessionmaker(engine)
+    assert reseal(sessions, box) == 1
+    assert reseal(sessions, box) == 0
+    with sessions() as session:
+        workload = workload_store.get(session, "p", "service", "secret")
+        assert workload.pending_secrets is None
+        stored = stored_secrets(box, workload)
+        raw_sealed = box.open(workload.build_arguments_enc or b"", "workload:2")
+    assert stored.build_arguments == {"NODE_ENV": "prod"}
+    assert stored.build_files == {
+        "/seed": SecretFile(b"This is an example with a templated ${NODE_ENV} variable"),
+        "/raw": SecretFile(b"raw-text-secret body"),
+        "/bin": SecretFile(b"\x00\x01"),
+        "/both": SecretFile(b"from build-arguments"),  # the explicit stored value wins
+        "/stored": SecretFile(b"as text"),  # old sealed value: the same bytes, utf-8
+    }
+    assert stored.secret_mounts == {"tok": SecretFile(b"mount-raw-secret")}
+    # Rewritten in the documented shape.
+    assert raw_sealed["buildFiles"]["/stored"] == {"data": _b64(b"as text"), "encoding": "utf-8"}
+    engine.dispose()
+    db = b"".join(p.read_bytes() for p in tmp_path.glob("db.sqlite*"))
+    for secret in (b"raw-text-secret body", b"mount-raw-secret", seed.encode()):
+        assert secret not in db and base64.b64encode(secret) not in db, secret

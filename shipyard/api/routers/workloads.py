@@ -9,12 +9,13 @@ from fastapi import APIRouter
 from shipyard.api.deps import DB, Caller, State
 from shipyard.api.pagination import Page, encode_cursor, offset_of, pagination
 from shipyard.api.schemas.common import envelope, iso_ms
-from shipyard.api.schemas.resources import CreateWorkload
+from shipyard.api.schemas.resources import SECRET_FIELDS, CreateWorkload
+from shipyard.api.secret_bodies import secrets_of
 from shipyard.builds import permissions
 from shipyard.builds.errors import InvalidRequest
 from shipyard.builds.ids import slugify
 from shipyard.builds.refs import is_valid_branch
-from shipyard.builds.request import Overrides, WorkloadKind
+from shipyard.builds.request import WorkloadKind
 from shipyard.builds.service import store_repository_url, store_secrets
 from shipyard.store import projects as project_store
 from shipyard.store import workloads as workload_store
@@ -27,8 +28,10 @@ Entity = Literal["service", "job"]
 
 
 def workload_out(workload: Workload) -> dict[str, Any]:
+    # Secrets are never echoed, also from rows written before they were sealed (migration 0005).
+    shown = {k: v for k, v in workload.spec.items() if k not in SECRET_FIELDS}
     return {
-        **workload.spec,
+        **shown,
         "id": workload.slug,
         "projectId": workload.project_id,
         "name": workload.name,
@@ -63,9 +66,11 @@ def _create(
             f"vcsData.projectBranch '{branch}' is not a valid branch name",
             {"vcsData.projectBranch": "invalid"},
         )
+    # Decoded (and refused) before anything is written.
+    secrets = secrets_of(body.buildArguments, body.buildFiles, body.dockerSecretMounts)
     dockerfile = body.buildSettings.dockerfile if body.buildSettings else None
     config = body.buildConfiguration
-    spec = body.model_dump(exclude={"name", "description", "buildArguments"}, exclude_none=True)
+    spec = body.model_dump(exclude={"name", "description", *SECRET_FIELDS}, exclude_none=True)
     workload = Workload(
         project_id=project_id,
         entity=entity,
@@ -86,8 +91,9 @@ def _create(
     )
     spec["vcsData"]["projectUrl"] = store_repository_url(box, workload, body.vcsData.projectUrl)
     workload_store.create(session, workload)
-    if body.buildArguments:
-        store_secrets(box, workload, Overrides(build_arguments=dict(body.buildArguments)))
+    # Create-time secrets are the workload's stored set, as POST …/build-arguments writes it.
+    if secrets.build_arguments or secrets.build_files or secrets.secret_mounts:
+        store_secrets(box, workload, secrets)
     session.commit()
     return envelope(workload_out(workload))
 

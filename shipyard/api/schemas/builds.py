@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -31,15 +31,19 @@ DockerWorkDir = Annotated[
 DockerTarget = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9-_]+$", max_length=128)]
 
 
-def _no_dot_segments(path: str) -> str:
+def no_dot_segments(path: str) -> str:
     if any(part in (".", "..") for part in path.split("/")):
         raise ValueError("path must not contain '.' or '..' segments")
     return path
 
 
 class SecretContent(Strict):
-    data: str = Field(description="The content; base64 when encoding is 'base64'")
-    encoding: Literal["utf-8", "base64"] = "utf-8"
+    """Northflank's form: ``data`` is always base64; ``encoding`` is kept and returned."""
+
+    data: str = Field(description="base64 encoded string of the file contents")
+    encoding: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        default="utf-8", description="Original encoding of the file"
+    )
 
 
 class DockerSettings(Strict):
@@ -50,7 +54,7 @@ class DockerSettings(Strict):
     @field_validator("dockerFilePath", "dockerWorkDir")
     @classmethod
     def _paths(cls, value: str | None) -> str | None:
-        return None if value is None else _no_dot_segments(value)
+        return None if value is None else no_dot_segments(value)
 
 
 class SecretOverrides(Strict):
@@ -72,7 +76,7 @@ class SecretOverrides(Strict):
     @classmethod
     def _file_paths(cls, value: dict[str, SecretContent] | None) -> dict[str, SecretContent] | None:
         for path in value or {}:
-            _no_dot_segments(path)
+            no_dot_segments(path)
         return value
 
 

@@ -8,7 +8,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from shipyard.api.schemas.builds import ArgName, DockerFilePath, DockerWorkDir
+from shipyard.api.schemas.builds import (
+    AbsoluteFilePath,
+    ArgName,
+    DockerFilePath,
+    DockerWorkDir,
+    SecretContent,
+    SecretId,
+    no_dot_segments,
+)
 from shipyard.api.schemas.common import Name, Open
 from shipyard.builds.errors import InvalidRequest
 from shipyard.builds.relevant_commit import check_rules
@@ -89,7 +97,21 @@ class CreateWorkload(Open):
     buildSettings: BuildSettings | None = None
     buildConfiguration: BuildConfiguration | None = None
     buildArguments: dict[ArgName, str] | None = None
+    # Secrets like a build's overrides: sealed with buildArguments, never kept in ``spec``.
+    buildFiles: dict[AbsoluteFilePath, SecretContent] | None = None
+    dockerSecretMounts: dict[SecretId, SecretContent] | None = None
     buildSandbox: BuildSandbox | None = None
+
+    @field_validator("buildFiles")
+    @classmethod
+    def _file_paths(cls, value: dict[str, SecretContent] | None) -> dict[str, SecretContent] | None:
+        for path in value or {}:
+            no_dot_segments(path)
+        return value
+
+
+# Never stored in a workload's clear ``spec`` nor echoed: what the create handler seals.
+SECRET_FIELDS = frozenset({"buildArguments", "buildFiles", "dockerSecretMounts"})
 
 
 class WorkloadOut(BaseModel):
