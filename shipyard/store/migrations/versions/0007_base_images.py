@@ -2,7 +2,7 @@
 an identical rebuild is reused only while those are unchanged.
 
 Revision ID: 0007_base_images
-Revises: 0004_sealed_bundle_url
+Revises: 0005_secret_files
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_base_images"
-down_revision = "0004_sealed_bundle_url"
+down_revision = "0005_secret_files"
 branch_labels = None
 depends_on = None
 
