@@ -18,11 +18,15 @@ from shipyard.api.limits import LimitBody
 from shipyard.api.paths import NormalisePath
 from shipyard.api.routers import (
     build_arguments,
+    build_metrics,
     builds,
+    job_runs,
     login,
     logs,
     projects,
     registry,
+    repository,
+    workload_edit,
     workloads,
 )
 from shipyard.builds.reseal import reseal
@@ -76,7 +80,20 @@ def create_app(
     )
     app.state.registry_auth = RegistryAuth.from_settings(settings)
     errors.install(app)
-    for module in (login, projects, workloads, builds, logs, build_arguments, registry, metrics):
+    for module in (
+        login,
+        projects,
+        workloads,
+        workload_edit,
+        builds,
+        logs,
+        build_arguments,
+        build_metrics,
+        repository,
+        job_runs,
+        registry,
+        metrics,
+    ):
         app.include_router(module.router)
     app.add_middleware(LimitBody)
     app.add_middleware(NormalisePath)
@@ -95,9 +112,22 @@ def _publish_body_as_any_of(app: FastAPI) -> None:
             for path in schema.get("paths", {}).values():
                 body = path.get("post", {}).get("requestBody", {})
                 content = body.get("content", {}).get("application/json", {}).get("schema", {})
+                _flatten_optional(content)
                 if "oneOf" in content:
                     content["anyOf"] = content.pop("oneOf")
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _flatten_optional(schema: dict[str, Any]) -> None:
+    """A start-build body may be absent (``{}``): pydantic publishes ``anyOf: [<union>,
+    null]``; publish the union itself (the body is optional, not nullable)."""
+    options = schema.get("anyOf")
+    if not isinstance(options, list):
+        return
+    rest = [o for o in options if o != {"type": "null"}]
+    if len(rest) == 1 and len(rest) < len(options):
+        del schema["anyOf"]
+        schema.update(rest[0])

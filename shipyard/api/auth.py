@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -18,10 +19,18 @@ class Principal:
     permissions: frozenset[str]
     project_id: str | None  # None: every project
 
-    def require(self, permission: Permission, project_id: str | None = None) -> None:
-        if permission not in self.permissions:
+    def require(
+        self, permission: Permission | Sequence[Permission], project_id: str | None = None
+    ) -> None:
+        """``permission``: one name, or alternatives of which one suffices (the names both
+        client generations use for the call; the first is the one cited)."""
+        wanted = (permission,) if isinstance(permission, Permission) else tuple(permission)
+        if not any(p in self.permissions for p in wanted):
+            others = [p.value for p in wanted[1:]]
+            also = f" (or one of: {', '.join(repr(o) for o in others)})" if others else ""
             raise Forbidden(
-                f"token lacks the permission '{permission.value}'", {"permission": permission.value}
+                f"token lacks the permission '{wanted[0].value}'{also}",
+                {"permission": wanted[0].value, **({"alternatives": others} if others else {})},
             )
         if project_id is not None and self.project_id is not None and project_id != self.project_id:
             raise Forbidden(f"token is scoped to another project than '{project_id}'")

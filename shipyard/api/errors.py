@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shipyard.builds.errors import (
@@ -17,6 +18,7 @@ from shipyard.builds.errors import (
     NotFound,
     ShipyardError,
     Unauthenticated,
+    Upstream,
 )
 
 log = logging.getLogger(__name__)
@@ -27,18 +29,37 @@ STATUS_OF: dict[type[ShipyardError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    Upstream: 502,
 }
 
 
-def error_body(status: int, message: str, details: Any = None) -> dict[str, Any]:
+# Slugs of errors raised by the framework itself (routing, body limits), by HTTP status.
+_HTTP_SLUGS = {
+    400: "invalid-request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+    429: "rate-limited",
+}
+
+
+def error_body(
+    status: int, message: str, details: Any = None, slug: str | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"status": status, "message": message}
+    if slug is not None:
+        error["id"] = slug
     if details is not None:
         error["details"] = details
     return {"error": error}
 
 
-def error_response(status: int, message: str, details: Any = None) -> JSONResponse:
-    return JSONResponse(error_body(status, message, details), status_code=status)
+def error_response(
+    status: int, message: str, details: Any = None, slug: str | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(status, message, details, slug), status_code=status)
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -48,7 +69,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def validation_details(exc: RequestValidationError) -> tuple[str, dict[str, str]]:
+def validation_details(exc: RequestValidationError | ValidationError) -> tuple[str, dict[str, str]]:
     details: dict[str, str] = {}
     for err in exc.errors():
         if err.get("type") == "json_invalid":
@@ -66,23 +87,31 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ShipyardError)
     async def _domain(_: Request, exc: ShipyardError) -> JSONResponse:
         status = next((code for cls, code in STATUS_OF.items() if isinstance(exc, cls)), 400)
-        return error_response(status, exc.message, exc.details)
+        return error_response(status, exc.message, exc.details, exc.slug)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         message, details = validation_details(exc)
-        return error_response(400, message, details)
+        return error_response(400, message, details, "invalid-request")
+
+    @app.exception_handler(ValidationError)
+    async def _model(_: Request, exc: ValidationError) -> JSONResponse:
+        # A merged PATCH body re-validated in a handler: the caller's 400, like a body's.
+        message, details = validation_details(exc)
+        return error_response(400, message, details, "invalid-request")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        slug = _HTTP_SLUGS.get(exc.status_code, "error")
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint"
+            slug = "endpoint-not-found"
         if exc.status_code == 405:
             message = "method not allowed"
-        return error_response(exc.status_code, message)
+        return error_response(exc.status_code, message, slug=slug)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal server error")
+        return error_response(500, "internal server error", slug="internal-error")

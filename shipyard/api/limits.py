@@ -58,7 +58,9 @@ class LimitBody:
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
-            error_body(413, f"request body is larger than {self.max_bytes} bytes")
+            error_body(
+                413, f"request body is larger than {self.max_bytes} bytes", slug="payload-too-large"
+            )
         ).encode()
         await send(
             {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Executor(Protocol):
@@ -21,6 +21,34 @@ class Executor(Protocol):
     def stop(self) -> None: ...
 
 
+@runtime_checkable
+class ResourceHooks(Protocol):
+    """Optional executor hooks for deletes and cache resets. Kept out of ``Executor`` until
+    every executor implements them: the API calls them through ``release`` and
+    ``reset_cache`` below, which skip an executor that lacks them (nothing to free)."""
+
+    def release(self, project_id: str) -> None:
+        """A project was deleted (its rows are gone, its builds were told to abort): free its
+        build sandbox (user, disk, store, layer cache). Images stay in the registry, whose
+        deletes are disabled. Called after the commit; must not block the request."""
+
+    def reset_cache(self, project_id: str, workload_id: int) -> None:
+        """``DELETE …/build-cache`` of workload ``workload_id`` (``Workload.id``): drop the
+        layer cache its builds use. A project's builds share one layer store, so this drops
+        the project's layer cache: every workload of the project builds its layers afresh
+        next time. (Whole-build reuse is turned off by the API itself.) Must not block."""
+
+
+def release(executor: Executor, project_id: str) -> None:
+    if isinstance(executor, ResourceHooks):
+        executor.release(project_id)
+
+
+def reset_cache(executor: Executor, project_id: str, workload_id: int) -> None:
+    if isinstance(executor, ResourceHooks):
+        executor.reset_cache(project_id, workload_id)
+
+
 class NullExecutor:
     """Runs nothing: builds stay QUEUED (API-only mode, and tests of the API alone)."""
 
@@ -31,6 +59,12 @@ class NullExecutor:
         return None
 
     def prepare(self, project_id: str) -> None:
+        return None
+
+    def release(self, project_id: str) -> None:
+        return None
+
+    def reset_cache(self, project_id: str, workload_id: int) -> None:
         return None
 
     def start(self) -> None:

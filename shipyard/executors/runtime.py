@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -120,6 +121,23 @@ class LocalRuntime:
 
     def submit(self, build_id: str) -> None:
         self.executor.submit(build_id)
+
+    def release(self, project_id: str) -> None:
+        self._background(f"release-{project_id}", self.sandbox.release, project_id)
+
+    def reset_cache(self, project_id: str, workload_id: int) -> None:
+        # One layer store per project: every workload of it starts from a cold cache.
+        self._background(f"reset-{project_id}", self.sandbox.reset_cache, project_id)
+
+    @staticmethod
+    def _background(name: str, fn: Callable[[str], None], project_id: str) -> None:
+        def work() -> None:
+            try:
+                fn(project_id)
+            except Exception:  # a failed clean-up must not take the server down
+                log.exception("%s failed", name)
+
+        threading.Thread(target=work, name=name, daemon=True).start()
 
     def prepare(self, project_id: str) -> None:
         def prepare() -> None:

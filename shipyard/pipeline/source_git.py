@@ -694,3 +694,39 @@ def list_remote_head(
     if ref not in found:
         raise SourceError(f"branch '{branch}' not found on remote")
     return found[ref]
+
+
+def list_remote_refs(
+    url: str,
+    patterns: Sequence[str],
+    *,
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
+    allowed_local_roots: Sequence[Path] = (),
+) -> dict[str, str]:
+    """{ref: sha} of the refs of ``url`` matching ``patterns`` (``git ls-remote``'s globs),
+    without fetching; the same URL checks, clean environment and local-root rule as a
+    fetch. The caller applies the private-address policy (``remote_policy.check_remote``)."""
+    local = _validate(url, None, None, None, allowed_local_roots)
+    with tempfile.TemporaryDirectory(prefix="shipyard-git-home-") as home:
+        git = _Git(
+            None,
+            log=lambda _line: None,
+            cancel=threading.Event(),
+            timeout_s=timeout_s,
+            env=env,
+            home=Path(home),
+            allow_file=local,
+        )
+        rc, out = git.output("ls-remote", "--end-of-options", url, *patterns)
+    if rc != 0:
+        raise SourceError(
+            f"could not read from repository {strip_userinfo(url)}: "
+            f"{strip_userinfo(_detail(out.splitlines()[-20:]))}"
+        )
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, name = line.partition("\t")
+        if name and is_valid_sha(sha):
+            found[name] = sha
+    return found

@@ -15,19 +15,20 @@ import logging
 import shutil
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shipyard.pipeline.builder import Buildah, BuildahStore
+from shipyard.pipeline.builder import Buildah, BuildahStore, unmount_under
 from shipyard.pipeline.errors import PipelineError
 from shipyard.sandbox import network
 from shipyard.sandbox.cgroups import BuildCgroup, Limits
 from shipyard.sandbox.launcher import Launcher
 from shipyard.sandbox.layout import SandboxLayout, UserDirs, chown_tree
 from shipyard.sandbox.network import BuildNetwork, Loopback, NetworkMode
-from shipyard.sandbox.users import BuildUser, BuildUsers, SandboxError
+from shipyard.sandbox.users import BuildUser, BuildUsers, SandboxError, user_name
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +324,42 @@ class Sandbox:
                 self._active[user.name] -= 1
             box.close()
 
+    def _wait_idle(self, name: str, timeout_s: float = 300.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._active[name] == 0:
+                    return True
+            time.sleep(0.2)
+        return False
+
+    def release(self, project_id: str) -> None:
+        """A deleted project: once its builds have stopped, remove its user, disk, store and
+        work dirs (images stay in the registry)."""
+        name = user_name(self.settings.instance_id, project_id)
+        if name not in self.users.all():
+            return
+        if not self._wait_idle(name):
+            log.warning("project %s still has running builds; its sandbox is kept", project_id)
+            return
+        root = self.settings.root / name
+        subprocess.run(["umount", "-l", str(root)], capture_output=True, timeout=30, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+        (self.layout.disks / f"{name}.img").unlink(missing_ok=True)
+        self.users.remove(name)
+
+    def reset_cache(self, project_id: str) -> None:
+        """Drop the project's layer store (its cache and images; shared base images are
+        imported again by the next build). Waits for the project's running builds."""
+        name = user_name(self.settings.instance_id, project_id)
+        if name not in self.users.all() or not self._wait_idle(name):
+            return
+        dirs = UserDirs(self.settings.root / name)
+        unmount_under(dirs.store)
+        for child in dirs.store.iterdir() if dirs.store.is_dir() else ():
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+        dirs.base_stamp.unlink(missing_ok=True)
+
     def clean_leftovers(self) -> int:
         """After a crash (before any build starts): kill what killed builds left running,
         remove their namespaces, work dirs (decrypted secrets) and working containers."""
@@ -346,8 +383,6 @@ class Sandbox:
     def remove(self) -> None:
         """Delete the instance's build users and everything they own (tests, uninstall)."""
         self.clean_leftovers()
-        from shipyard.pipeline.builder import unmount_under
-
         for name in self.users.all():
             subprocess.run(["umount", "-l", str(self.settings.root / name)],
                            capture_output=True, timeout=30, check=False)  # fmt: skip

@@ -114,6 +114,12 @@ class BuildUsers:
         """Names of this instance's build users that exist on the host."""
         return sorted(e.pw_name for e in pwd.getpwall() if e.pw_name.startswith(self.prefix))
 
+    def remove(self, name: str) -> None:
+        with self._lock:
+            if name.startswith(self.prefix):
+                _run(["userdel", name])
+            self._known.pop(name, None)
+
     def remove_all(self) -> None:
         """Delete this instance's users (tests, ``shipyard sandbox remove``)."""
         with self._lock:

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select, tuple_, update
+from sqlalchemy import and_, delete, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shipyard.builds.errors import NotFound
+from shipyard.builds.errors import NotFound, not_found_slug
 from shipyard.builds.ids import new_build_id
 from shipyard.builds.status import RUNNING, BuildStatus
-from shipyard.store.models import Build
+from shipyard.store.models import Build, BuildLogLine
 
 _ID_ATTEMPTS = 20
 
@@ -54,7 +54,7 @@ def get(session: Session, workload_id: int, build_id: str) -> Build:
         select(Build).where(Build.id == build_id, Build.workload_id == workload_id)
     )
     if build is None:
-        raise NotFound(f"build '{build_id}' not found")
+        raise NotFound(f"build '{build_id}' not found", slug=not_found_slug("build"))
     return build
 
 
@@ -234,3 +234,48 @@ def running_held_by(session: Session, worker_prefix: str) -> Sequence[Build]:
             )
         )
     )
+
+
+# --- deletes and cache resets ------------------------------------------------------------
+
+
+def unconcluded(session: Session, workload_ids: Sequence[int]) -> list[Build]:
+    """Builds of these workloads that are queued or running."""
+    if not workload_ids:
+        return []
+    return list(
+        session.scalars(
+            select(Build).where(Build.workload_id.in_(workload_ids), Build.concluded.is_(False))
+        )
+    )
+
+
+def forget_reuse(session: Session, workload_id: int) -> int:
+    """Make every earlier build of the workload ineligible for whole-build reuse (its image
+    stays): the next build of the same commit and settings builds afresh."""
+    result = session.execute(
+        update(Build)
+        .where(Build.workload_id == workload_id, Build.reuse_key.is_not(None))
+        .values(reuse_key=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def latest(session: Session, workload_id: int) -> Build | None:
+    return session.scalar(
+        select(Build)
+        .where(Build.workload_id == workload_id)
+        .order_by(Build.created_at.desc(), Build.id.desc())
+        .limit(1)
+    )
+
+
+def delete_for(session: Session, workload_ids: Sequence[int]) -> None:
+    """Delete the builds of these workloads and their log lines (with them the sealed
+    overrides and bundle URLs). Explicit rather than relying on ON DELETE CASCADE, which
+    SQLite applies only with foreign keys on."""
+    if not workload_ids:
+        return
+    ids = select(Build.id).where(Build.workload_id.in_(workload_ids)).scalar_subquery()
+    session.execute(delete(BuildLogLine).where(BuildLogLine.build_id.in_(ids)))
+    session.execute(delete(Build).where(Build.workload_id.in_(workload_ids)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, insert, select
@@ -64,3 +64,36 @@ def in_range(
     order = BuildLogLine.seq.desc() if backward else BuildLogLine.seq
     rows = list(session.scalars(query.order_by(order).limit(limit)))
     return rows
+
+
+SCAN_BATCH = 2_000
+
+
+def scan(
+    session: Session,
+    build_id: str,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    backward: bool,
+    batch: int = SCAN_BATCH,
+) -> Iterator[list[BuildLogLine]]:
+    """Every line of the build (in the time window) in order, ``batch`` lines a query
+    (keyset on ``seq``): a filtered search reads the whole log without holding it at once."""
+    last: int | None = None
+    while True:
+        query = select(BuildLogLine).where(BuildLogLine.build_id == build_id)
+        if start is not None:
+            query = query.where(BuildLogLine.ts >= start)
+        if end is not None:
+            query = query.where(BuildLogLine.ts <= end)
+        if last is not None:
+            query = query.where(BuildLogLine.seq < last if backward else BuildLogLine.seq > last)
+        order = BuildLogLine.seq.desc() if backward else BuildLogLine.seq
+        rows = list(session.scalars(query.order_by(order).limit(batch)))
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch:
+            return
+        last = rows[-1].seq

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shipyard.builds.errors import Conflict, NotFound
+from shipyard.builds.errors import Conflict, NotFound, not_found_slug
 from shipyard.store.models import Project
 
 
@@ -42,7 +42,7 @@ def create(
 def get(session: Session, project_id: str) -> Project:
     project = session.get(Project, project_id)
     if project is None:
-        raise NotFound(f"project '{project_id}' not found")
+        raise NotFound(f"project '{project_id}' not found", slug=not_found_slug("project"))
     return project
 
 
@@ -53,3 +53,8 @@ def list_page(
     if project_ids is not None:
         query = query.where(Project.id.in_(project_ids))
     return list(session.scalars(query.offset(offset).limit(limit)))
+
+
+def delete_row(session: Session, project_id: str) -> None:
+    """Delete the project row; its workloads must have been deleted first."""
+    session.execute(delete(Project).where(Project.id == project_id))

@@ -80,3 +80,28 @@ def test_the_override_target_wins(live: LiveServer, repo: Path) -> None:
                  {"overrides": {"docker": {"dockerfileTarget": "last"}}})  # fmt: skip
     assert "STAGE-LAST" in logs and "STAGE-CHOSEN" not in logs
     assert "SHALLOW" in logs
+
+
+def test_deleting_a_project_releases_its_sandbox(live: LiveServer, repo: Path) -> None:
+    import pwd
+    import time
+
+    from shipyard.sandbox.users import user_name
+    from tests.helpers.live import instance_id, sandbox_dir
+
+    build(live, "doomed", repo, {})
+    name = user_name(instance_id(live.data_dir), "settings-doomed")
+    assert (sandbox_dir(live.data_dir) / name).is_dir()
+    with live.client() as c:
+        r = c.delete("/v1/projects/settings-doomed", params={"delete_child_objects": "true"})
+        assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            break
+        assert time.monotonic() < deadline, "the build user was not removed"
+        time.sleep(0.2)
+    assert not (sandbox_dir(live.data_dir) / name).exists()
+    assert not (sandbox_dir(live.data_dir) / "disks" / f"{name}.img").exists()

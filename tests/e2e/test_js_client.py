@@ -144,3 +144,58 @@ def test_logs_range_and_live_tail(results: dict[str, Any]) -> None:
     assert not any(str(t).startswith("ERROR") for t in tailed), tailed
     assert any("==> building" in line for line in tailed)
     assert tailed[-1].startswith("==> success") or any("Image available" in t for t in tailed)
+
+
+def test_edit_then_build_uses_the_edit(results: dict[str, Any]) -> None:
+    for key in ("putCombined", "putCombinedAgain", "patchCombined", "putBuild", "patchBuild"):
+        assert results[key].get("error") is None, (key, results[key])
+    for key in ("putJob", "patchJob", "putCron", "patchCron"):
+        assert results[key].get("error") is None, (key, results[key])
+    assert results["putCombinedAgain"]["data"]["description"] == "put twice"
+    assert results["patchBuild"]["data"]["description"] == "patched"
+    # Started without a body, after the PATCH moved it to sub/Dockerfile.custom.
+    assert results["startEdited"]["data"]["status"] in ("QUEUED", "PENDING")
+    done = results["doneEdited"]["data"]
+    assert done["status"] == "SUCCESS", done
+    assert done["startedAt"].endswith("Z") and done["durations"]["total"] > 0
+    assert any("sub-listing" in line for line in results["editedLogs"]["data"])
+
+
+def test_build_options_source_and_cache(results: dict[str, Any]) -> None:
+    for key in ("buildOptions", "buildSource", "jobBuildOptions", "jobBuildSource", "resetCache"):
+        assert results[key].get("error") is None and results[key]["data"] == {}, key
+    edited = results["editedAfter"]["data"]
+    assert edited["vcsData"]["projectBranch"] == "feature"
+    assert edited["buildConfiguration"]["dockerfileTarget"] == "base"
+    assert edited["buildSettings"]["dockerfile"]["dockerFilePath"] == "/Dockerfile"
+
+
+def test_branches_and_pull_requests(results: dict[str, Any], sample_app: SampleApp) -> None:
+    for key in ("branches", "jobBranches"):
+        branches = {b["name"]: b["commit"]["sha"] for b in results[key]["data"]["branches"]}
+        assert branches == {"main": sample_app.main_sha, "feature": sample_app.feature_sha}
+    assert len(results["branchesAll"]["data"]["branches"]) == 2  # followed the cursor
+    for key in ("pullRequests", "jobPullRequests"):
+        prs = results[key]["data"]["pullRequests"]
+        assert [(pr["id"], pr["sha"]) for pr in prs] == [(5, sample_app.pr_sha)]
+
+
+def test_build_metrics_and_job_runs(results: dict[str, Any]) -> None:
+    for key in ("buildMetrics", "buildMetricsRange", "jobBuildMetrics"):
+        data = results[key]["data"]
+        assert results[key].get("error") is None, (key, results[key])
+        assert {"cpu", "memory"} <= set(data), (key, data)
+        for entry in data.values():
+            assert entry["metricInfo"]["metricId"] and isinstance(entry["values"], list)
+    duration = results["buildMetrics"]["data"]["buildDuration"]["values"][0]["data"][0]
+    assert duration["value"] > 0
+    assert results["jobRuns"]["data"] == {"runs": []}
+
+
+def test_deletes(results: dict[str, Any]) -> None:
+    for key in ("deleteJob", "deleteService", "deleteProject"):
+        assert results[key].get("error") is None, (key, results[key])
+    assert results["deletedService"]["error"]["id"] == "service-not-found"
+    assert results["deleteProjectRefused"]["error"]["status"] == 409
+    assert results["deletedProject"]["error"]["id"] == "project-not-found"
+    assert results["missing"]["error"]["id"] == "build-not-found"

@@ -201,3 +201,57 @@ def test_api_errors_fail_the_command(cli: Cli, service: tuple[str, str]) -> None
     )  # fmt: skip
     assert missing.returncode == 1, (missing.stdout, missing.stderr)
     assert "HTTP status code: 404" in missing.stderr, missing.stderr
+
+
+def test_edit_options_refs_and_cache(
+    cli: Cli, service: tuple[str, str], sample_app: SampleApp
+) -> None:
+    """The rest of the build API through the CLI (issue 10 item 5): every call answers
+    well-formed JSON (the CLI fails on a 404/405 or an empty body)."""
+    project, name = service
+    patched = cli.json(
+        "patch", "service", "build", "--projectId", project, "--serviceId", name,
+        "--input", json.dumps({"description": "patched by the CLI"}),
+    )  # fmt: skip
+    assert patched["id"] == name and patched["description"] == "patched by the CLI"
+    options = {"dockerfile": {"dockerFilePath": "/Dockerfile", "dockerWorkDir": "/"}}
+    cli.json(
+        "update", "service", "build-options", *ids(project, name), "--input", json.dumps(options)
+    )
+    source = {"projectUrl": sample_app.url, "projectType": "self-hosted"}
+    cli.json(
+        "update", "service", "build-source", *ids(project, name), "--input", json.dumps(source)
+    )
+    branches = cli.json("get", "service", "branches", *ids(project, name))
+    assert {b["name"] for b in branches["branches"]} == {"main", "feature"}
+    prs = cli.json("get", "service", "pull-requests", *ids(project, name))
+    assert [pr["id"] for pr in prs["pullRequests"]] == [5]
+    # (CLI 0.9.24 has no "reset service build-cache"; the js-client test calls it.)
+    latest = cli.json("get", "service", "builds", *ids(project, name))["builds"][0]["id"]
+    metrics = cli.json("get", "service", "build-metrics", *ids(project, name), "--buildId", latest)
+    assert {"cpu", "memory"} <= set(metrics), metrics
+
+
+def test_job_runs_and_deletes(cli: Cli, sample_app: SampleApp) -> None:
+    project = cli.json("create", "project", "--input", json.dumps({"name": "cli-scratch"}))["id"]
+    body = {
+        "name": "cli-job",
+        "vcsData": {"projectUrl": sample_app.url, "projectType": "self-hosted",
+                    "projectBranch": "main"},
+    }  # fmt: skip
+    job = cli.json("put", "job", "manual", "--projectId", project, "--input", json.dumps(body))
+    assert job["id"] == "cli-job"
+    runs = cli.json("get", "job", "runs", "--projectId", project, "--jobId", "cli-job")
+    assert runs == {"runs": []}
+    build = cli.json(
+        "start", "job", "build", "--projectId", project, "--jobId", "cli-job", "--input", "{}"
+    )
+    logs = cli.json(
+        "get", "job", "build-logs", "--projectId", project, "--jobId", "cli-job",
+        "--buildId", build["id"], "--runId", "none",
+    )  # fmt: skip
+    assert isinstance(logs, list)
+    cli.json("delete", "job", "--projectId", project, "--jobId", "cli-job", "--force")
+    cli.json("delete", "project", "--projectId", project, "--force")  # empty now: no 409
+    gone = cli.run("get", "project", "--projectId", project, "--output", "json")
+    assert gone.returncode == 1 and "HTTP status code: 404" in gone.stderr, gone.stderr

@@ -9,7 +9,7 @@ await provider.addContext({ name: 'shipyard', token, host });
 const api = new ApiClient(provider, { throwErrorOnHttpErrorCode: false });
 
 const out = {};
-const pick = (r) => ({ data: r.data, error: r.error ? { status: r.error.status, message: r.error.message } : undefined, pagination: r.pagination ? { hasNextPage: r.pagination.hasNextPage, cursor: r.pagination.cursor, count: r.pagination.count } : undefined });
+const pick = (r) => ({ data: r.data, error: r.error ? { status: r.error.status, message: r.error.message, id: r.error.id } : undefined, pagination: r.pagination ? { hasNextPage: r.pagination.hasNextPage, cursor: r.pagination.cursor, count: r.pagination.count } : undefined });
 const vcs = (branch) => ({ projectUrl: gitUrl, projectType: 'self-hosted', ...(branch ? { projectBranch: branch } : {}) });
 const buildSettings = { dockerfile: { buildEngine: 'buildkit', dockerFilePath: '/Dockerfile', dockerWorkDir: '/' } };
 const smallTarget = { docker: { dockerfileTarget: 'base' } };
@@ -62,6 +62,47 @@ out.listAll = pick(await api.get.service.builds.all({ parameters: svc('builder')
 out.logs = pick(await api.get.service.buildLogs({ parameters: svc('builder'), options: { buildId: out.startBranch.data?.id, lineLimit: 500 } }));
 out.logs.data = (out.logs.data || []).map((l) => ({ containerId: l.containerId, log: l.log, ts: l.ts instanceof Date ? l.ts.toISOString() : l.ts }));
 out.missing = pick(await api.get.service.build({ parameters: { ...svc('builder'), buildId: 'no-such-0000' } }));
+
+// The rest of the build API (issue 10 item 5). Edit a service, then see the next build use it.
+const jobP = (jobId) => ({ projectId, jobId });
+out.putCombined = pick(await api.put.service.combined({ parameters: { projectId }, data: { name: 'edited', billing: { deploymentPlan: 'nf-compute-10' }, vcsData: vcs('main'), buildSettings } }));
+out.putCombinedAgain = pick(await api.put.service.combined({ parameters: { projectId }, data: { name: 'edited', description: 'put twice', vcsData: vcs('main'), buildSettings } }));
+out.patchCombined = pick(await api.patch.service.combined({ parameters: { projectId, serviceId: 'edited' }, data: { buildSettings: { dockerfile: { dockerFilePath: '/sub/Dockerfile.custom', dockerWorkDir: '/sub' } } } }));
+// No ``data``: the js-client sends no body at all.
+out.startEdited = pick(await api.start.service.build({ parameters: svc('edited') }));
+out.doneEdited = pick(await wait(() => api.get.service.build({ parameters: { ...svc('edited'), buildId: out.startEdited.data?.id } })));
+out.editedLogs = pick(await api.get.service.buildLogs({ parameters: svc('edited'), options: { lineLimit: 1000, textIncludes: 'sub-listing' } }));
+out.editedLogs.data = (out.editedLogs.data || []).map((l) => l.log);
+out.putBuild = pick(await api.put.service.build({ parameters: { projectId }, data: { name: 'builder2', vcsData: vcs(), buildSettings } }));
+out.patchBuild = pick(await api.patch.service.build({ parameters: { projectId, serviceId: 'builder2' }, data: { description: 'patched' } }));
+out.putJob = pick(await api.put.job.manual({ parameters: { projectId }, data: { name: 'nightly', vcsData: vcs('main'), buildSettings } }));
+out.patchJob = pick(await api.patch.job.manual({ parameters: { projectId, jobId: 'nightly' }, data: { description: 'patched' } }));
+out.putCron = pick(await api.put.job.cron({ parameters: { projectId }, data: { name: 'cron', settings: { schedule: '0 0 * * *' }, vcsData: vcs('main'), buildSettings } }));
+out.patchCron = pick(await api.patch.job.cron({ parameters: { projectId, jobId: 'cron' }, data: { description: 'patched' } }));
+out.buildOptions = pick(await api.update.service.buildOptions({ parameters: svc('edited'), data: { dockerfile: { dockerFilePath: '/Dockerfile', dockerWorkDir: '/', buildkit: { useCache: true } }, pathIgnoreRules: ['*.md'], isAllowList: false, ciIgnoreFlagsEnabled: true, ciIgnoreFlags: ['[skip ci]'], dockerfileTarget: 'base', includeGitFolder: false, fullGitClone: false } }));
+out.buildSource = pick(await api.update.service.buildSource({ parameters: svc('edited'), data: { projectUrl: gitUrl, projectType: 'self-hosted', projectBranch: 'feature' } }));
+out.jobBuildOptions = pick(await api.update.job.buildOptions({ parameters: jobP('nightly'), data: { dockerfile: { dockerFilePath: '/Dockerfile', dockerWorkDir: '/' } } }));
+out.jobBuildSource = pick(await api.update.job.buildSource({ parameters: jobP('nightly'), data: { projectBranch: 'feature' } }));
+out.editedAfter = pick(await api.get.service({ parameters: svc('edited') }));
+out.resetCache = pick(await api.reset.service.buildCache({ parameters: svc('edited') }));
+out.branches = pick(await api.get.service.branches({ parameters: svc('web') }));
+out.branchesAll = pick(await api.get.service.branches.all({ parameters: svc('web'), options: { per_page: 1 } }));
+out.pullRequests = pick(await api.get.service.pullRequests({ parameters: svc('builder') }));
+out.jobBranches = pick(await api.get.job.branches({ parameters: jobP('migrate') }));
+out.jobPullRequests = pick(await api.get.job.pullRequests({ parameters: jobP('migrate') }));
+const metric = (r) => ({ ...pick(r), data: r.data ? JSON.parse(JSON.stringify(r.data)) : undefined });
+out.buildMetrics = metric(await api.get.service.buildMetrics({ parameters: svc('web'), options: { buildId: out.startSha.data?.id } }));
+out.buildMetricsRange = metric(await api.get.service.buildMetricsRange({ parameters: svc('web'), options: { buildId: out.startSha.data?.id, startTime: new Date(Date.now() - 3600e3), endTime: new Date(Date.now() + 60e3) } }));
+out.jobBuildMetrics = metric(await api.get.job.buildMetrics({ parameters: jobP('migrate') }));
+out.jobRuns = pick(await api.get.job.runs({ parameters: jobP('migrate') }));
+out.deleteJob = pick(await api.delete.job({ parameters: jobP('nightly') }));
+out.deleteService = pick(await api.delete.service({ parameters: svc('builder2') }));
+out.deletedService = pick(await api.get.service({ parameters: svc('builder2') }));
+out.deleteProjectRefused = pick(await api.delete.project({ parameters: { projectId } }));
+out.scratch = pick(await api.create.project({ data: { name: 'JS Scratch', region: 'europe-west' } }));
+await api.create.service.combined({ parameters: { projectId: 'js-scratch' }, data: { name: 'tmp', vcsData: vcs('main'), buildSettings } });
+out.deleteProject = pick(await api.delete.project({ parameters: { projectId: 'js-scratch' }, options: { delete_child_objects: true } }));
+out.deletedProject = pick(await api.get.project({ parameters: { projectId: 'js-scratch' } }));
 
 process.stdout.write(JSON.stringify(out));
 process.exit(0);

@@ -3,10 +3,10 @@ neighbours in CONTRACT.md)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Body, Header
 from sqlalchemy.orm import Session
 
 from shipyard.api.deps import DB, AppState, Caller, State
@@ -15,6 +15,7 @@ from shipyard.api.schemas.builds import (
     BuildOverrides,
     SecretOverrides,
     StartBuildFromBundle,
+    StartBuildFromGit,
     StartJobBuildBody,
     StartServiceBuildBody,
 )
@@ -43,21 +44,48 @@ Entity = Literal["service", "job"]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
 
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max(0.0, (end - start).total_seconds()), 3)
+
+
+def durations(build: Build, now: datetime | None = None) -> dict[str, float]:
+    """Seconds spent queued, running and in total (so far, for a build still running).
+    Shipyard's extension: Northflank's Build has no durations."""
+    end = build.concluded_at or (now or datetime.now(UTC))
+    started = build.started_at
+    values = {
+        # A build aborted while queued never started: it was queued until it concluded.
+        "queued": _seconds(build.created_at, started or end),
+        "running": _seconds(started, end),
+        "total": _seconds(build.created_at, end),
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def build_out(build: Build) -> dict[str, Any]:
+    # Optional strings are omitted when unset, never null (the .d.ts: ``branch?: string``).
+    optional: dict[str, Any] = {
+        "branch": build.branch,
+        "sha": build.sha,
+        "message": build.message,
+        "startedAt": iso_ms(build.started_at) if build.started_at else None,
+        "concludedAt": iso_ms(build.concluded_at) if build.concluded_at else None,
+        "buildConcludedAt": int(build.concluded_at.timestamp()) if build.concluded_at else None,
+        # Redacted again on the way out: rows queued before migration 0004 hold the raw URL.
+        "bundleUrl": redact_bundle_url(build.bundle_url) if build.bundle_url else None,
+    }
     return {
         "id": build.id,
-        "branch": build.branch,
         "pullRequestId": build.pull_request_id,
-        "sha": build.sha,
         "registry": {"uri": build.registry_uri} if build.registry_uri else {},
         "createdAt": iso_ms(build.created_at),
         "status": build.status,
         "concluded": build.concluded,
         "success": build.success,
-        "message": build.message,
-        **({"buildConcludedAt": int(build.concluded_at.timestamp())} if build.concluded_at else {}),
-        # Redacted again on the way out: rows queued before migration 0004 hold the raw URL.
-        **({"bundleUrl": redact_bundle_url(build.bundle_url)} if build.bundle_url else {}),
+        **{k: v for k, v in optional.items() if v is not None},
+        "durations": durations(build),
     }
 
 
@@ -118,12 +146,14 @@ def _start(
 def start_service_build(
     projectId: str,
     serviceId: str,
-    body: StartServiceBuildBody,
     session: DB,
     state: State,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
+    payload: Annotated[StartServiceBuildBody | None, Body()] = None,
 ) -> dict[str, Any]:
+    # The js-client sends no body when the call has no ``data``: that is ``{}``.
+    body = payload if payload is not None else StartBuildFromGit()
     caller.require(permissions.DEPLOY_BUILD["service"], projectId)
     workload = workload_store.get(session, projectId, "service", serviceId)
     if isinstance(body, StartBuildFromBundle):
@@ -149,12 +179,13 @@ def start_service_build(
 def start_job_build(
     projectId: str,
     jobId: str,
-    body: StartJobBuildBody,
     session: DB,
     state: State,
     caller: Caller,
     idempotency_key: IdempotencyKey = None,
+    payload: Annotated[StartJobBuildBody | None, Body()] = None,
 ) -> dict[str, Any]:
+    body = payload if payload is not None else StartJobBuildBody()
     caller.require(permissions.DEPLOY_BUILD["job"], projectId)
     workload = workload_store.get(session, projectId, "job", jobId)
     source = resolve_source(
@@ -212,7 +243,7 @@ def list_job_builds(
 def _get(
     session: Session, caller: Caller, project_id: str, entity: Entity, slug: str, build_id: str
 ) -> Build:
-    caller.require(permissions.READ[entity], project_id)
+    caller.require(permissions.GET_BUILD[entity], project_id)
     workload = workload_store.get(session, project_id, entity, slug)
     return build_store.get(session, workload.id, build_id)
 

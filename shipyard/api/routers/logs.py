@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
@@ -20,7 +20,7 @@ from shipyard.api.deps import DB, AppState, Caller, State
 from shipyard.api.routers.builds import build_out
 from shipyard.api.schemas.common import envelope, iso_ms
 from shipyard.builds import permissions
-from shipyard.builds.errors import InvalidRequest, ShipyardError
+from shipyard.builds.errors import InvalidRequest, NotFound, ShipyardError, not_found_slug
 from shipyard.builds.log_filter import MAX_PATTERN_CHARS, LineFilter
 from shipyard.store import builds as build_store
 from shipyard.store import logs as log_store
@@ -30,7 +30,8 @@ from shipyard.store.models import Build, BuildLogLine
 router = APIRouter(prefix="/v1/projects/{projectId}", tags=["logs"])
 
 Entity = Literal["service", "job"]
-MAX_LINES = 10_000
+MAX_LINES = 10_000  # lineLimit's upper bound
+MAX_DURATION_S = 60 * 60 * 24 * 30  # a build log is never older than the rows that hold it
 TAIL_POLL_S = 0.25
 TAIL_BATCH = 500
 KEEPALIVE_S = 15.0
@@ -52,11 +53,15 @@ def _find_build(
     slug: str,
     build_id: str | None,
 ) -> Build:
-    caller.require(permissions.READ[entity], project_id)
-    if not build_id:
-        raise InvalidRequest("buildId is required", {"buildId": "required"})
+    caller.require(permissions.READ_LOGS[entity], project_id)
     workload = workload_store.get(session, project_id, entity, slug)
-    return build_store.get(session, workload.id, build_id)
+    if build_id:
+        return build_store.get(session, workload.id, build_id)
+    # Northflank: without buildId, the logs of the most recent build.
+    latest = build_store.latest(session, workload.id)
+    if latest is None:
+        raise NotFound(f"{entity} '{slug}' has no builds yet", slug=not_found_slug("build"))
+    return latest
 
 
 def _range(
@@ -74,25 +79,40 @@ def _range(
     keep: LineFilter,
 ) -> dict[str, Any]:
     build = _find_build(session, caller, project_id, entity, slug, build_id)
-    if duration is not None and start is None:
-        start = (end or datetime.now().astimezone()) - timedelta(seconds=duration)
+    start, end = time_window(start, end, duration)
     backward = direction == "backward"
-    rows = log_store.in_range(
-        session,
-        build.id,
-        start=start,
-        end=end,
-        limit=MAX_LINES if keep.active else limit,
-        backward=backward,
-    )
-    out = []
-    for row in rows:
-        if not keep(row.line):
-            continue
-        out.append(line_out(row))
+    if not keep.active:
+        rows = log_store.in_range(
+            session, build.id, start=start, end=end, limit=limit, backward=backward
+        )
+        return envelope([line_out(row) for row in rows])
+    # A filter searches the whole log (batch by batch), not only its first lines.
+    out: list[dict[str, Any]] = []
+    for batch in log_store.scan(session, build.id, start=start, end=end, backward=backward):
+        out.extend(line_out(row) for row in batch if keep(row.line))
         if len(out) >= limit:
             break
-    return envelope(out)
+    return envelope(out[:limit])
+
+
+def time_window(
+    start: datetime | None, end: datetime | None, duration: int | None
+) -> tuple[datetime | None, datetime | None]:
+    """Northflank: ``duration`` (seconds) with at most one of ``startTime``/``endTime``;
+    alone, it is the last ``duration`` seconds."""
+    if duration is None:
+        if start is not None and end is not None and end < start:
+            raise InvalidRequest("endTime is before startTime", {"endTime": "before startTime"})
+        return start, end
+    if start is not None and end is not None:
+        raise InvalidRequest(
+            "duration may be combined with startTime or endTime, not both",
+            {"duration": "conflicts with startTime and endTime"},
+        )
+    if start is not None:
+        return start, start + timedelta(seconds=duration)
+    end = end or datetime.now(UTC)
+    return end - timedelta(seconds=duration), end
 
 
 LineLimit = Annotated[int, Query(ge=1, le=MAX_LINES)]
@@ -111,7 +131,7 @@ def _range_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
         queryType: Literal["range", "tail"] = "range",
         startTime: datetime | None = None,
         endTime: datetime | None = None,
-        duration: Annotated[int | None, Query(ge=1)] = None,
+        duration: Annotated[int | None, Query(ge=1, le=MAX_DURATION_S)] = None,
         lineLimit: LineLimit = 1000,
         direction: Direction = "forward",
         textIncludes: str | None = None,
@@ -306,7 +326,7 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
         state: State,
         session: DB,
         caller: Caller,
-        buildId: str,
+        buildId: str | None = None,
         after: Annotated[int | None, Query(ge=-1, description="Resume after this line id")] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
         textIncludes: str | None = None,

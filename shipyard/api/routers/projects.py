@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from shipyard.api.deps import DB, Caller, State
 from shipyard.api.pagination import Page, encode_cursor, offset_of, pagination
 from shipyard.api.schemas.common import envelope, iso_ms
 from shipyard.api.schemas.resources import CreateProject
+from shipyard.builds import lifecycle
 from shipyard.builds.errors import Forbidden, InvalidRequest
 from shipyard.builds.ids import slugify
 from shipyard.builds.permissions import Permission
+from shipyard.executors import base as executors
 from shipyard.store import projects as project_store
 from shipyard.store.models import Project
 
@@ -20,12 +22,13 @@ router = APIRouter(prefix="/v1/projects", tags=["projects"])
 
 
 def project_out(project: Project) -> dict[str, Any]:
+    # Optional strings are omitted when unset (Northflank's shape), never null.
+    optional = {"description": project.description, "region": project.region}
     return {
         **project.spec,
         "id": project.id,
         "name": project.name,
-        "description": project.description,
-        "region": project.region,
+        **{k: v for k, v in optional.items() if v is not None},
         "createdAt": iso_ms(project.created_at),
     }
 
@@ -66,6 +69,27 @@ def list_projects(session: DB, caller: Caller, page: Page) -> dict[str, Any]:
     return envelope(
         data, pagination(len(rows), page.per_page, encode_cursor({"o": offset + page.per_page}))
     )
+
+
+@router.delete("/{projectId}", summary="Delete project", response_model=None)
+def delete_project(
+    projectId: str,
+    session: DB,
+    caller: Caller,
+    state: State,
+    delete_child_objects: Annotated[
+        bool, Query(description="Also delete its services and jobs (else 409 if any)")
+    ] = False,
+) -> dict[str, Any]:
+    """Builds are stopped, the project's rows and sealed data erased, its build sandbox
+    released; its images stay in the registry (deletes are disabled there)."""
+    caller.require(Permission.PROJECTS_DELETE, projectId)
+    running = lifecycle.delete_project(session, projectId, delete_children=delete_child_objects)
+    session.commit()
+    for build_id in running:
+        state.executor.abort(build_id)
+    executors.release(state.executor, projectId)
+    return envelope({})
 
 
 @router.get("/{projectId}", summary="Get project", response_model=None)

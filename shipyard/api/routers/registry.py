@@ -49,7 +49,9 @@ def _basic_password(header: str | None) -> str | None:
 
 def _refuse(message: str) -> JSONResponse:
     return JSONResponse(
-        error_body(401, message), status_code=401, headers={**CHALLENGE, **NO_STORE}
+        error_body(401, message, slug="unauthenticated"),
+        status_code=401,
+        headers={**CHALLENGE, **NO_STORE},
     )
 
 

@@ -11,10 +11,9 @@ from shipyard.api.pagination import Page, encode_cursor, offset_of, pagination
 from shipyard.api.schemas.common import envelope, iso_ms
 from shipyard.api.schemas.resources import SECRET_FIELDS, CreateWorkload
 from shipyard.api.secret_bodies import secrets_of
-from shipyard.builds import permissions
+from shipyard.builds import permissions, workload_settings
 from shipyard.builds.errors import InvalidRequest
 from shipyard.builds.ids import slugify
-from shipyard.builds.refs import is_valid_branch
 from shipyard.builds.request import WorkloadKind
 from shipyard.builds.service import store_repository_url, store_secrets
 from shipyard.store import projects as project_store
@@ -35,7 +34,7 @@ def workload_out(workload: Workload) -> dict[str, Any]:
         "id": workload.slug,
         "projectId": workload.project_id,
         "name": workload.name,
-        "description": workload.description,
+        **({"description": workload.description} if workload.description is not None else {}),
         "serviceType" if workload.entity == "service" else "jobType": workload.kind,
         "createdAt": iso_ms(workload.created_at),
     }
@@ -55,21 +54,8 @@ def _create(
     slug = slugify(body.name)
     if not slug:
         raise InvalidRequest("name must contain at least one letter or digit", {"name": "invalid"})
-    branch = body.vcsData.projectBranch
-    if kind is not WorkloadKind.BUILD and branch is None:
-        raise InvalidRequest(
-            "vcsData.projectBranch is required for combined services and jobs",
-            {"vcsData.projectBranch": "required"},
-        )
-    if branch is not None and not is_valid_branch(branch):
-        raise InvalidRequest(
-            f"vcsData.projectBranch '{branch}' is not a valid branch name",
-            {"vcsData.projectBranch": "invalid"},
-        )
     # Decoded (and refused) before anything is written.
     secrets = secrets_of(body.buildArguments, body.buildFiles, body.dockerSecretMounts)
-    dockerfile = body.buildSettings.dockerfile if body.buildSettings else None
-    config = body.buildConfiguration
     spec = body.model_dump(exclude={"name", "description", *SECRET_FIELDS}, exclude_none=True)
     workload = Workload(
         project_id=project_id,
@@ -78,17 +64,8 @@ def _create(
         kind=kind.value,
         name=body.name,
         description=body.description,
-        vcs_type=body.vcsData.projectType,
-        vcs_branch=branch,
-        dockerfile_path=dockerfile.dockerFilePath if dockerfile else "/Dockerfile",
-        docker_work_dir=dockerfile.dockerWorkDir if dockerfile else "/",
-        use_cache=not (
-            dockerfile and dockerfile.buildkit and dockerfile.buildkit.useCache is False
-        ),
-        path_ignore_rules=list(config.pathIgnoreRules or []) if config else [],
-        is_allow_list=bool(config and config.isAllowList),
-        spec=spec,
     )
+    workload_settings.apply(workload, spec)
     spec["vcsData"]["projectUrl"] = store_repository_url(box, workload, body.vcsData.projectUrl)
     workload_store.create(session, workload)
     # Create-time secrets are the workload's stored set, as POST …/build-arguments writes it.

@@ -12,6 +12,7 @@ from shipyard.api.schemas.builds import (
     AbsoluteFilePath,
     ArgName,
     DockerFilePath,
+    DockerTarget,
     DockerWorkDir,
     SecretContent,
     SecretId,
@@ -119,3 +120,54 @@ class WorkloadOut(BaseModel):
     name: str
     description: str | None = None
     createdAt: str
+
+
+class PatchVcsData(Open):
+    projectUrl: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    projectType: Annotated[str, StringConstraints(max_length=32)] | None = None
+    projectBranch: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+
+    @field_validator("projectUrl")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_repo_url(value)
+
+
+class PatchWorkload(Open):
+    """PATCH …/services/combined|build/{id}, …/jobs/manual|cron/{id}: any subset of the create
+    body (``name`` cannot change: it is the id). Merged into the stored settings, and the
+    result is checked by the create body's rules."""
+
+    description: str | None = Field(default=None, max_length=2000)
+    vcsData: PatchVcsData | None = None
+    buildSettings: BuildSettings | None = None
+    buildConfiguration: BuildConfiguration | None = None
+    buildArguments: dict[ArgName, str] | None = None
+    buildSandbox: BuildSandbox | None = None
+
+
+class BuildOptions(Open):
+    """POST …/build-options (js-client ``UpdateServiceBuildoptionsData``): the Dockerfile
+    settings, plus the ``buildConfiguration`` fields flat beside them."""
+
+    dockerfile: DockerfileSettings | None = None
+    pathIgnoreRules: list[Annotated[str, StringConstraints(max_length=1024)]] | None = None
+    isAllowList: bool | None = None
+    ciIgnoreFlagsEnabled: bool | None = None
+    ciIgnoreFlags: list[Annotated[str, StringConstraints(max_length=256)]] | None = None
+    dockerfileTarget: DockerTarget | None = None
+    includeGitFolder: bool | None = None
+    fullGitClone: bool | None = None
+
+
+class BuildSource(Open):
+    """POST …/build-source (js-client ``UpdateServiceBuildsourceData``)."""
+
+    projectUrl: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    projectType: Annotated[str, StringConstraints(max_length=32)] | None = None
+    projectBranch: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+
+    @field_validator("projectUrl")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_repo_url(value)
