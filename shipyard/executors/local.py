@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -63,6 +64,12 @@ class _Reporter:
     def stage(self, status: BuildStatus) -> None:
         self.line(f"==> {status.value.lower()}")
         self._write(status=status)
+
+    def metrics(self, samples: Mapping[str, list[tuple[str, float]]]) -> None:
+        try:
+            self._write(metrics={k: [list(p) for p in v] for k, v in samples.items()})
+        except Exception:  # metrics are nice to have; never the reason a build fails
+            log.exception("could not store the metrics of %s", self._run.build_id)
 
     def resolved(self, sha: str | None, branch: str | None) -> None:
         if sha:

@@ -79,6 +79,8 @@ class Reporter(Protocol):
 
     def line(self, text: str) -> None: ...
 
+    def metrics(self, samples: Mapping[str, list[tuple[str, float]]]) -> None: ...
+
 
 @dataclass(frozen=True)
 class PipelineSettings:
@@ -132,6 +134,9 @@ class _Watched:
         self._watch(text)
         self._report.line(text)
 
+    def metrics(self, samples: Mapping[str, list[tuple[str, float]]]) -> None:
+        self._report.metrics(samples)
+
 
 class Pipeline:
     def __init__(
@@ -175,6 +180,7 @@ class Pipeline:
                     return reused
             with self.sandbox.for_build(job.project_id, key, job.sandbox) as box:
                 report.line(box.describe())
+                box.start_sampling()
                 try:
                     return self._run(job, _Watched(report, box.watch), cancel, box, deadline)
                 except PipelineError as exc:
@@ -182,6 +188,8 @@ class Pipeline:
                     if (limit := box.limit_message()) is not None:
                         raise PipelineError(limit) from exc
                     raise
+                finally:
+                    report.metrics({k: list(v) for k, v in box.samples.items()})
         except TimedOut as exc:
             if time.monotonic() < deadline:
                 raise  # one step's own limit (e.g. git), named in its message

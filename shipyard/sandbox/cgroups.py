@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-CONTROLLERS = ("memory", "pids", "cpu")
+CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 KILL_SWEEP_S = 5.0
 
 
@@ -71,6 +71,15 @@ class BuildCgroup:
     def procs_files(self) -> list[str]:
         """Files a launcher writes its pid into (see ``launcher.join_cgroups_argv``)."""
         return [str(path / "cgroup.procs") for path in self.paths.values()]
+
+    def usage(self) -> tuple[int, int]:
+        """(memory in use, bytes; CPU time used so far, ns) of the whole build."""
+        try:
+            memory = int((self.paths["memory"] / "memory.usage_in_bytes").read_text())
+            cpu = int((self.paths["cpuacct"] / "cpuacct.usage").read_text())
+        except (OSError, ValueError):
+            return 0, 0
+        return memory, cpu
 
     def pids(self) -> list[int]:
         found: set[int] = set()

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shipyard.pipeline.builder import Buildah, BuildahStore, unmount_under
@@ -153,6 +154,30 @@ class BuildSandbox:
     launcher: Launcher = field(init=False)
     disk_full: bool = False  # a step reported ENOSPC (see ``watch``)
     _tasks: list[Background] = field(default_factory=list)
+    samples: dict[str, list[tuple[str, float]]] = field(
+        default_factory=lambda: {"cpu": [], "memory": []}
+    )
+    _stop_sampling: threading.Event = field(default_factory=threading.Event)
+
+    def start_sampling(self, interval_s: float = 2.0) -> None:
+        """CPU (vCPU) and memory (MB) of the whole build every ``interval_s``, for
+        ``GET …/build-metrics``."""
+        if self.cgroup is None:
+            return
+        cgroup = self.cgroup
+
+        def sample() -> None:
+            last_cpu, last_t = cgroup.usage()[1], time.monotonic()
+            while not self._stop_sampling.wait(interval_s):
+                memory, cpu = cgroup.usage()
+                now = time.monotonic()
+                ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                vcpu = (cpu - last_cpu) / 1e9 / max(now - last_t, 1e-3)
+                self.samples["cpu"].append((ts, round(max(vcpu, 0.0), 3)))
+                self.samples["memory"].append((ts, round(memory / (1 << 20), 1)))
+                last_cpu, last_t = cpu, now
+
+        threading.Thread(target=sample, name=f"metrics-{self.key}", daemon=True).start()
 
     def __post_init__(self) -> None:
         self.launcher = Launcher(
@@ -240,6 +265,7 @@ class BuildSandbox:
         return task
 
     def close(self) -> None:
+        self._stop_sampling.set()
         for task in self._tasks:
             task.wait()
         if self.cgroup is not None:

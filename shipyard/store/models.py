@@ -129,6 +129,8 @@ class Build(Base):
     # What each FROM resolved to (reference -> manifest digest or image id): reuse needs
     # them unchanged. None for builds from before it was recorded (never reused).
     base_images: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # {"cpu": [[iso ts, vCPU], …], "memory": [[iso ts, MB], …]} sampled from the build's cgroups.
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
