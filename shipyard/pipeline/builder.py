@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import threading
@@ -413,46 +414,21 @@ class Buildah:
         return found
 
 
-def remote_image_exists(
+def _skopeo_inspect(
     reference: str,
+    options: Sequence[str],
     *,
     target: RegistryTarget,
     tmpdir: Path,
     cancel: threading.Event,
-    timeout_s: float = 30,
-    skopeo: str = "skopeo",
-) -> bool:
-    """Whether ``reference`` (``repo@sha256:…``) can still be pulled from ``target``."""
-    argv = [skopeo, "inspect", "--raw"]
+    timeout_s: float,
+) -> Completed | None:
+    """``skopeo inspect <options> docker://reference`` with ``target``'s credentials in a
+    0600 auth file (never argv); None when it timed out."""
+    argv = ["skopeo", "inspect", *options]
     if target.insecure:
         argv.append("--tls-verify=false")
-    authfile = tmpdir / "shipyard-auth-inspect.json"
-    if target.username:
-        write_authfile(authfile, target)
-        argv += ["--authfile", str(authfile)]
-    argv += ["--", f"docker://{reference}"]
-    try:
-        completed = run(argv, on_line=lambda _line: None, cancel=cancel, timeout_s=timeout_s)
-    except TimedOut:
-        return False
-    finally:
-        authfile.unlink(missing_ok=True)
-    return completed.returncode == 0
-
-
-def remote_digest(
-    reference: str,
-    *,
-    target: RegistryTarget,
-    tmpdir: Path,
-    cancel: threading.Event,
-    timeout_s: float = 30,
-) -> str | None:
-    """The manifest digest ``reference`` (``repo:tag``) has on ``target`` now, or None."""
-    argv = ["skopeo", "inspect", "--format", "{{.Digest}}"]
-    if target.insecure:
-        argv.append("--tls-verify=false")
-    authfile = tmpdir / "shipyard-auth-digest.json"
+    authfile = tmpdir / f"shipyard-auth-{secrets.token_hex(4)}.json"
     if target.username:
         write_authfile(authfile, target)
         argv += ["--authfile", str(authfile)]
@@ -464,8 +440,38 @@ def remote_digest(
         return None
     finally:
         authfile.unlink(missing_ok=True)
-    digest = out[-1].strip() if out else ""
-    return digest if done.returncode == 0 and digest.startswith("sha256:") else None
+    return Completed(done.returncode, tuple(out))
+
+
+def remote_image_exists(
+    reference: str,
+    *,
+    target: RegistryTarget,
+    tmpdir: Path,
+    cancel: threading.Event,
+    timeout_s: float = 30,
+) -> bool:
+    """Whether ``reference`` (``repo@sha256:…``) can still be pulled from ``target``."""
+    done = _skopeo_inspect(reference, ["--raw"], target=target, tmpdir=tmpdir, cancel=cancel,
+                           timeout_s=timeout_s)  # fmt: skip
+    return done is not None and done.returncode == 0
+
+
+def remote_digest(
+    reference: str,
+    *,
+    target: RegistryTarget,
+    tmpdir: Path,
+    cancel: threading.Event,
+    timeout_s: float = 30,
+) -> str | None:
+    """The manifest digest ``reference`` (``repo:tag``) has on ``target`` now, or None."""
+    done = _skopeo_inspect(reference, ["--format", "{{.Digest}}"], target=target, tmpdir=tmpdir,
+                           cancel=cancel, timeout_s=timeout_s)  # fmt: skip
+    if done is None or done.returncode != 0 or not done.tail:
+        return None
+    digest = done.tail[-1].strip()
+    return digest if digest.startswith("sha256:") else None
 
 
 def write_authfile(path: Path, target: RegistryTarget, owner: Launcher | None = None) -> None:

@@ -17,6 +17,7 @@ limits, counted from the commit's tree before any file is written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -667,6 +668,28 @@ def _fetch(
     return FetchedSource(sha=sha, branch=branch, path=dest)
 
 
+@contextlib.contextmanager
+def _remote_git(
+    local: bool,
+    *,
+    on_line: LineSink,
+    cancel: threading.Event,
+    timeout_s: float,
+    env: Mapping[str, str] | None,
+) -> Iterator[_Git]:
+    """git for commands that need no repository (``ls-remote``), with an empty HOME."""
+    with tempfile.TemporaryDirectory(prefix="shipyard-git-home-") as home:
+        yield _Git(
+            None,
+            log=lambda line: on_line(strip_userinfo(line)),
+            cancel=cancel,
+            timeout_s=timeout_s,
+            env=env,
+            home=Path(home),
+            allow_file=local,
+        )
+
+
 def list_remote_head(
     url: str,
     branch: str,
@@ -680,16 +703,7 @@ def list_remote_head(
     """The sha at the tip of ``branch`` on ``url`` (``git ls-remote``), without fetching."""
     local = _validate(url, None, branch, None, allowed_local_roots)
     ref = f"refs/heads/{branch}"
-    with tempfile.TemporaryDirectory(prefix="shipyard-git-home-") as home:
-        git = _Git(
-            None,
-            log=lambda line: on_line(strip_userinfo(line)),
-            cancel=cancel,
-            timeout_s=timeout_s,
-            env=env,
-            home=Path(home),
-            allow_file=local,
-        )
+    with _remote_git(local, on_line=on_line, cancel=cancel, timeout_s=timeout_s, env=env) as git:
         found = _Fetcher(git, url).remote_refs(ref)
     if ref not in found:
         raise SourceError(f"branch '{branch}' not found on remote")
@@ -708,16 +722,9 @@ def list_remote_refs(
     without fetching; the same URL checks, clean environment and local-root rule as a
     fetch. The caller applies the private-address policy (``remote_policy.check_remote``)."""
     local = _validate(url, None, None, None, allowed_local_roots)
-    with tempfile.TemporaryDirectory(prefix="shipyard-git-home-") as home:
-        git = _Git(
-            None,
-            log=lambda _line: None,
-            cancel=threading.Event(),
-            timeout_s=timeout_s,
-            env=env,
-            home=Path(home),
-            allow_file=local,
-        )
+    quiet = threading.Event()
+    with _remote_git(local, on_line=lambda _l: None, cancel=quiet, timeout_s=timeout_s,
+                     env=env) as git:  # fmt: skip
         rc, out = git.output("ls-remote", "--end-of-options", url, *patterns)
     if rc != 0:
         raise SourceError(
