@@ -119,6 +119,9 @@ class TokenAuth:
 
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the registry binds (Go sets SO_REUSEADDR): its own TIME-WAIT sockets from a
+        # previous run must not make the port look taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:
