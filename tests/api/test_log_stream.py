@@ -218,3 +218,109 @@ def test_websocket_binary_frame_gets_a_clean_error(
             ws.receive_json()
         assert closed.value.code == 1003  # unsupported data
     assert not [r for r in caplog.records if r.exc_info], caplog.text
+
+
+# --- lineLimit / startTime on the live tail (Northflank: the most recent lines, then live) ----
+
+
+def seed_running(client: TestClient, targets: dict[str, str]) -> tuple[str, str]:
+    """Ten lines on a build that has not concluded (no executor: it stays QUEUED)."""
+    path = f"/v1/projects/{targets['project']}/services/{targets['build']}"
+    build_id = client.post(f"{path}/build", json={"branch": "main"}).json()["data"]["id"]
+    append(client, build_id, 0, 10)
+    return path, build_id
+
+
+def append(client: TestClient, build_id: str, first: int, count: int) -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    lines = [
+        (t0 + timedelta(seconds=i), f"line {i}{' error' if i % 3 == 0 else ''}")
+        for i in range(first, first + count)
+    ]
+    with client.app.state.shipyard.sessions() as session:  # type: ignore[attr-defined]
+        log_store.append(session, build_id, 1, first, lines)
+        session.commit()
+
+
+def tail_lines(ws: Any, count: int) -> list[str]:
+    lines: list[str] = []
+    while len(lines) < count:
+        message = ws.receive_json()
+        assert message["type"] == "log-lines", message
+        lines += [x["log"] for x in message["data"]]
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("params", "first", "live"),
+    [
+        ({"lineLimit": "2"}, ["line 8", "line 9 error"], ["line 10", "line 11", "line 12 error"]),
+        ({"lineLimit": "2", "textIncludes": "error"}, ["line 6 error", "line 9 error"],
+         ["line 12 error"]),
+        ({"lineLimit": "1", "regexNotIncludes": "error$"}, ["line 8"], ["line 10", "line 11"]),
+        ({"startTime": "2026-01-01T00:00:07Z"}, ["line 7", "line 8", "line 9 error"],
+         ["line 10", "line 11", "line 12 error"]),
+        ({"startTime": "2026-01-01T00:00:02Z", "lineLimit": "1000", "textIncludes": "error"},
+         ["line 3 error", "line 6 error", "line 9 error"], ["line 12 error"]),
+    ],
+)  # fmt: skip
+def test_websocket_tail_line_limit_then_live(
+    client: TestClient,
+    targets: dict[str, str],
+    params: dict[str, str],
+    first: list[str],
+    live: list[str],
+) -> None:
+    path, build_id = seed_running(client, targets)
+    with client.websocket_connect(tail_url(path, build_id, **params)) as ws:
+        ws.send_json(init_message(client))
+        assert ws.receive_json() == {"type": "init", "data": {"auth": "successful"}}
+        assert tail_lines(ws, len(first)) == first
+        # Every line written after the tail started follows, whatever the limit.
+        append(client, build_id, 10, 3)
+        assert tail_lines(ws, len(live)) == live
+        client.delete(f"{path}/build/{build_id}")
+        with pytest.raises(WebSocketDisconnect):
+            ws.receive_json()
+
+
+def test_websocket_tail_without_line_limit_sends_the_whole_log(
+    client: TestClient, targets: dict[str, str]
+) -> None:
+    path, build_id = seed(client, targets)
+    with client.websocket_connect(tail_url(path, build_id)) as ws:
+        ws.send_json(init_message(client))
+        ws.receive_json()
+        assert len(tail_lines(ws, 10)) == 10
+
+
+@pytest.mark.parametrize("params", [{"lineLimit": "0"}, {"lineLimit": "10001"},
+                                    {"lineLimit": "x"}, {"startTime": "yesterday"}])  # fmt: skip
+def test_websocket_tail_refuses_bad_bounds(
+    client: TestClient, targets: dict[str, str], params: dict[str, str]
+) -> None:
+    path, build_id = seed(client, targets)
+    with client.websocket_connect(tail_url(path, build_id, **params)) as ws:
+        message = ws.receive_json()
+        assert message["type"] == "error" and message["data"]["status"] == 400
+        assert set(message["data"]["details"]) == set(params)
+
+
+def test_stream_line_limit_and_start_time(client: TestClient, targets: dict[str, str]) -> None:
+    path, build_id = seed(client, targets)
+
+    def ids(**params: object) -> list[str | None]:
+        got = client.get(f"{path}/build-logs/stream", params={"buildId": build_id, **params})
+        assert got.status_code == 200, got.text
+        return [e.get("id") for e in events(got.text)]
+
+    assert ids(lineLimit=3) == ["7", "8", "9", None]
+    assert ids(lineLimit=2, textIncludes="error") == ["6", "9", None]
+    assert ids(startTime="2026-01-01T00:00:08Z") == ["8", "9", None]
+    assert ids(lineLimit=5, after=7) == ["8", "9", None]  # resumed: only lines after the id
+    assert ids(lineLimit=1, after=7) == ["9", None]
+    assert_error(
+        client.get(f"{path}/build-logs/stream", params={"buildId": build_id, "lineLimit": 0}),
+        400,
+        "lineLimit",
+    )

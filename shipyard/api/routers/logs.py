@@ -222,6 +222,59 @@ async def follow(
         await asyncio.sleep(TAIL_POLL_S)
 
 
+def backlog(
+    sessions: sessionmaker[Session],
+    build_id: str,
+    after_seq: int,
+    keep: LineFilter,
+    limit: int | None,
+    start: datetime | None,
+) -> tuple[list[BuildLogLine], int]:
+    """What a live tail sends first (Northflank: the most recent ``lineLimit`` lines, from
+    ``startTime`` on, then every new line live): of the lines written so far after
+    ``after_seq``, the last ``limit`` that pass ``keep`` (all of them without a limit); and the
+    sequence number the live part follows after."""
+    with sessions() as session:
+        end_seq = log_store.next_seq(session, build_id) - 1
+        picked: list[BuildLogLine] = []
+        for batch in log_store.scan(session, build_id, start=start, end=None, backward=True):
+            for row in batch:
+                if row.seq > end_seq:
+                    continue
+                if row.seq <= after_seq or (limit is not None and len(picked) >= limit):
+                    return picked[::-1], max(end_seq, after_seq)
+                if keep(row.line):
+                    picked.append(row)
+    return picked[::-1], max(end_seq, after_seq)
+
+
+def _tail_bounds(params: Mapping[str, str]) -> tuple[int | None, datetime | None]:
+    """``lineLimit`` and ``startTime`` of a tail, checked as the range query checks them."""
+    limit: int | None = None
+    start: datetime | None = None
+    raw = params.get("lineLimit")
+    if raw is not None:
+        try:
+            limit = int(raw)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_LINES:
+            raise InvalidRequest(
+                f"lineLimit must be an integer from 1 to {MAX_LINES}", {"lineLimit": "invalid"}
+            )
+    raw = params.get("startTime")
+    if raw is not None:
+        try:
+            start = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidRequest(
+                "startTime must be an ISO 8601 timestamp", {"startTime": "invalid"}
+            ) from None
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+    return limit, start
+
+
 def _filter_of(params: Mapping[str, str]) -> LineFilter:
     return LineFilter.parse(
         text_includes=params.get("textIncludes"),
@@ -258,6 +311,7 @@ async def _tail_socket(websocket: WebSocket, entity: Entity, project_id: str, sl
     try:
         try:
             keep = _filter_of(websocket.query_params)
+            limit, start = _tail_bounds(websocket.query_params)
         except InvalidRequest as exc:
             # The HTTP error body, as a message: a 400 is impossible once the socket is open.
             await _send_error(
@@ -284,7 +338,16 @@ async def _tail_socket(websocket: WebSocket, entity: Entity, project_id: str, sl
             await websocket.close(code=4001)
             return
         await websocket.send_json({"type": "init", "data": {"auth": "successful"}})
-        async for rows in follow(state.sessions, found, keep=keep):
+        after = -1
+        if limit is not None or start is not None:
+            first, after = await run_in_threadpool(
+                backlog, state.sessions, found, -1, keep, limit, start
+            )
+            if first:
+                await websocket.send_json(
+                    {"type": "log-lines", "data": [line_out(r) for r in first]}
+                )
+        async for rows in follow(state.sessions, found, after, keep):
             if not rows:
                 continue
             await websocket.send_json({"type": "log-lines", "data": [line_out(r) for r in rows]})
@@ -329,6 +392,8 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
         buildId: str | None = None,
         after: Annotated[int | None, Query(ge=-1, description="Resume after this line id")] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+        lineLimit: Annotated[int | None, Query(ge=1, le=MAX_LINES)] = None,
+        startTime: datetime | None = None,
         textIncludes: str | None = None,
         textNotIncludes: str | None = None,
         regexIncludes: Pattern = None,
@@ -336,7 +401,9 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
     ) -> StreamingResponse:
         """Each line is an event whose ``id`` is its sequence number (a reconnect with
         ``Last-Event-ID`` resumes after it); ``: ping`` comments keep quiet streams open; the
-        final ``end`` event carries the concluded build."""
+        final ``end`` event carries the concluded build. ``lineLimit``/``startTime`` bound the
+        lines already written (the most recent ``lineLimit`` of them, from ``startTime`` on);
+        every later line follows."""
         keep = LineFilter.parse(
             text_includes=textIncludes,
             text_not_includes=textNotIncludes,
@@ -354,7 +421,14 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
                 return build_out(row) if row is not None else {}
 
         async def events() -> AsyncIterator[str]:
-            async for rows in follow(state.sessions, build.id, start, keep):
+            after = start
+            if lineLimit is not None or startTime is not None:
+                first, after = await run_in_threadpool(
+                    backlog, state.sessions, build.id, start, keep, lineLimit, startTime
+                )
+                for row in first:
+                    yield f"id: {row.seq}\ndata: {json.dumps(line_out(row))}\n\n"
+            async for rows in follow(state.sessions, build.id, after, keep):
                 if not rows:
                     yield ": ping\n\n"
                 for row in rows:
