@@ -250,10 +250,12 @@ class LocalExecutor:
                 repository_url=repo_url,
                 request=request,
                 use_cache=workload.use_cache,
-                # A job without a sha builds its branch's tip (the job seed); path rules pick
-                # the most recent relevant commit for services only.
-                path_rules=PathRules(tuple(workload.path_ignore_rules), workload.is_allow_list)
-                if workload.path_ignore_rules and workload.entity != "job"
+                # A job without a sha builds its branch's tip (the job seed); path rules and
+                # commit ignore flags pick the most recent relevant commit for services only.
+                path_rules=PathRules.of(
+                    workload.path_ignore_rules, workload.is_allow_list, build_config
+                )
+                if workload.entity != "job"
                 else None,
                 secrets_key=self._box.fingerprint(
                     {
