@@ -336,15 +336,17 @@ def reuse_key_of(box: SecretBox, job: BuildJob) -> str:
     """What, besides the commit, shapes the image: the same key and sha give the same image."""
     overrides = job.request.overrides
     docker = overrides.docker
-    return box.fingerprint(
-        {
-            "dockerfile": docker.dockerfile_path,
-            "workDir": docker.work_dir,
-            "target": docker.target,
-            "secrets": overrides.to_secret_json(),
-            "repository": job.repository_url,
-        }
-    )
+    key: dict[str, object] = {
+        "dockerfile": docker.dockerfile_path,
+        "workDir": docker.work_dir,
+        "target": docker.target,
+        "secrets": overrides.to_secret_json(),
+        "repository": job.repository_url,
+    }
+    if docker.dockerfile_contents is not None:
+        # Only when set: the keys of earlier builds stay valid.
+        key["dockerfileContents"] = docker.dockerfile_contents
+    return box.fingerprint(key)
 
 
 def _pid_alive(worker_id: str | None) -> bool:
