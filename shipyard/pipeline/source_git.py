@@ -373,6 +373,34 @@ class _Fetcher:
                 found[name] = sha
         return found
 
+    def head_branch(self, sha: str, pull_request_id: int) -> str | None:
+        """The branch of pull request ``pull_request_id`` if the remote names it: a branch
+        whose tip is ``sha`` while the PR's head ref (GitHub's ``refs/pull/N/head``, else
+        GitLab's ``refs/merge-requests/N/head``) is ``sha`` too. Several: the first by name
+        (deterministic). None if the head is elsewhere (a fork) or the listing fails."""
+        github = f"refs/pull/{pull_request_id}/head"
+        gitlab = f"refs/merge-requests/{pull_request_id}/head"
+        rc, out = self.git.output(
+            "ls-remote", "--end-of-options", self.url, "refs/heads/*", github, gitlab
+        )
+        if rc != 0:
+            return None
+        heads: list[str] = []
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            ref_sha, _, name = line.partition("\t")
+            if not is_valid_sha(ref_sha):
+                continue
+            if name in (github, gitlab):
+                found[name] = ref_sha
+            elif ref_sha == sha and name.startswith("refs/heads/"):
+                branch = name.removeprefix("refs/heads/")
+                if is_valid_branch(branch):
+                    heads.append(branch)
+        if found.get(github, found.get(gitlab)) != sha or not heads:
+            return None
+        return min(heads)
+
     def fail(self, ref: _Ref, failed: Completed) -> SourceError:
         """Why fetching ``ref`` failed: asking the server separates "no such ref" from
         "unreachable / no access" without parsing git's (translatable) messages."""
@@ -617,6 +645,8 @@ def fetch_source(
       will not send it by id; it is not checked to be on them).
     - else ``pull_request_id``: the head of ``refs/pull/N/head`` or
       ``refs/merge-requests/N/head``; else ``branch``; else the remote's default branch.
+      A pull request's build reports as its branch the branch whose tip the remote shows at
+      the PR's head, if there is one (``FetchedSource.branch``; else None).
     - without ``sha`` and with ``rules`` that have patterns or commit ignore flags: the most
       recent relevant commit of that ref (see ``shipyard.builds.relevant_commit``), or its
       tip if none is found.
@@ -691,6 +721,10 @@ def _fetch(
         git.log("Fetching the whole history (fullGitClone)")
         if fetcher.fetch("--unshallow", ref=sha).returncode != 0:
             raise SourceError("could not fetch the whole history of the commit (fullGitClone)")
+    if pull_request_id is not None and branch is None:
+        branch = fetcher.head_branch(sha, pull_request_id)
+        if branch is not None:
+            git.log(f"Pull request {pull_request_id} is the head of branch '{branch}'")
     git.log(f"Checked out {sha}")
     return FetchedSource(sha=sha, branch=branch, path=dest)
 
