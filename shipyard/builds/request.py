@@ -45,11 +45,18 @@ class SourceSpec:
     bundle_url: str | None = None
 
 
+# ``overrides.docker.dockerfileContents``: an inline Dockerfile, at most this many UTF-8 bytes.
+MAX_DOCKERFILE_CONTENTS_BYTES = 256 * 1024
+
+
 @dataclass(frozen=True)
 class DockerOverrides:
     dockerfile_path: str | None = None
     work_dir: str | None = None
     target: str | None = None
+    # An inline Dockerfile: built instead of the checkout's ``dockerfile_path`` (the context
+    # is still ``work_dir`` of the checkout). Not secret: stored in clear with the build.
+    dockerfile_contents: str | None = None
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,7 @@ def start(
         dockerfile_path=docker.dockerfile_path,
         docker_work_dir=docker.work_dir,
         docker_target=docker.target,
+        dockerfile_contents=docker.dockerfile_contents,
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
         created_at=datetime.now(UTC),
@@ -174,6 +175,7 @@ def load_request(box: SecretBox, workload: Workload, build: Build) -> BuildReque
         work_dir=build.docker_work_dir or workload.docker_work_dir,
         # The build's own target wins over the service's stored buildConfiguration one.
         target=build.docker_target or stored_target(workload),
+        dockerfile_contents=build.dockerfile_contents,
     )
     secret_json = (
         box.open(build.overrides_enc, build_context(build.id)) if build.overrides_enc else {}

@@ -250,10 +250,12 @@ class LocalExecutor:
                 repository_url=repo_url,
                 request=request,
                 use_cache=workload.use_cache,
-                # A job without a sha builds its branch's tip (the job seed); path rules pick
-                # the most recent relevant commit for services only.
-                path_rules=PathRules(tuple(workload.path_ignore_rules), workload.is_allow_list)
-                if workload.path_ignore_rules and workload.entity != "job"
+                # A job without a sha builds its branch's tip (the job seed); path rules and
+                # commit ignore flags pick the most recent relevant commit for services only.
+                path_rules=PathRules.of(
+                    workload.path_ignore_rules, workload.is_allow_list, build_config
+                )
+                if workload.entity != "job"
                 else None,
                 secrets_key=self._box.fingerprint(
                     {
@@ -334,15 +336,17 @@ def reuse_key_of(box: SecretBox, job: BuildJob) -> str:
     """What, besides the commit, shapes the image: the same key and sha give the same image."""
     overrides = job.request.overrides
     docker = overrides.docker
-    return box.fingerprint(
-        {
-            "dockerfile": docker.dockerfile_path,
-            "workDir": docker.work_dir,
-            "target": docker.target,
-            "secrets": overrides.to_secret_json(),
-            "repository": job.repository_url,
-        }
-    )
+    key: dict[str, object] = {
+        "dockerfile": docker.dockerfile_path,
+        "workDir": docker.work_dir,
+        "target": docker.target,
+        "secrets": overrides.to_secret_json(),
+        "repository": job.repository_url,
+    }
+    if docker.dockerfile_contents is not None:
+        # Only when set: the keys of earlier builds stay valid.
+        key["dockerfileContents"] = docker.dockerfile_contents
+    return box.fingerprint(key)
 
 
 def _pid_alive(worker_id: str | None) -> bool:

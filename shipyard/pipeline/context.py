@@ -1,6 +1,7 @@
-"""The build context: work dir and Dockerfile inside the source, build files placed at their
-path relative to the repository root (as Northflank does: the Dockerfile reaches them
-through its context), secret mounts written 0600 beside it (never inside the context)."""
+"""The build context: work dir and Dockerfile inside the source (or the build's inline
+``dockerfileContents`` instead of the file), build files placed at their path relative to the
+repository root (as Northflank does: the Dockerfile reaches them through its context), secret
+mounts written 0600 beside it (never inside the context)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,19 @@ from pathlib import Path
 from shipyard.builds.request import Overrides
 from shipyard.pipeline.errors import PipelineError
 
+# How an inline Dockerfile is named in the log and in check errors.
+INLINE_DOCKERFILE = "dockerfileContents"
+
 
 @dataclass(frozen=True)
 class PreparedContext:
     context_dir: Path
-    dockerfile: Path
+    # The checkout's Dockerfile; None for an inline one (``overrides.docker.dockerfileContents``).
+    dockerfile: Path | None
     display_dockerfile: str
     secrets: Mapping[str, Path]
+    # The Dockerfile's text, to check and build (buildah never reads ``dockerfile`` itself).
+    text: str = ""
 
 
 def _inside(root: Path, relative: str, what: str) -> Path:
@@ -63,24 +70,31 @@ def prepare(source_root: Path, overrides: Overrides, secrets_dir: Path) -> Prepa
     context_dir = _inside(source_root, work_dir, "dockerWorkDir")
     if not context_dir.is_dir():
         raise PipelineError(f"dockerWorkDir {work_dir} not found in the source")
-    if dockerfile_path.endswith(".in"):
-        # buildah runs such files through cpp: #define and #include would change the text
-        # after Shipyard checked it.
-        raise PipelineError(
-            f"dockerFilePath {dockerfile_path}: Dockerfiles ending in .in (C-preprocessed by "
-            "buildah) are not supported"
-        )
-    dockerfile = _inside(source_root, dockerfile_path, "dockerFilePath")
-    if not dockerfile.is_file():
-        raise PipelineError(f"Dockerfile not found at {dockerfile_path}")
+    inline = overrides.docker.dockerfile_contents
+    dockerfile: Path | None = None
+    ignores = [context_dir / ".dockerignore", context_dir / ".containerignore"]
+    if inline is not None:
+        # Built instead of the checkout's file: dockerFilePath is not read at all.
+        text, display = inline, INLINE_DOCKERFILE
+    else:
+        if dockerfile_path.endswith(".in"):
+            # buildah runs such files through cpp: #define and #include would change the
+            # text after Shipyard checked it.
+            raise PipelineError(
+                f"dockerFilePath {dockerfile_path}: Dockerfiles ending in .in (C-preprocessed "
+                "by buildah) are not supported"
+            )
+        dockerfile = _inside(source_root, dockerfile_path, "dockerFilePath")
+        if not dockerfile.is_file():
+            raise PipelineError(f"Dockerfile not found at {dockerfile_path}")
+        text, display = dockerfile.read_text(errors="replace"), dockerfile_path
+        ignores += [
+            dockerfile.with_name(dockerfile.name + ".dockerignore"),
+            dockerfile.with_name(dockerfile.name + ".containerignore"),
+        ]
     # buildah (as the build user) reads these itself: a link out of the source would let a
     # build learn what a host file holds from which context files are sent.
-    for ignore in (
-        context_dir / ".dockerignore",
-        context_dir / ".containerignore",
-        dockerfile.with_name(dockerfile.name + ".dockerignore"),
-        dockerfile.with_name(dockerfile.name + ".containerignore"),
-    ):
+    for ignore in ignores:
         if ignore.is_symlink():
             _inside(source_root, str(ignore.relative_to(source_root.resolve())), ignore.name)
 
@@ -96,4 +110,4 @@ def prepare(source_root: Path, overrides: Overrides, secrets_dir: Path) -> Prepa
             with os.fdopen(fd, "wb") as out:
                 out.write(content.data)
             secrets[secret_id] = file
-    return PreparedContext(context_dir, dockerfile, dockerfile_path, secrets)
+    return PreparedContext(context_dir, dockerfile, display, secrets, text)

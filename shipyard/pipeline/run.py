@@ -359,7 +359,7 @@ class Pipeline:
         prepared = build_context.prepare(root, request.overrides, workdir / "secrets")
         # Refused before buildah sees it: RUN --mount options that reach the host (buildah
         # 1.28 lacks the fixes for CVE-2024-9675 / CVE-2024-1753), ssh mounts, host network.
-        text = prepared.dockerfile.read_text(errors="replace")
+        text = prepared.text
         plan = check_dockerfile(
             text,
             context_dir=prepared.context_dir,

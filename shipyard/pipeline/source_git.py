@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -373,6 +374,34 @@ class _Fetcher:
                 found[name] = sha
         return found
 
+    def head_branch(self, sha: str, pull_request_id: int) -> str | None:
+        """The branch of pull request ``pull_request_id`` if the remote names it: a branch
+        whose tip is ``sha`` while the PR's head ref (GitHub's ``refs/pull/N/head``, else
+        GitLab's ``refs/merge-requests/N/head``) is ``sha`` too. Several: the first by name
+        (deterministic). None if the head is elsewhere (a fork) or the listing fails."""
+        github = f"refs/pull/{pull_request_id}/head"
+        gitlab = f"refs/merge-requests/{pull_request_id}/head"
+        rc, out = self.git.output(
+            "ls-remote", "--end-of-options", self.url, "refs/heads/*", github, gitlab
+        )
+        if rc != 0:
+            return None
+        heads: list[str] = []
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            ref_sha, _, name = line.partition("\t")
+            if not is_valid_sha(ref_sha):
+                continue
+            if name in (github, gitlab):
+                found[name] = ref_sha
+            elif ref_sha == sha and name.startswith("refs/heads/"):
+                branch = name.removeprefix("refs/heads/")
+                if is_valid_branch(branch):
+                    heads.append(branch)
+        if found.get(github, found.get(gitlab)) != sha or not heads:
+            return None
+        return min(heads)
+
     def fail(self, ref: _Ref, failed: Completed) -> SourceError:
         """Why fetching ``ref`` failed: asking the server separates "no such ref" from
         "unreachable / no access" without parsing git's (translatable) messages."""
@@ -441,7 +470,8 @@ class _Fetcher:
             raise self.fail(ref, completed)
 
     def fetch_relevant(self, ref: _Ref, rules: PathRules) -> str:
-        """The most recent commit of ``ref`` whose changes pass ``rules``, else its tip."""
+        """The most recent commit of ``ref`` whose changes and message pass ``rules``, else
+        its tip."""
         tip = self.fetch_ref(ref, depth=RELEVANT_DEPTHS[0])
         fetched = RELEVANT_DEPTHS[0]
         for next_depth in (*RELEVANT_DEPTHS[1:], None):
@@ -461,8 +491,8 @@ class _Fetcher:
             self._deepen(ref, next_depth - fetched)
             fetched = next_depth
         self.git.log(
-            f"No commit among the last {walk.seen} of {ref.label} changes a relevant path; "
-            f"building the tip {tip[:12]}"
+            f"No commit among the last {walk.seen} of {ref.label} is relevant (path rules, "
+            f"commit ignore flags); building the tip {tip[:12]}"
         )
         return tip
 
@@ -472,12 +502,17 @@ def _is_shallow(git: _Git) -> bool:
 
 
 class _Walk:
-    """``git log`` of ``tip`` as (sha, changed paths), newest first, along first parents.
+    """``git log`` of ``tip`` as (sha, changed paths, message), newest first, along first
+    parents.
 
     First parents only: a commit from a merged side branch is not a state of this branch,
     and the merge commit itself is judged by what it brought in (its diff to the first
     parent). The walk stops before a shallow-boundary commit: its parents were not fetched,
     so git would show it as adding every file, which would make it look relevant.
+
+    git writes the log to a file (``--output``), read back as bytes: messages and paths keep
+    every character (no line splitting or cutting by the process runner), and each commit's
+    header carries a random marker, so no message or path can pass for one.
     """
 
     def __init__(self, git: _Git, tip: str, *, limit: int) -> None:
@@ -487,47 +522,67 @@ class _Walk:
         self.seen = 0
         self.hit_boundary = False
 
-    def __iter__(self) -> Iterator[tuple[str, list[str]]]:
-        shallow_file = self._git.cwd / ".git" / "shallow" if self._git.cwd else None
+    def __iter__(self) -> Iterator[tuple[str, list[str], str]]:
+        assert self._git.cwd is not None
+        git_dir = self._git.cwd / ".git"
+        shallow_file = git_dir / "shallow"
         boundary: set[str] = set()
-        if shallow_file is not None and shallow_file.exists():
+        if shallow_file.exists():
             boundary = set(shallow_file.read_text().split())
-        rc, out = self._git.output(
-            "log",
-            "-z",
-            "--first-parent",
-            "--diff-merges=first-parent",
-            "--no-renames",  # a move lists both paths: leaving docs/ can matter
-            "--name-only",
-            "--format=/%H",  # no changed path starts with "/", so headers are unambiguous
-            f"--max-count={self._limit}",
-            self._tip,
-            "--",
-        )
-        if rc != 0:
-            raise SourceError(f"git log failed: {_detail(out.splitlines()[-20:])}")
-        for sha, paths in _parse_log(out):
+        marker = secrets.token_hex(16)
+        out_file = git_dir / f"shipyard-walk-{marker}"
+        try:
+            rc, out = self._git.output(
+                "log",
+                "-z",
+                "--first-parent",
+                "--diff-merges=first-parent",
+                "--no-renames",  # a move lists both paths: leaving docs/ can matter
+                "--name-only",
+                f"--format={marker}%H%x00%B",
+                f"--max-count={self._limit}",
+                f"--output={out_file}",
+                self._tip,
+                "--",
+            )
+            if rc != 0:
+                raise SourceError(f"git log failed: {_detail(out.splitlines()[-20:])}")
+            data = out_file.read_bytes()
+        finally:
+            out_file.unlink(missing_ok=True)
+        for sha, paths, message in parse_log(data.decode("utf-8", "replace"), marker):
             if sha in boundary:
                 self.hit_boundary = True
                 return
             self.seen += 1
-            yield sha, paths
+            yield sha, paths, message
 
 
-def _parse_log(out: str) -> Iterator[tuple[str, list[str]]]:
-    """Parse ``git log -z --name-only --format=/%H``: "/<sha>\\0" then, if the commit
-    changed files, "\\n<path>\\0<path>\\0…"."""
+def parse_log(out: str, marker: str) -> Iterator[tuple[str, list[str], str]]:
+    """Parse ``git log -z --name-only --format=<marker>%H%x00%B``.
+
+    Each commit is "<marker><sha>\0<message>\0" then, if it changed files,
+    "\n<path>\0<path>\0…". The message is the one token after its header whatever it holds
+    (it is empty for an empty message); a later token is a header only if it is the marker
+    and a sha, which no path (the first one starts with "\n") or message can forge without
+    knowing the random marker.
+    """
     sha: str | None = None
+    message: str | None = None
     paths: list[str] = []
     for token in out.split("\0"):
-        if token.startswith("/") and is_valid_sha(token[1:]):
+        if token.startswith(marker) and is_valid_sha(token[len(marker) :]):
             if sha is not None:
-                yield sha, paths
-            sha, paths = token[1:], []
-        elif token and sha is not None:
+                yield sha, paths, message or ""
+            sha, message, paths = token[len(marker) :], None, []
+        elif sha is None:
+            continue
+        elif message is None:
+            message = token
+        elif token:
             paths.append(token.removeprefix("\n"))
     if sha is not None:
-        yield sha, paths
+        yield sha, paths, message or ""
 
 
 def _pick_ref(fetcher: _Fetcher, branch: str | None, pull_request_id: int | None) -> _Ref:
@@ -591,8 +646,11 @@ def fetch_source(
       will not send it by id; it is not checked to be on them).
     - else ``pull_request_id``: the head of ``refs/pull/N/head`` or
       ``refs/merge-requests/N/head``; else ``branch``; else the remote's default branch.
-    - without ``sha`` and with ``rules`` that have patterns: the most recent relevant commit
-      of that ref (see ``shipyard.builds.relevant_commit``), or its tip if none is found.
+      A pull request's build reports as its branch the branch whose tip the remote shows at
+      the PR's head, if there is one (``FetchedSource.branch``; else None).
+    - without ``sha`` and with ``rules`` that have patterns or commit ignore flags: the most
+      recent relevant commit of that ref (see ``shipyard.builds.relevant_commit``), or its
+      tip if none is found.
 
     ``timeout_s`` bounds the whole fetch. ``allowed_local_roots``: directories whose
     repositories may be fetched by path or ``file://`` (none by default). ``limits``: refused
@@ -650,7 +708,7 @@ def _fetch(
     else:
         ref = _pick_ref(fetcher, branch, pull_request_id)
         git.log(f"Fetching {ref.label} from {fetcher.public_url}")
-        if rules is not None and rules.has_patterns:
+        if rules is not None and rules.needs_walk:
             sha = fetcher.fetch_relevant(ref, rules)
         else:
             sha = fetcher.fetch_ref(ref, depth=1)
@@ -664,6 +722,10 @@ def _fetch(
         git.log("Fetching the whole history (fullGitClone)")
         if fetcher.fetch("--unshallow", ref=sha).returncode != 0:
             raise SourceError("could not fetch the whole history of the commit (fullGitClone)")
+    if pull_request_id is not None and branch is None:
+        branch = fetcher.head_branch(sha, pull_request_id)
+        if branch is not None:
+            git.log(f"Pull request {pull_request_id} is the head of branch '{branch}'")
     git.log(f"Checked out {sha}")
     return FetchedSource(sha=sha, branch=branch, path=dest)
 

@@ -114,6 +114,8 @@ class Build(Base):
     dockerfile_path: Mapped[str | None] = mapped_column(String(1024))
     docker_work_dir: Mapped[str | None] = mapped_column(String(1024))
     docker_target: Mapped[str | None] = mapped_column(String(255))
+    # overrides.docker.dockerfileContents (an inline Dockerfile; not secret).
+    dockerfile_contents: Mapped[str | None] = mapped_column(Text)
     # buildArguments, buildFiles and dockerSecretMounts of this build, AES-GCM encrypted.
     overrides_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))

@@ -240,3 +240,67 @@ def test_bundle_url_of_a_build_queued_before_sealing_is_redacted_and_still_fetch
         assert build_service.load_request(state.box, workload, build).source.bundle_url == raw
     got = client.get(f"{path}/build/{started['id']}").json()["data"]
     assert got["bundleUrl"] == "https://***@h/a.tar?***"
+
+
+def test_inline_dockerfile_is_accepted_stored_and_loaded(
+    client: TestClient, targets: dict[str, str]
+) -> None:
+    from shipyard.builds.request import MAX_DOCKERFILE_CONTENTS_BYTES
+
+    state = client.app.state.shipyard  # type: ignore[attr-defined]
+    path = svc_path(targets)
+    inline = "FROM scratch\n# é\r\nCOPY . /x\n"
+    body = {"branch": "main", "overrides": {"docker": {"dockerfileContents": inline}}}
+    build_id = client.post(f"{path}/build", json=body).json()["data"]["id"]
+    plain_id = client.post(f"{path}/build", json={"branch": "main"}).json()["data"]["id"]
+    with state.sessions() as session:
+        build = build_store.get_any(session, build_id)
+        assert build.dockerfile_contents == inline
+        workload = workload_store.get_by_id(session, build.workload_id)
+        request = build_service.load_request(state.box, workload, build)
+        plain = build_service.load_request(
+            state.box, workload, build_store.get_any(session, plain_id)
+        )
+    assert request.overrides.docker.dockerfile_contents == inline
+    assert request.overrides.docker.dockerfile_path == "/Dockerfile"  # the stored one, unused
+    assert plain.overrides.docker.dockerfile_contents is None
+    # Jobs too (the Python SDK's StartJobBuildRequestOverridesOverridesDocker).
+    job = f"/v1/projects/{targets['project']}/jobs/{targets['job']}/build"
+    r = client.post(job, json={"overrides": {"docker": {"dockerfileContents": inline}}})
+    assert r.status_code == 200, r.text
+    # Bounded in UTF-8 bytes; never empty; a string.
+    big = "#" + "é" * (MAX_DOCKERFILE_CONTENTS_BYTES // 2)
+    for bad in (big, "", 5):
+        body = {"branch": "main", "overrides": {"docker": {"dockerfileContents": bad}}}
+        assert_error(client.post(f"{path}/build", json=body), 400, "dockerfileContents")
+    fits = "#" + "x" * (MAX_DOCKERFILE_CONTENTS_BYTES - 1)
+    body = {"branch": "main", "overrides": {"docker": {"dockerfileContents": fits}}}
+    assert client.post(f"{path}/build", json=body).status_code == 200
+
+
+def test_inline_dockerfile_is_part_of_the_reuse_key(
+    client: TestClient, targets: dict[str, str]
+) -> None:
+    from shipyard.builds.request import (
+        BuildRequest,
+        DockerOverrides,
+        Overrides,
+        SourceKind,
+        SourceSpec,
+    )
+    from shipyard.executors.local import reuse_key_of
+    from shipyard.pipeline.run import BuildJob
+
+    box = client.app.state.shipyard.box  # type: ignore[attr-defined]
+
+    def key(contents: str | None) -> str:
+        request = BuildRequest(
+            SourceSpec(SourceKind.GIT, branch="main"),
+            Overrides(docker=DockerOverrides(dockerfile_path="/D", dockerfile_contents=contents)),
+        )
+        job = BuildJob(build_id="b", attempt=1, project_id="p", workload_slug="s",
+                       repository_url="https://example.com/r.git", request=request,
+                       use_cache=True, path_rules=None)  # fmt: skip
+        return reuse_key_of(box, job)
+
+    assert len({key(None), key("FROM scratch\n"), key("FROM scratch\n\n")}) == 3

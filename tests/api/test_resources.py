@@ -101,6 +101,22 @@ def test_project_pagination(client: TestClient) -> None:
             },
             "256 rules",
         ),
+        *(  # commit ignore flags: a bounded list of bounded, non-blank strings
+            (
+                "services/build",
+                {"name": "x", "vcsData": {"projectUrl": "file:///r"}, "buildConfiguration": c},
+                field,
+            )
+            for c, field in (
+                ({"ciIgnoreFlagsEnabled": "maybe"}, "ciIgnoreFlagsEnabled"),
+                ({"ciIgnoreFlags": "[skip ci]"}, "ciIgnoreFlags"),
+                ({"ciIgnoreFlags": [f"[f{i}]" for i in range(65)]}, "ciIgnoreFlags"),
+                ({"ciIgnoreFlags": ["x" * 257]}, "buildConfiguration.ciIgnoreFlags.0"),
+                ({"ciIgnoreFlags": ["[a]", ""]}, "buildConfiguration.ciIgnoreFlags.1"),
+                ({"ciIgnoreFlags": [" \t "]}, "buildConfiguration.ciIgnoreFlags.0"),
+                ({"ciIgnoreFlags": [1]}, "buildConfiguration.ciIgnoreFlags.0"),
+            )
+        ),
         *(
             (
                 "services/build",

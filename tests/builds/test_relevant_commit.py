@@ -6,11 +6,13 @@ import pytest
 
 from shipyard.builds.errors import InvalidRequest
 from shipyard.builds.relevant_commit import (
+    DEFAULT_CI_IGNORE_FLAGS,
     MAX_RULE_CHARS,
     MAX_RULES,
     MAX_STARS,
     PathRules,
     check_rules,
+    ci_ignore_flags,
     most_recent_relevant,
 )
 
@@ -78,11 +80,11 @@ def test_rules_compare_by_value() -> None:
 
 
 def test_most_recent_relevant_walks_newest_first() -> None:
-    commits: list[tuple[str, Sequence[str]]] = [
-        ("c5", ["docs/new.md"]),
-        ("c4", ["README.md"]),
-        ("c3", ["app.py", "docs/x.md"]),
-        ("c2", ["app.py"]),
+    commits: list[tuple[str, Sequence[str], str]] = [
+        ("c5", ["docs/new.md"], "c5"),
+        ("c4", ["README.md"], "c4"),
+        ("c3", ["app.py", "docs/x.md"], "c3"),
+        ("c2", ["app.py"], "c2"),
     ]
     assert most_recent_relevant(commits, IGNORE_DOCS) == "c3"
     assert most_recent_relevant(commits, ONLY_SRC) is None
@@ -93,10 +95,10 @@ def test_most_recent_relevant_walks_newest_first() -> None:
 def test_most_recent_relevant_stops_consuming_at_the_answer() -> None:
     consumed: list[str] = []
 
-    def history() -> Iterator[tuple[str, Sequence[str]]]:
+    def history() -> Iterator[tuple[str, Sequence[str], str]]:
         for sha, paths in [("c3", ["docs/a"]), ("c2", ["app.py"]), ("c1", ["boom"])]:
             consumed.append(sha)
-            yield sha, paths
+            yield sha, paths, ""
 
     assert most_recent_relevant(history(), IGNORE_DOCS) == "c2"
     assert consumed == ["c3", "c2"]
@@ -118,3 +120,69 @@ def test_check_rules_limits() -> None:
         check_rules(["x"] * (MAX_RULES + 1))
     with pytest.raises(InvalidRequest, match="longer than 1024"):
         check_rules(["x" * (MAX_RULE_CHARS + 1)])
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({}, ()),
+        ({"ciIgnoreFlags": ["[x]"]}, ()),  # not enabled
+        ({"ciIgnoreFlagsEnabled": False, "ciIgnoreFlags": ["[x]"]}, ()),
+        ({"ciIgnoreFlagsEnabled": True}, DEFAULT_CI_IGNORE_FLAGS),
+        ({"ciIgnoreFlagsEnabled": True, "ciIgnoreFlags": []}, DEFAULT_CI_IGNORE_FLAGS),
+        ({"ciIgnoreFlagsEnabled": True, "ciIgnoreFlags": None}, DEFAULT_CI_IGNORE_FLAGS),
+        ({"ciIgnoreFlagsEnabled": True, "ciIgnoreFlags": [""]}, DEFAULT_CI_IGNORE_FLAGS),
+        ({"ciIgnoreFlagsEnabled": True, "ciIgnoreFlags": ["[x]", ""]}, ("[x]",)),
+        ({"ciIgnoreFlagsEnabled": "true", "ciIgnoreFlags": ["[x]"]}, ()),  # only a real bool
+    ],
+)
+def test_ci_ignore_flags_of_a_build_configuration(
+    config: dict[str, object], expected: tuple[str, ...]
+) -> None:
+    assert ci_ignore_flags(config) == expected
+
+
+def test_default_flags_are_northflanks() -> None:
+    # js-client 0.9.5 api-client.d.ts, buildConfiguration.ciIgnoreFlags: "Defaults to [...]".
+    assert DEFAULT_CI_IGNORE_FLAGS == (
+        "[skip ci]",
+        "[ci skip]",
+        "[no ci]",
+        "[skip nf]",
+        "[nf skip]",
+        "[northflank skip]",
+        "[skip northflank]",
+    )
+
+
+def test_flagged_message_is_not_relevant_whatever_it_changed() -> None:
+    rules = PathRules((), False, DEFAULT_CI_IGNORE_FLAGS)
+    assert rules.needs_walk
+    assert not rules.is_relevant(["app.py"], "fix: x\n\nbody [skip ci]\n")
+    assert not rules.is_relevant([], "[northflank skip] docs/a/b")
+    assert rules.is_relevant(["app.py"], "fix: x [skip  ci] [SKIP CI] skip ci")  # exact only
+    assert rules.is_relevant([], "no rules: an empty commit is relevant")
+    with_paths = PathRules(("docs/",), False, ("[wip]",))
+    assert not with_paths.is_relevant(["app.py"], "[wip] app")
+    assert not with_paths.is_relevant(["docs/a"], "docs")
+    assert with_paths.is_relevant(["app.py"], "app")
+
+
+def test_rules_of_a_service() -> None:
+    assert PathRules.of([], False, {}) is None
+    assert PathRules.of(["# comment"], False, {"ciIgnoreFlagsEnabled": False}) is None
+    flags_only = PathRules.of([], False, {"ciIgnoreFlagsEnabled": True})
+    assert flags_only == PathRules((), False, DEFAULT_CI_IGNORE_FLAGS)
+    assert PathRules.of(["docs/"], True, {}) == PathRules(("docs/",), True)
+
+
+def test_most_recent_relevant_skips_flagged_commits() -> None:
+    commits: list[tuple[str, Sequence[str], str]] = [
+        ("c3", ["app.py"], "wip [skip nf]"),
+        ("c2", ["docs/a.md"], "docs"),
+        ("c1", ["app.py"], "feat"),
+    ]
+    flags = PathRules((), False, DEFAULT_CI_IGNORE_FLAGS)
+    assert most_recent_relevant(commits, flags) == "c2"
+    both = PathRules(("docs/",), False, DEFAULT_CI_IGNORE_FLAGS)
+    assert most_recent_relevant(commits, both) == "c1"

@@ -289,3 +289,45 @@ def test_expired_lease_ends_crashed(
     make_executor(succeed, lease_s=30).start()
     build = wait_for(sessions, build_id)
     assert build.status == BuildStatus.CRASHED and "lease expired" in (build.message or "")
+
+
+def test_stored_ci_ignore_flags_reach_services_but_not_jobs(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    make_executor: Callable[..., LocalExecutor],
+) -> None:
+    from shipyard.builds.relevant_commit import DEFAULT_CI_IGNORE_FLAGS, PathRules
+
+    seen: dict[str, PathRules | None] = {}
+
+    def record(job: BuildJob, report: Reporter, cancel: threading.Event) -> Outcome:
+        seen[job.workload_slug] = job.path_rules
+        return succeed(job, report, cancel)
+
+    client.post("/v1/projects", json={"name": "flags"})
+    configs: list[tuple[str, str, dict[str, Any]]] = [
+        ("services/build", "default", {"ciIgnoreFlagsEnabled": True}),
+        ("services/combined", "custom", {"ciIgnoreFlagsEnabled": True, "ciIgnoreFlags": ["[x]"]}),
+        ("jobs/manual", "job", {"ciIgnoreFlagsEnabled": True, "pathIgnoreRules": ["docs/"]}),
+        ("services/build", "off", {"ciIgnoreFlags": ["[x]"]}),
+    ]
+    build_ids = []
+    for path, name, config in configs:
+        body = {"name": name, "vcsData": {"projectUrl": "https://example.com/r.git",
+                "projectBranch": "main"}, "buildConfiguration": config}  # fmt: skip
+        r = client.post(f"/v1/projects/flags/{path}", json=body)
+        assert r.status_code == 200, r.text
+        kind = path.split("/")[0]
+        start = {"branch": "main"} if path == "services/build" else {}
+        r = client.post(f"/v1/projects/flags/{kind}/{name}/build", json=start)
+        assert r.status_code == 200, r.text
+        build_ids.append(r.json()["data"]["id"])
+    make_executor(record).start()
+    for build_id in build_ids:
+        assert wait_for(sessions, build_id).status == BuildStatus.SUCCESS
+    assert seen == {
+        "default": PathRules((), False, DEFAULT_CI_IGNORE_FLAGS),
+        "custom": PathRules((), False, ("[x]",)),
+        "job": None,  # a job builds its branch's tip
+        "off": None,  # flags not enabled, no path rules: nothing to walk for
+    }

@@ -82,3 +82,34 @@ def test_a_parent_link_inside_the_source_is_followed(tmp_path: Path) -> None:
     (root / "alias").symlink_to("app")
     place(root, {"/alias/extra": b"via link"})
     assert (root / "app" / "extra").read_bytes() == b"via link"
+
+
+def test_an_inline_dockerfile_replaces_the_checkouts(tmp_path: Path) -> None:
+    root = source(tmp_path)
+    inline = "FROM scratch\nCOPY README.md /r\n# é 🚀\r\n"
+    overrides = Overrides(
+        docker=DockerOverrides(
+            dockerfile_path="/missing/Dockerfile.in", work_dir="/", dockerfile_contents=inline
+        )
+    )
+    prepared = prepare(root, overrides, root.parent / "secrets")
+    assert prepared.text == inline  # the path is not read (nor refused for ".in")
+    assert prepared.dockerfile is None and prepared.display_dockerfile == "dockerfileContents"
+    assert prepared.context_dir == root.resolve()  # still dockerWorkDir of the checkout
+
+
+def test_without_inline_text_the_checkouts_dockerfile_is_read(tmp_path: Path) -> None:
+    root = source(tmp_path)
+    overrides = Overrides(docker=DockerOverrides(dockerfile_path="/app/Dockerfile"))
+    prepared = prepare(root, overrides, root.parent / "secrets")
+    assert prepared.text == "FROM scratch\n"
+    assert prepared.dockerfile == (root / "app" / "Dockerfile").resolve()
+
+
+def test_an_inline_dockerfile_still_needs_the_work_dir(tmp_path: Path) -> None:
+    root = source(tmp_path)
+    overrides = Overrides(
+        docker=DockerOverrides(work_dir="/nope", dockerfile_contents="FROM scratch\n")
+    )
+    with pytest.raises(PipelineError, match="dockerWorkDir /nope not found"):
+        prepare(root, overrides, root.parent / "secrets")

@@ -114,6 +114,7 @@ def test_no_branch_means_the_default_branch(repo: SampleRepo, fetch: Fetch) -> N
 def test_github_pull_request_ref(repo: SampleRepo, fetch: Fetch) -> None:
     result = fetch(repo.url, pull_request_id=7)
     assert result.sha == repo.shas["pr7"]
+    assert result.branch is None  # no branch of the remote is at the PR's head
     assert (fetch.dest / "pr.txt").exists()
     assert commit_count(fetch.dest) == 1
 

@@ -183,3 +183,28 @@ def test_0005_moves_create_time_secrets_out_of_spec_and_the_app_seals_them(
     db = b"".join(p.read_bytes() for p in tmp_path.glob("db.sqlite*"))
     for secret in (b"raw-text-secret body", b"mount-raw-secret", seed.encode()):
         assert secret not in db and base64.b64encode(secret) not in db, secret
+
+
+def test_0009_adds_dockerfile_contents_and_downgrades(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url, "0008_build_metrics")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        columns = [r[1] for r in conn.execute(text("PRAGMA table_info(builds)"))]
+    assert "dockerfile_contents" not in columns
+    engine.dispose()
+    upgrade(url, "0009_dockerfile_contents")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        columns = [r[1] for r in conn.execute(text("PRAGMA table_info(builds)"))]
+    assert "dockerfile_contents" in columns
+    engine.dispose()
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0008_build_metrics")
+        columns = [r[1] for r in conn.execute(text("PRAGMA table_info(builds)"))]
+    engine.dispose()
+    assert "dockerfile_contents" not in columns

@@ -107,6 +107,7 @@ def to_overrides(body: SecretOverrides | None) -> Overrides:
             dockerfile_path=docker.dockerFilePath if docker else None,
             work_dir=docker.dockerWorkDir if docker else None,
             target=docker.dockerfileTarget if docker else None,
+            dockerfile_contents=docker.dockerfileContents if docker else None,
         ),
     )
     check_secret_budget(overrides)

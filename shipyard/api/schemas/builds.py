@@ -14,6 +14,7 @@ from pydantic import (
 )
 
 from shipyard.api.schemas.common import Sha, Strict
+from shipyard.builds.request import MAX_DOCKERFILE_CONTENTS_BYTES
 
 ArgName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-/._]+$", max_length=256)]
 AbsoluteFilePath = Annotated[
@@ -50,11 +51,23 @@ class DockerSettings(Strict):
     dockerFilePath: DockerFilePath | None = None
     dockerWorkDir: DockerWorkDir | None = None
     dockerfileTarget: DockerTarget | None = None
+    dockerfileContents: Annotated[str, StringConstraints(min_length=1)] | None = Field(
+        default=None,
+        description="An inline Dockerfile, built instead of dockerFilePath (at most 256 KiB)",
+    )
 
     @field_validator("dockerFilePath", "dockerWorkDir")
     @classmethod
     def _paths(cls, value: str | None) -> str | None:
         return None if value is None else no_dot_segments(value)
+
+    @field_validator("dockerfileContents")
+    @classmethod
+    def _bounded(cls, value: str | None) -> str | None:
+        # Bytes, not characters: what is stored and written for buildah.
+        if value is not None and len(value.encode()) > MAX_DOCKERFILE_CONTENTS_BYTES:
+            raise ValueError(f"longer than {MAX_DOCKERFILE_CONTENTS_BYTES} bytes (UTF-8)")
+        return value
 
 
 class SecretOverrides(Strict):

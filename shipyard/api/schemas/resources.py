@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
 from shipyard.api.schemas.builds import (
     AbsoluteFilePath,
@@ -20,7 +20,7 @@ from shipyard.api.schemas.builds import (
 )
 from shipyard.api.schemas.common import Name, Open
 from shipyard.builds.errors import InvalidRequest
-from shipyard.builds.relevant_commit import check_rules
+from shipyard.builds.relevant_commit import MAX_CI_FLAG_CHARS, MAX_CI_FLAGS, check_rules
 
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^-].*$")
 GIT_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
@@ -65,9 +65,31 @@ class BuildSettings(Open):
     dockerfile: DockerfileSettings | None = None
 
 
+def _not_blank(flag: str) -> str:
+    if not flag.strip():
+        raise ValueError("a commit ignore flag may not be blank")
+    return flag
+
+
+# Matched as substrings of commit messages: bounded in number and length, never blank (a
+# blank flag would be in nearly every message).
+CiIgnoreFlags = Annotated[
+    list[
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=MAX_CI_FLAG_CHARS),
+            AfterValidator(_not_blank),
+        ]
+    ],
+    Field(max_length=MAX_CI_FLAGS),
+]
+
+
 class BuildConfiguration(Open):
     pathIgnoreRules: list[Annotated[str, StringConstraints(max_length=1024)]] | None = None
     isAllowList: bool | None = None
+    ciIgnoreFlagsEnabled: bool | None = None
+    ciIgnoreFlags: CiIgnoreFlags | None = None
 
     @field_validator("pathIgnoreRules")
     @classmethod
@@ -154,7 +176,7 @@ class BuildOptions(Open):
     pathIgnoreRules: list[Annotated[str, StringConstraints(max_length=1024)]] | None = None
     isAllowList: bool | None = None
     ciIgnoreFlagsEnabled: bool | None = None
-    ciIgnoreFlags: list[Annotated[str, StringConstraints(max_length=256)]] | None = None
+    ciIgnoreFlags: CiIgnoreFlags | None = None
     dockerfileTarget: DockerTarget | None = None
     includeGitFolder: bool | None = None
     fullGitClone: bool | None = None
