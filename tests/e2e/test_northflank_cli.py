@@ -78,7 +78,7 @@ def new_cli(home: Path) -> Cli:
 def cli(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """A CLI whose current context is the live Shipyard, logged in with the admin token."""
     nf = new_cli(tmp_path_factory.mktemp("cli-home"))
-    out = nf.run("login", "-n", "shipyard", "-t", live.token, "--host", live.url)
+    out = nf.run("login", "-n", "shipyard", f"--token={live.token}", "--host", live.url)
     assert out.returncode == 0, out.stderr
     assert "Successfully logged in" in out.stdout, (out.stdout, out.stderr)
     config = nf.config()

@@ -103,7 +103,7 @@ def test_js_client(live: LiveServer, seed_repo: SeedRepo, tmp_path: Path) -> Non
 
 def test_northflank_cli(live: LiveServer, seed_repo: SeedRepo, tmp_path: Path) -> None:
     cli = new_cli(tmp_path / "home")
-    login = cli.run("login", "-n", "shipyard", "-t", live.token, "--host", live.url)
+    login = cli.run("login", "-n", "shipyard", f"--token={live.token}", "--host", live.url)
     assert "Successfully logged in" in login.stdout, (login.stdout, login.stderr)
     p = cli.json("create", "project", "--input", json.dumps({"name": "cli-seed"}))["id"]
     vcs = {"projectUrl": seed_repo.url, "projectType": "self-hosted", "projectBranch": "main"}
