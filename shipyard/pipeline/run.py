@@ -19,7 +19,6 @@ from shipyard.builds.status import BuildStatus
 from shipyard.pipeline import context as build_context
 from shipyard.pipeline.builder import BuildSpec, remote_digest, remote_image_exists, write_authfile
 from shipyard.pipeline.errors import PipelineError, TimedOut
-from shipyard.pipeline.process import run
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.registry_tags import add_tags, image_tags
 from shipyard.pipeline.remote_policy import check_remote
@@ -108,6 +107,18 @@ def _shifted(plan: DockerfilePlan, inserted_after: dict[int, str]) -> Dockerfile
         n + sum(1 for from_line in inserted_after if from_line < n) for n in plan.secret_run_lines
     )
     return dataclasses.replace(plan, secret_run_lines=lines)
+
+
+def _stored_image_id(root: Path, reference: str) -> str | None:
+    """The id of the image named ``reference`` in the overlay store at ``root``."""
+    try:
+        entries = json.loads((root / "overlay-images" / "images.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and reference in (entry.get("names") or []):
+            return str(entry.get("id", "")) or None
+    return None
 
 
 def _identity(reference: str, inspected: Mapping[str, object]) -> str:
@@ -280,17 +291,10 @@ class Pipeline:
         through their network policy)."""
         if reference.startswith("localhost/"):
             store = self.sandbox.settings.base_store
-            if store is None:
-                return None
-            out: list[str] = []
-            done = run(["buildah", *store.args(), "inspect", "--type", "image", "--", reference],
-                       on_line=out.append, cancel=cancel, timeout_s=30)  # fmt: skip
-            if done.returncode != 0:
-                return None
-            try:
-                return _identity(reference, json.loads("\n".join(out)))
-            except json.JSONDecodeError:
-                return None
+            # containers/storage's own index of the shared store: no buildah process (this
+            # check sits on the path of every reused build).
+            image_id = _stored_image_id(store.root, reference) if store is not None else None
+            return f"id:{image_id}" if image_id else None
         if reference.startswith(f"{self.registry.host}/"):
             return remote_digest(reference, target=self.registry, tmpdir=scratch, cancel=cancel)
         return None

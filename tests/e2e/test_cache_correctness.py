@@ -122,3 +122,41 @@ def test_a_re_pushed_base_image_is_not_served_from_an_earlier_build(
     fresh, logs = build(live, svc, {"branch": "main"})
     assert fresh["registry"]["uri"] != first["registry"]["uri"], logs
     assert any(f"Base image {base} changed" in line for line in logs), logs[:20]
+
+
+def test_an_updated_shared_local_base_image_is_not_served_from_an_earlier_build(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    from shipyard.pipeline.builder import BuildahStore
+    from tests.helpers.images import BUSYBOX_IMAGE
+
+    store = BuildahStore(
+        root=live.data_dir / "base-images" / "root",
+        runroot=live.data_dir / "base-images" / "runroot",
+    )
+    base = "localhost/shipyard-test/mutable:1"
+
+    def publish(marker: str) -> None:
+        """The operator puts a new localhost/…/mutable:1 into the shared base-image store."""
+        ctx = tmp_path / f"local-{marker}"
+        ctx.mkdir()
+        (ctx / "marker").write_text(marker)
+        (ctx / "Dockerfile").write_text(f"FROM {BUSYBOX_IMAGE}\nCOPY marker /marker\n")
+        subprocess.run(["buildah", *store.args(), "bud", "--isolation", "oci", "--runtime",
+                        "/usr/sbin/runc", "-t", base, str(ctx)],
+                       check=True, capture_output=True, timeout=120)  # fmt: skip
+
+    publish("old")
+    repo = repo_with(tmp_path, {"Dockerfile": f"FROM {base}\nRUN cat /marker > /seen\n"})
+    with live.client() as c:
+        c.post("/v1/projects", json={"name": "cache-local"})
+        c.post("/v1/projects/cache-local/services/build",
+               json={"name": "s", "vcsData": {"projectUrl": f"file://{repo}"}})  # fmt: skip
+    svc = "/v1/projects/cache-local/services/s"
+    first, _ = build(live, svc, {"branch": "main"})
+    same, logs = build(live, svc, {"branch": "main"})
+    assert same["registry"]["uri"] == first["registry"]["uri"], logs[:15]
+    publish("new")
+    fresh, logs = build(live, svc, {"branch": "main"})
+    assert fresh["registry"]["uri"] != first["registry"]["uri"], logs[:15]
+    assert any(f"Base image {base} changed" in line for line in logs), logs[:15]
