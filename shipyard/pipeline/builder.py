@@ -318,6 +318,27 @@ class Buildah:
         except (OSError, TimedOut):
             return None
 
+    def local_inspect(self, reference: str) -> dict[str, object] | None:
+        """What ``pull_and_inspect`` returns, for an image already in the store, read from
+        containers/storage's own files (its index and the image's config) instead of
+        starting buildah: this runs before every build."""
+        images = self.store.root / "overlay-images"
+        try:
+            entries = json.loads((images / "images.json").read_text())
+        except (OSError, ValueError):
+            return None
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and reference in (entry.get("names") or []):
+                image_id = str(entry.get("id", ""))
+                key = base64.b64encode(f"sha256:{image_id}".encode()).decode()
+                try:
+                    config = json.loads((images / image_id / f"={key}").read_text())
+                except (OSError, ValueError):
+                    return None
+                inner = config.get("config") if isinstance(config, dict) else None
+                return {"FromImageID": image_id, "Docker": {"config": inner or {}}}
+        return None
+
     def pull_and_inspect(
         self,
         reference: str,

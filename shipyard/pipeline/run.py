@@ -408,7 +408,8 @@ class Pipeline:
         # checked like the Dockerfile, and bud then uses exactly the images checked.
         bases: dict[str, str] = {}
         for image in plan.base_images:
-            inspected = buildah.pull_and_inspect(
+            local = buildah.local_inspect(image) if image.startswith("localhost/") else None
+            inspected = local or buildah.pull_and_inspect(
                 image, authfile=authfile, tmpdir=tmpdir, cancel=cancel, on_line=report.line,
                 timeout_s=self._remaining(deadline, self.settings.git_timeout_s),
             )  # fmt: skip

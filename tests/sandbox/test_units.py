@@ -155,3 +155,24 @@ def test_the_args_key_label_follows_each_stage_that_declares_a_given_argument(
     assert keyed[2] == f'LABEL {ARGS_KEY_LABEL}="k1"' and keyed[6] == f'LABEL {ARGS_KEY_LABEL}="k2"'
     assert with_args_key(text, {}) == text
     check_dockerfile("\n".join(keyed), context_dir=tmp_path, display_path="Dockerfile")
+
+
+def test_local_inspect_reads_the_triggers_from_the_stores_own_files(tmp_path: Path) -> None:
+    import base64
+    import json
+
+    from shipyard.pipeline.builder import Buildah, BuildahStore
+    from shipyard.sandbox.dockerfile import onbuild_triggers
+
+    image_id = "ab" * 32
+    images = tmp_path / "root" / "overlay-images"
+    (images / image_id).mkdir(parents=True)
+    (images / "images.json").write_text(json.dumps([{"id": image_id, "names": ["localhost/x:1"]}]))
+    key = base64.b64encode(f"sha256:{image_id}".encode()).decode()
+    config = {"config": {"OnBuild": ["RUN --mount=type=cache,id=../..,target=/x true"]}}
+    (images / image_id / f"={key}").write_text(json.dumps(config))
+    buildah = Buildah(BuildahStore(root=tmp_path / "root", runroot=tmp_path / "run"))
+    inspected = buildah.local_inspect("localhost/x:1")
+    assert inspected is not None and inspected["FromImageID"] == image_id
+    assert onbuild_triggers(inspected) == config["config"]["OnBuild"]
+    assert buildah.local_inspect("localhost/missing:1") is None
