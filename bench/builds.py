@@ -298,12 +298,20 @@ def _fresh_round(root: Path, repo: SampleRepo) -> tuple[RawPipeline, Server]:
     data = root / "shipyard" / "data"
     seed_base_image(base_images_store(data), root / "shipyard" / "seed")
     server = start_server(data)
-    create_service(server, PROJECT, SERVICE, repo.url)
-    raw = RawPipeline(
-        root / "raw", repo, server.registry, server.authfile(root / "auth.json"),
-        rootless=os.environ.get("SHIPYARD_BENCH_RAW_ROOT") != "1",
-    )  # fmt: skip
-    raw.seed()
+    raw: RawPipeline | None = None
+    try:
+        create_service(server, PROJECT, SERVICE, repo.url)
+        raw = RawPipeline(
+            root / "raw", repo, server.registry, server.authfile(root / "auth.json"),
+            rootless=os.environ.get("SHIPYARD_BENCH_RAW_ROOT") != "1",
+        )  # fmt: skip
+        raw.seed()
+    except BaseException:
+        # Never leave a server or build users behind a failed round.
+        server.stop()
+        if raw is not None:
+            raw.close()
+        raise
     return raw, server
 
 
