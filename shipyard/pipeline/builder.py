@@ -322,22 +322,18 @@ class Buildah:
         """What ``pull_and_inspect`` returns, for an image already in the store, read from
         containers/storage's own files (its index and the image's config) instead of
         starting buildah: this runs before every build."""
-        images = self.store.root / "overlay-images"
+        image_id = stored_image_id(self.store.root, reference)
+        if image_id is None:
+            return None
+        key = base64.b64encode(f"sha256:{image_id}".encode()).decode()
         try:
-            entries = json.loads((images / "images.json").read_text())
+            config = json.loads(
+                (self.store.root / "overlay-images" / image_id / f"={key}").read_text()
+            )
         except (OSError, ValueError):
             return None
-        for entry in entries if isinstance(entries, list) else []:
-            if isinstance(entry, dict) and reference in (entry.get("names") or []):
-                image_id = str(entry.get("id", ""))
-                key = base64.b64encode(f"sha256:{image_id}".encode()).decode()
-                try:
-                    config = json.loads((images / image_id / f"={key}").read_text())
-                except (OSError, ValueError):
-                    return None
-                inner = config.get("config") if isinstance(config, dict) else None
-                return {"FromImageID": image_id, "Docker": {"config": inner or {}}}
-        return None
+        inner = config.get("config") if isinstance(config, dict) else None
+        return {"FromImageID": image_id, "Docker": {"config": inner or {}}}
 
     def pull_and_inspect(
         self,
@@ -462,6 +458,19 @@ def _skopeo_inspect(
     finally:
         authfile.unlink(missing_ok=True)
     return Completed(done.returncode, tuple(out))
+
+
+def stored_image_id(root: Path, reference: str) -> str | None:
+    """The id of the image named ``reference`` in the overlay store at ``root``, from
+    containers/storage's own index (no buildah process)."""
+    try:
+        entries = json.loads((root / "overlay-images" / "images.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and reference in (entry.get("names") or []):
+            return str(entry.get("id", "")) or None
+    return None
 
 
 def remote_image_exists(

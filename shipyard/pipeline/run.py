@@ -4,7 +4,6 @@ database: the executor hands in a ``BuildJob`` and a ``Reporter`` and writes the
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import threading
 import time
@@ -17,7 +16,13 @@ from shipyard.builds.relevant_commit import PathRules
 from shipyard.builds.request import BuildRequest, SourceKind
 from shipyard.builds.status import BuildStatus
 from shipyard.pipeline import context as build_context
-from shipyard.pipeline.builder import BuildSpec, remote_digest, remote_image_exists, write_authfile
+from shipyard.pipeline.builder import (
+    BuildSpec,
+    remote_digest,
+    remote_image_exists,
+    stored_image_id,
+    write_authfile,
+)
 from shipyard.pipeline.errors import PipelineError, TimedOut
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.registry_tags import add_tags, image_tags
@@ -107,18 +112,6 @@ def _shifted(plan: DockerfilePlan, inserted_after: dict[int, str]) -> Dockerfile
         n + sum(1 for from_line in inserted_after if from_line < n) for n in plan.secret_run_lines
     )
     return dataclasses.replace(plan, secret_run_lines=lines)
-
-
-def _stored_image_id(root: Path, reference: str) -> str | None:
-    """The id of the image named ``reference`` in the overlay store at ``root``."""
-    try:
-        entries = json.loads((root / "overlay-images" / "images.json").read_text())
-    except (OSError, ValueError):
-        return None
-    for entry in entries if isinstance(entries, list) else []:
-        if isinstance(entry, dict) and reference in (entry.get("names") or []):
-            return str(entry.get("id", "")) or None
-    return None
 
 
 def _identity(reference: str, inspected: Mapping[str, object]) -> str:
@@ -293,7 +286,7 @@ class Pipeline:
             store = self.sandbox.settings.base_store
             # containers/storage's own index of the shared store: no buildah process (this
             # check sits on the path of every reused build).
-            image_id = _stored_image_id(store.root, reference) if store is not None else None
+            image_id = stored_image_id(store.root, reference) if store is not None else None
             return f"id:{image_id}" if image_id else None
         if reference.startswith(f"{self.registry.host}/"):
             return remote_digest(reference, target=self.registry, tmpdir=scratch, cancel=cancel)

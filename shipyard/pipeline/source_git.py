@@ -358,21 +358,25 @@ class _Fetcher:
         # --end-of-options: the URL and refspec can never be read as options.
         return self.git.run(*_FETCH, *options, "--end-of-options", self.url, ref)
 
-    def remote_refs(self, *refs: str) -> dict[str, str]:
-        """``git ls-remote``: {ref: sha} for those of ``refs`` the server has."""
-        rc, out = self.git.output("ls-remote", "--end-of-options", self.url, *refs)
+    def ls_remote(self, *patterns: str) -> dict[str, str]:
+        """``git ls-remote``: {ref: sha} of what the server lists for ``patterns``."""
+        rc, out = self.git.output("ls-remote", "--end-of-options", self.url, *patterns)
         if rc != 0:
             raise SourceError(
                 f"could not read from repository {self.public_url}: "
-                f"{_detail(out.splitlines()[-20:])}"
+                f"{strip_userinfo(_detail(out.splitlines()[-20:]))}"
             )
         found: dict[str, str] = {}
         for line in out.splitlines():
             sha, _, name = line.partition("\t")
-            # ls-remote matches patterns by suffix; keep only exact names.
-            if name in refs and is_valid_sha(sha):
+            if name and is_valid_sha(sha):
                 found[name] = sha
         return found
+
+    def remote_refs(self, *refs: str) -> dict[str, str]:
+        """{ref: sha} for those of ``refs`` the server has."""
+        # ls-remote matches patterns by suffix; keep only exact names.
+        return {name: sha for name, sha in self.ls_remote(*refs).items() if name in refs}
 
     def head_branch(self, sha: str, pull_request_id: int) -> str | None:
         """The branch of pull request ``pull_request_id`` if the remote names it: a branch
@@ -381,17 +385,13 @@ class _Fetcher:
         (deterministic). None if the head is elsewhere (a fork) or the listing fails."""
         github = f"refs/pull/{pull_request_id}/head"
         gitlab = f"refs/merge-requests/{pull_request_id}/head"
-        rc, out = self.git.output(
-            "ls-remote", "--end-of-options", self.url, "refs/heads/*", github, gitlab
-        )
-        if rc != 0:
+        try:
+            listed = self.ls_remote("refs/heads/*", github, gitlab)
+        except SourceError:
             return None
         heads: list[str] = []
         found: dict[str, str] = {}
-        for line in out.splitlines():
-            ref_sha, _, name = line.partition("\t")
-            if not is_valid_sha(ref_sha):
-                continue
+        for name, ref_sha in listed.items():
             if name in (github, gitlab):
                 found[name] = ref_sha
             elif ref_sha == sha and name.startswith("refs/heads/"):
@@ -787,15 +787,4 @@ def list_remote_refs(
     quiet = threading.Event()
     with _remote_git(local, on_line=lambda _l: None, cancel=quiet, timeout_s=timeout_s,
                      env=env) as git:  # fmt: skip
-        rc, out = git.output("ls-remote", "--end-of-options", url, *patterns)
-    if rc != 0:
-        raise SourceError(
-            f"could not read from repository {strip_userinfo(url)}: "
-            f"{strip_userinfo(_detail(out.splitlines()[-20:]))}"
-        )
-    found: dict[str, str] = {}
-    for line in out.splitlines():
-        sha, _, name = line.partition("\t")
-        if name and is_valid_sha(sha):
-            found[name] = sha
-    return found
+        return _Fetcher(git, url).ls_remote(*patterns)

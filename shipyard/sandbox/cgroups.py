@@ -35,10 +35,6 @@ class Limits:
         return f"memory {self.memory_bytes // (1024 * 1024)} MiB, {self.pids} pids{quota}"
 
 
-def available(root: Path = CGROUP_ROOT) -> bool:
-    return all((root / c / "cgroup.procs").exists() for c in CONTROLLERS)
-
-
 class BuildCgroup:
     """``<root>/<controller>/shipyard/<instance>/<name>`` for each controller."""
 
