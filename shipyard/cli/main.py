@@ -6,7 +6,6 @@ import json
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from shipyard.builds.permissions import ALL, Permission
@@ -38,6 +37,7 @@ def up(
     import os
 
     from shipyard.api.app import create_app
+    from shipyard.api.server import serve
     from shipyard.executors.runtime import executor_for
 
     # Everything Shipyard creates is its own unless it says otherwise (the DB and its WAL,
@@ -64,7 +64,7 @@ def up(
             "[bold red]WARNING[/]: SHIPYARD_BUILD_NETWORK=host: RUN steps share the host's "
             "network and reach every service on it (see SECURITY.md)"
         )
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+    serve(application, settings.host, settings.port)
 
 
 @tokens.command("create")

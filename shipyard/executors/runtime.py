@@ -89,6 +89,7 @@ class LocalRuntime:
                 checkout_limits=CheckoutLimits(
                     settings.max_checkout_bytes, settings.max_checkout_entries
                 ),
+                push_stall_timeout_s=settings.push_stall_timeout_s,
             ),
             self.sandbox,
             target,
@@ -105,6 +106,7 @@ class LocalRuntime:
             heartbeat_s=settings.heartbeat_s,
             lease_s=settings.lease_s,
             log_limits=LogLimits(settings.build_max_log_lines, settings.build_max_log_bytes),
+            log_fail_after_s=settings.log_store_fail_after_s,
         )
 
     def _build_target(self, settings: Settings) -> BuildTarget | None:
@@ -157,6 +159,11 @@ class LocalRuntime:
             self.embedded.start()
         self.pipeline.clean_leftovers()
         self.executor.start()
+
+    def drain(self, grace_s: float) -> None:
+        # The registry (and the API's token endpoint) stay up meanwhile: builds finishing
+        # within the grace still push.
+        self.executor.drain(grace_s)
 
     def stop(self) -> None:
         self.executor.stop()
