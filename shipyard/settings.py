@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         gt=0,
         description="A build whose log lines cannot be stored for this long ends FAILURE",
     )
+    disk_reserve_mb: int = Field(
+        default=32,
+        ge=0,
+        description="Space kept free beside the SQLite database and given up when its disk "
+        "fills, so builds can still be concluded (0 = none)",
+    )
     push_stall_timeout_s: float = Field(
         default=120.0,
         gt=0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated
 
 import typer
@@ -43,6 +44,10 @@ def up(
     # Everything Shipyard creates is its own unless it says otherwise (the DB and its WAL,
     # registry storage, logs): build users read only what is explicitly handed to them.
     os.umask(0o077)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("shipyard").setLevel(logging.INFO)
     settings = prepare(Settings())
     if host is not None or port is not None:
         settings = settings.model_copy(

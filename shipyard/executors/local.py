@@ -31,6 +31,7 @@ from shipyard.pipeline.run import BuildJob, Outcome, Pipeline
 from shipyard.sandbox.sandbox import SandboxRequest
 from shipyard.store import builds as build_store
 from shipyard.store import workloads as workload_store
+from shipyard.store.ballast import Ballast, is_disk_full
 from shipyard.store.crypto import SecretBox
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,9 @@ class LocalExecutor:
         lease_s: float,
         log_limits: LogLimits | None = None,
         log_fail_after_s: float = 5.0,
+        ballast: Ballast | None = None,
     ) -> None:
+        self._ballast = ballast or Ballast(None, 0)
         self._log_limits = log_limits
         self._log_fail_after_s = log_fail_after_s
         self._sessions = sessions
@@ -140,6 +143,7 @@ class LocalExecutor:
             run.cancel.set()
 
     def start(self) -> None:
+        self._ballast.ensure()
         self._recover()
         for target, name in ((self._dispatch, "dispatcher"), (self._heartbeat, "heartbeat")):
             thread = threading.Thread(target=target, name=f"shipyard-{name}", daemon=True)
@@ -201,6 +205,7 @@ class LocalExecutor:
 
     def _heartbeat(self) -> None:
         while not self._stopping.wait(self._heartbeat_s):
+            self._ballast.ensure()
             with self._lock:
                 runs = list(self._running.values())
             for run in runs:
@@ -368,7 +373,9 @@ class LocalExecutor:
                     )
                     session.commit()
                 return
-            except Exception:
+            except Exception as exc:
+                if is_disk_full(exc) and self._ballast.release():
+                    continue  # room for this write now
                 if time.monotonic() > deadline:
                     log.exception("could not record the outcome of %s", run.build_id)
                     return

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.pipeline.redact import Redactor
 from shipyard.store import logs as log_store
+from shipyard.store.ballast import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,7 @@ class LogLimits:
 
 def store_failure_message(exc: BaseException, seconds: float) -> str:
     """What the build's outcome says when its log could not be stored."""
-    text = f"{exc.__class__.__name__}: {exc}".lower()
-    if any(s in text for s in ("disk is full", "no space left", "diskfull", "disk full")):
+    if is_disk_full(exc):
         return "no space left on device while storing the build's log"
     first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     cause = first[0][:200] if first else exc.__class__.__name__
@@ -182,7 +182,10 @@ class BuildLog:
         return self._drained.wait(timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Store what is queued (retrying for up to ``timeout_s``), then stop the writer."""
+        """Store what is queued (retrying for up to ``timeout_s``, or briefly once the store
+        was declared failed), then stop the writer."""
+        if self.failure is not None:
+            timeout_s = min(timeout_s, 1.0)
         self._closed.set()
         self._wake.set()
         self._writer.join(timeout=timeout_s)
