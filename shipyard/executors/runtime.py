@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
+from shipyard.gc.collector import GarbageCollector, Report, Schedule
+from shipyard.gc.retention import Policy
 from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.logsink import LogLimits
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
@@ -97,6 +99,16 @@ class LocalRuntime:
         )
         self.registry = target
         self.pipeline = pipeline
+        self.collector = GarbageCollector(
+            sessions,
+            self.sandbox,
+            Policy(settings.gc_keep_last, settings.gc_keep_days),
+            gate=pipeline.push_gate,
+            registry=target,
+            embedded=self.embedded,
+            store_budget_bytes=int(settings.gc_store_budget_gb * (1 << 30)),
+        )
+        self._gc_schedule = Schedule(self.collector, settings.gc_interval_s)
         self.executor = LocalExecutor(
             sessions,
             box,
@@ -151,14 +163,19 @@ class LocalRuntime:
     def abort(self, build_id: str) -> None:
         self.executor.abort(build_id)
 
+    def collect_garbage(self, dry_run: bool) -> Report:
+        return self.collector.run(dry_run=dry_run)
+
     def start(self) -> None:
         self.sandbox.start()
         if self.embedded is not None:
             self.embedded.start()
         self.pipeline.clean_leftovers()
         self.executor.start()
+        self._gc_schedule.start()
 
     def stop(self) -> None:
+        self._gc_schedule.stop()
         self.executor.stop()
         if self.embedded is not None:
             self.embedded.stop()

@@ -285,6 +285,8 @@ class Sandbox:
         self.base_images = BaseImages(self)
         self._lock = threading.Lock()
         self._active: Counter[str] = Counter()
+        # Build users whose store garbage collection holds (``exclusive``): their builds wait.
+        self._held: set[str] = set()
 
     def start(self) -> None:
         self.layout.create()
@@ -339,8 +341,11 @@ class Sandbox:
         box = BuildSandbox(
             self, project_id, key, user, dirs, workdir, cgroup, net, network_mode, limits, notes
         )
-        with self._lock:
-            self._active[user.name] += 1
+        try:
+            self._enter(user.name)
+        except BaseException:
+            box.close()
+            raise
         try:
             if net is not None:
                 net.create()
@@ -349,6 +354,41 @@ class Sandbox:
             with self._lock:
                 self._active[user.name] -= 1
             box.close()
+
+    def _enter(self, name: str) -> None:
+        """Count a build of ``name`` as running, once garbage collection lets go of its store."""
+        while True:
+            with self._lock:
+                if name not in self._held:
+                    self._active[name] += 1
+                    return
+            time.sleep(0.2)
+
+    @contextlib.contextmanager
+    def exclusive(self, project_id: str, timeout_s: float = 60.0) -> Iterator[ProjectStore | None]:
+        """The project's store with no build using it, and none starting until the block
+        ends (garbage collection). None when the project has no build user yet, or its
+        builds did not stop within ``timeout_s`` (then nothing is held)."""
+        name = user_name(self.settings.instance_id, project_id)
+        if name not in self.users.all():
+            yield None
+            return
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                if self._active[name] == 0 and name not in self._held:
+                    self._held.add(name)
+                    break
+            if time.monotonic() > deadline:
+                yield None
+                return
+            time.sleep(0.2)
+        try:
+            user = self.users.for_project(project_id)
+            yield ProjectStore(user, UserDirs(self.settings.root / name))
+        finally:
+            with self._lock:
+                self._held.discard(name)
 
     def _wait_idle(self, name: str, timeout_s: float = 300.0) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -380,11 +420,7 @@ class Sandbox:
         name = user_name(self.settings.instance_id, project_id)
         if name not in self.users.all() or not self._wait_idle(name):
             return
-        dirs = UserDirs(self.settings.root / name)
-        unmount_under(dirs.store)
-        for child in dirs.store.iterdir() if dirs.store.is_dir() else ():
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
-        dirs.base_stamp.unlink(missing_ok=True)
+        empty_store(UserDirs(self.settings.root / name))
 
     def clean_leftovers(self) -> int:
         """After a crash (before any build starts): kill what killed builds left running,
@@ -415,6 +451,39 @@ class Sandbox:
         unmount_under(self.settings.root)
         shutil.rmtree(self.settings.root, ignore_errors=True)
         self.users.remove_all()
+
+
+@dataclass(frozen=True)
+class ProjectStore:
+    """A project's layer store and how to run buildah on it as the project's build user."""
+
+    user: BuildUser
+    dirs: UserDirs
+
+    @property
+    def store(self) -> BuildahStore:
+        return BuildahStore(root=self.dirs.store / "root", runroot=self.dirs.store / "runroot")
+
+    def buildah(self, *args: str, timeout_s: float = 300.0) -> subprocess.CompletedProcess[str]:
+        argv = Launcher(uid=self.user.uid, gid=self.user.gid).wrap(
+            ["buildah", *self.store.args(), *args]
+        )
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout_s,
+            env=user_env(self.user, self.dirs), check=False,
+        )  # fmt: skip
+
+    def empty(self) -> None:
+        empty_store(self.dirs)
+
+
+def empty_store(dirs: UserDirs) -> None:
+    """Drop a project's whole store (cache and images; shared base images come back with its
+    next build). No build of the project may be running."""
+    unmount_under(dirs.store)
+    for child in dirs.store.iterdir() if dirs.store.is_dir() else ():
+        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+    dirs.base_stamp.unlink(missing_ok=True)
 
 
 def _runc_state_cleanup(runc_root: Path, workdir: Path) -> None:
