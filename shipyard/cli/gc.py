@@ -97,10 +97,10 @@ def show_report(report: dict[str, Any]) -> None:
         freed = "" if dry else f", freed {format_bytes(max(0, before - after))}"
         stdout.out(f"registry: {format_bytes(after)} on disk{freed}", highlight=False)
     for store in report.get("stores") or []:
-        freed = max(0, int(store["bytesBefore"]) - int(store["bytesAfter"]))
+        store_freed = max(0, int(store["bytesBefore"]) - int(store["bytesAfter"]))
         line = (
             f"store of {store['projectId']}: {format_bytes(store['bytesAfter'])}"
-            f"{'' if dry else ', freed ' + format_bytes(freed)}"
+            f"{'' if dry else ', freed ' + format_bytes(store_freed)}"
             f", {len(store['imagesRemoved'])} image(s) {'to remove' if dry else 'removed'}"
         )
         if store.get("emptied"):
