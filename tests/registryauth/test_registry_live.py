@@ -129,9 +129,10 @@ def seeded(stack: Stack) -> Stack:
     return stack
 
 
-def test_registry_config_has_token_auth_and_no_deletes(stack: Stack) -> None:
+def test_registry_config_has_token_auth_and_deletes_for_gc(stack: Stack) -> None:
     config = json.loads(stack.registry.config_path.read_text())
-    assert config["storage"]["delete"] == {"enabled": False}
+    assert config["storage"]["delete"] == {"enabled": True}
+    assert config["storage"]["maintenance"] == {"readonly": {"enabled": False}}
     token = config["auth"]["token"]
     assert token["realm"] == f"{stack.api_url}/v1/registry/token"
     assert token["rootcertbundle"] == str(keys.load_or_create(stack.settings.data_dir).cert_path)
@@ -231,18 +232,54 @@ def _manifest_digest(stack: Stack, repo: str, tag: str) -> str:
     return response.headers["docker-content-digest"]
 
 
-def test_manifest_delete_is_refused_even_for_admin_and_shipyard(seeded: Stack) -> None:
-    digest = _manifest_digest(seeded, "b/web", "1")
-    url = f"{seeded.registry.url}/v2/b/web/manifests/{digest}"
-    # The admin token's grant has no delete: the registry wants a better token.
-    admin = seeded.bearer(seeded.admin, "repository:b/web:pull,push,delete,*")
-    denied = httpx.delete(url, headers={"Authorization": f"Bearer {admin}"}, trust_env=False)
-    assert denied.status_code == 401
-    # Shipyard's own identity gets delete, and the registry still refuses: deletes are off.
-    internal = seeded.bearer(seeded.creds.internal_credential(), "repository:b/web:delete")
-    off = httpx.delete(url, headers={"Authorization": f"Bearer {internal}"}, trust_env=False)
-    assert off.status_code == 405 and "UNSUPPORTED" in off.text
-    assert _manifest_digest(seeded, "b/web", "1") == digest
+def test_manifest_delete_only_for_shipyard_itself(seeded: Stack) -> None:
+    """Deletes are on for garbage collection, and only Shipyard's internal identity gets a
+    token that allows one: a build credential, a pull credential and even the admin token
+    are refused by the registry."""
+    build_b = seeded.creds.issue_build_credential("b", "b-build-del", 300)
+    assert seeded.push("b/gone:1", build_b).returncode == 0
+    digest = _manifest_digest(seeded, "b/gone", "1")
+    url = f"{seeded.registry.url}/v2/b/gone/manifests/{digest}"
+    pull_b = seeded.creds.issue_pull_credential("b", 300)[:2]
+    for creds in (build_b, pull_b, seeded.admin):
+        token = seeded.bearer(creds, "repository:b/gone:pull,push,delete,*")
+        denied = httpx.delete(url, headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+        assert denied.status_code == 401, creds[0]
+    assert _manifest_digest(seeded, "b/gone", "1") == digest
+    internal = seeded.bearer(seeded.creds.internal_credential(), "repository:b/gone:delete")
+    deleted = httpx.delete(url, headers={"Authorization": f"Bearer {internal}"}, trust_env=False)
+    assert deleted.status_code == 202
+    # The tag went with the manifest (distribution untags a deleted digest).
+    assert seeded.inspect("b/gone:1", build_b).returncode != 0
+
+
+def test_maintenance_is_read_only_and_garbage_collect_frees_blobs(seeded: Stack) -> None:
+    from shipyard.gc.disk import usage
+    from shipyard.gc.registry import RegistryAdmin
+
+    build_b = seeded.creds.issue_build_credential("b", "b-build-gc", 300)
+    big = write_oci_layout(seeded.home.parent / "big", os.urandom(2 << 20))
+    pushed = seeded.skopeo(
+        "copy", "--dest-tls-verify=false", "--dest-creds", ":".join(build_b),
+        f"oci:{big}:latest", f"docker://{seeded.host}/b/big:1",
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    admin = RegistryAdmin(seeded.registry.target_with(*seeded.creds.internal_credential()))
+    try:
+        assert admin.tags("b/big") == ["1"]
+        digest = admin.resolve("b/big", "1")
+        assert digest is not None and admin.delete("b/big", digest)
+    finally:
+        admin.close()
+    before = usage(seeded.registry.storage_dir)
+    with seeded.registry.maintenance():
+        # Reads go on, writes are refused while the collector runs.
+        assert seeded.inspect("b/web:1", build_b).returncode == 0
+        assert seeded.push("b/ro:1", build_b).returncode != 0
+        seeded.registry.collect_garbage()
+    assert before - usage(seeded.registry.storage_dir) > (2 << 20) * 0.9
+    assert seeded.push("b/after:1", build_b).returncode == 0
+    assert seeded.inspect("b/web:1", build_b).returncode == 0
 
 
 def test_expired_credential_is_refused(seeded: Stack) -> None:
