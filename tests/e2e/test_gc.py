@@ -112,6 +112,11 @@ def test_gc_keeps_the_last_images_and_frees_the_rest(live: LiveServer, service: 
     assert registry_after < (KEEP + 1) * LAYER, registry_after
     assert store_after < (KEEP + 2) * LAYER, store_after
 
+    # Shown with ``pytest -s``: the figures the README quotes.
+    print(
+        f"\nregistry {registry_before} -> {registry_after}, store {store_before} -> {store_after}"
+    )
+    print(out)
     kept, collected = builds[-KEEP:], builds[:-KEEP]
     with live.client() as c:
         for b in kept:
