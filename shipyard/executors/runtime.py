@@ -108,7 +108,7 @@ class LocalRuntime:
             embedded=self.embedded,
             store_budget_bytes=int(settings.gc_store_budget_gb * (1 << 30)),
         )
-        self._gc_schedule = Schedule(self.collector, settings.gc_interval_s)
+        self._gc_schedule = Schedule(self.collector.run, settings.gc_interval_s)
         self.executor = LocalExecutor(
             sessions,
             box,

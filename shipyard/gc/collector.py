@@ -342,9 +342,13 @@ class GarbageCollector:
             for v in project_verdicts:
                 kept = {b.id for b in v.plan.kept}
                 doomed += [(v.service.slug, b.id) for b in v.service.builds if b.id not in kept]
+            if not self._sandbox.has_store(project_id):
+                continue  # never built on this machine
             with self._sandbox.exclusive(project_id) as project:
                 if project is None:
-                    continue  # never built here, or busy: the next run prunes it
+                    why = "builds of the project kept running; pruned by the next collection"
+                    report.stores.append(stores.StoreResult(project_id, skipped=why))
+                    continue
                 try:
                     result = stores.prune(
                         project, project_id, doomed, budget_bytes=self._budget, dry_run=dry_run
@@ -373,8 +377,8 @@ class Schedule:
     """Runs the collector every ``interval_s`` seconds (first after one interval: a start
     must not wait for, or be slowed by, a collection)."""
 
-    def __init__(self, collector: GarbageCollector, interval_s: float) -> None:
-        self._collector = collector
+    def __init__(self, collect: Callable[[], Report], interval_s: float) -> None:
+        self._collect = collect
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -387,7 +391,11 @@ class Schedule:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):
-            report = self._collector.run()
+            try:
+                report = self._collect()
+            except Exception:  # the next interval tries again
+                log.exception("scheduled garbage collection failed")
+                continue
             freed = report.registry_before - report.registry_after
             log.info(
                 "garbage collection: %d builds collected, registry freed %d bytes, %d errors",

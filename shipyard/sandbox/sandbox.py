@@ -364,13 +364,17 @@ class Sandbox:
                     return
             time.sleep(0.2)
 
+    def has_store(self, project_id: str) -> bool:
+        """Whether the project has a build user (and so a store) on this machine."""
+        return user_name(self.settings.instance_id, project_id) in self.users.all()
+
     @contextlib.contextmanager
     def exclusive(self, project_id: str, timeout_s: float = 60.0) -> Iterator[ProjectStore | None]:
         """The project's store with no build using it, and none starting until the block
-        ends (garbage collection). None when the project has no build user yet, or its
-        builds did not stop within ``timeout_s`` (then nothing is held)."""
+        ends (garbage collection). None when the project has no build user, or its builds
+        did not stop within ``timeout_s`` (then nothing is held)."""
         name = user_name(self.settings.instance_id, project_id)
-        if name not in self.users.all():
+        if not self.has_store(project_id):
             yield None
             return
         deadline = time.monotonic() + timeout_s
