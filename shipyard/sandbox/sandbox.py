@@ -388,8 +388,9 @@ class Sandbox:
                 return
             time.sleep(0.2)
         try:
-            user = self.users.for_project(project_id)
-            yield ProjectStore(user, UserDirs(self.settings.root / name))
+            # Mounts the project's disk if no build has since Shipyard started.
+            user, dirs = self._user_dirs(project_id)
+            yield ProjectStore(user, dirs)
         finally:
             with self._lock:
                 self._held.discard(name)
@@ -398,7 +399,7 @@ class Sandbox:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
-                if self._active[name] == 0:
+                if self._active[name] == 0 and name not in self._held:
                     return True
             time.sleep(0.2)
         return False
