@@ -223,8 +223,9 @@ class EmbeddedRegistry:
                 "filesystem": {"rootdirectory": str(self.storage_dir)},
                 # On for garbage collection only: the token endpoint grants ``delete`` to
                 # Shipyard's own identity and nothing else (registryauth.scopes), so no
-                # build, user or leaked token can remove an image.
-                "delete": {"enabled": True},
+                # build, user or leaked token can remove an image. Without token auth every
+                # local process could: then off.
+                "delete": {"enabled": self.auth is not None},
                 # Read-only while the offline garbage collector runs (``maintenance``).
                 "maintenance": {"readonly": {"enabled": self._read_only}},
             },
