@@ -388,3 +388,62 @@ def test_pipeline_push_and_reuse_check_with_credentials(seeded: Stack, tmp_path:
         assert not exists(build_b) and not exists(seeded.registry.target)
     finally:
         unmount_under(store.root)
+
+
+def test_gc_removes_artifacts_attached_by_the_referrers_tag_schema(seeded: Stack) -> None:
+    """An SBOM attached to an image (OCI referrers tag schema: an index tagged
+    ``sha256-<hex>``) goes with its image; it would otherwise stay tagged forever."""
+    import hashlib
+
+    from shipyard.gc.registry import RegistryAdmin
+
+    build_b = seeded.creds.issue_build_credential("b", "b-build-ref", 300)
+    assert seeded.push("b/refd:1", build_b).returncode == 0
+    subject = _manifest_digest(seeded, "b/refd", "1")
+    token = seeded.bearer(seeded.creds.internal_credential(), "repository:b/refd:pull,push")
+    auth = {"Authorization": f"Bearer {token}"}
+    base = f"{seeded.registry.url}/v2/b/refd"
+    empty = b"{}"
+    empty_digest = "sha256:" + hashlib.sha256(empty).hexdigest()
+    started = httpx.post(f"{base}/blobs/uploads/", headers=auth, trust_env=False)
+    assert started.status_code == 202, started.text
+    location = started.headers["location"]
+    location = location if location.startswith("http") else seeded.registry.url + location
+    sep = "&" if "?" in location else "?"
+    put = httpx.put(f"{location}{sep}digest={empty_digest}", content=empty, headers=auth,
+                    trust_env=False)  # fmt: skip
+    assert put.status_code == 201, put.text
+    oci = "application/vnd.oci.image.manifest.v1+json"
+    descriptor = {
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": empty_digest,
+        "size": 2,
+    }
+    artifact = json.dumps({
+        "schemaVersion": 2, "mediaType": oci, "artifactType": "application/spdx+json",
+        "config": descriptor, "layers": [descriptor],
+        "subject": {"mediaType": oci, "digest": subject, "size": 1},
+    }).encode()  # fmt: skip
+    artifact_digest = "sha256:" + hashlib.sha256(artifact).hexdigest()
+    put = httpx.put(f"{base}/manifests/{artifact_digest}", content=artifact,
+                    headers={**auth, "Content-Type": oci}, trust_env=False)  # fmt: skip
+    assert put.status_code == 201, put.text
+    index_type = "application/vnd.oci.image.index.v1+json"
+    index = json.dumps({
+        "schemaVersion": 2, "mediaType": index_type,
+        "manifests": [{"mediaType": oci, "digest": artifact_digest, "size": len(artifact),
+                       "artifactType": "application/spdx+json"}],
+    }).encode()  # fmt: skip
+    put = httpx.put(f"{base}/manifests/{subject.replace(':', '-')}", content=index,
+                    headers={**auth, "Content-Type": index_type}, trust_env=False)  # fmt: skip
+    assert put.status_code == 201, put.text
+
+    admin = RegistryAdmin(seeded.registry.target_with(*seeded.creds.internal_credential()))
+    try:
+        assert admin.resolve("b/refd", artifact_digest) == artifact_digest
+        assert admin.delete_referrers("b/refd", subject) == 1
+        assert admin.delete("b/refd", subject)
+        assert admin.resolve("b/refd", artifact_digest) is None
+        assert admin.tags("b/refd") == []
+    finally:
+        admin.close()
