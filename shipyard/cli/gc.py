@@ -38,12 +38,21 @@ def gc(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only say what would be collected and freed")
     ] = False,
+    keep_last: Annotated[
+        int | None,
+        typer.Option("--keep-last", min=1, help="Images kept per service, for this run"),
+    ] = None,
+    keep_days: Annotated[
+        float | None,
+        typer.Option("--keep-days", min=0, help="Keep builds younger than this, for this run"),
+    ] = None,
     output: OutputOpt = Output.TEXT,
     url: Url = None,
     token: Token = None,
 ) -> None:
     """Apply the image retention policy now: delete old images from the registry and the
-    build stores (needs the admin token)."""
+    build stores (needs the admin token). --keep-last / --keep-days replace the server's
+    SHIPYARD_GC_KEEP_LAST / _DAYS for this run; a service's own retention still wins."""
     cfg = config.resolve(url, token)
     admin = _admin_token(token)
     if not admin:
@@ -52,7 +61,11 @@ def gc(
     try:
         response = httpx.post(
             f"{cfg.url}/v1/gc",
-            params={"dryRun": str(dry_run).lower()},
+            params={
+                "dryRun": str(dry_run).lower(),
+                **({"keepLast": keep_last} if keep_last is not None else {}),
+                **({"keepDays": keep_days} if keep_days is not None else {}),
+            },
             headers={"Authorization": f"Bearer {admin}"},
             timeout=_TIMEOUT_S,
             trust_env=False,

@@ -171,8 +171,8 @@ class LocalRuntime:
     def abort(self, build_id: str) -> None:
         self.executor.abort(build_id)
 
-    def collect_garbage(self, dry_run: bool) -> Report:
-        return self.collector.run(dry_run=dry_run)
+    def collect_garbage(self, dry_run: bool, policy: Policy | None = None) -> Report:
+        return self.collector.run(dry_run=dry_run, policy=policy)
 
     def start(self) -> None:
         """The registry now (a port clash must stop ``shipyard up``); what a killed server

@@ -106,7 +106,7 @@ class Report:
 class Collects(Protocol):
     """An executor that can collect garbage (the local runtime)."""
 
-    def collect_garbage(self, dry_run: bool) -> Report: ...
+    def collect_garbage(self, dry_run: bool, policy: Policy | None = None) -> Report: ...
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class GarbageCollector:
 
     # --- planning -----------------------------------------------------------------------
 
-    def _services(self, session: Session) -> list[_Service]:
+    def _services(self, session: Session, policy: Policy) -> list[_Service]:
         workloads = list(session.scalars(select(Workload)))
         rows = session.execute(
             select(
@@ -194,9 +194,7 @@ class GarbageCollector:
                     entity=w.entity,
                     slug=w.slug,
                     default_branch=w.vcs_branch,
-                    policy=self._policy.overridden(
-                        retention if isinstance(retention, dict) else None
-                    ),
+                    policy=policy.overridden(retention if isinstance(retention, dict) else None),
                     builds=tuple(by_workload.get(w.id, [])),
                 )
             )
@@ -230,9 +228,9 @@ class GarbageCollector:
             )
             return {sha for sha in rows if sha}
 
-    def _plan(self, admin: RegistryAdmin | None, now: datetime) -> list[_Verdict]:
+    def _plan(self, admin: RegistryAdmin | None, now: datetime, policy: Policy) -> list[_Verdict]:
         with self._sessions() as session:
-            services = self._services(session)
+            services = self._services(session, policy)
         verdicts = []
         for service in services:
             first = plan(service.builds, service.policy, now, default_branch=service.default_branch)
@@ -253,12 +251,14 @@ class GarbageCollector:
 
     # --- the run ------------------------------------------------------------------------
 
-    def run(self, *, dry_run: bool = False) -> Report:
+    def run(self, *, dry_run: bool = False, policy: Policy | None = None) -> Report:
+        """``policy``: this run's defaults instead of the operator's (``shipyard gc
+        --keep-last``); a service's own ``retention`` still wins."""
         with self._running:
             started = time.monotonic()
             report = Report(dry_run=dry_run, started_at=datetime.now(UTC))
             try:
-                verdicts = self._registry_phase(report, dry_run)
+                verdicts = self._registry_phase(report, dry_run, policy or self._policy)
                 self._store_phase(report, verdicts, dry_run)
                 self._logs_phase(report, dry_run)
             except Exception as exc:  # reported, and logged with its traceback
@@ -267,16 +267,16 @@ class GarbageCollector:
             report.seconds = time.monotonic() - started
             return report
 
-    def _registry_phase(self, report: Report, dry_run: bool) -> list[_Verdict]:
+    def _registry_phase(self, report: Report, dry_run: bool, policy: Policy) -> list[_Verdict]:
         storage = self._embedded.storage_dir if self._embedded is not None else None
         report.registry_before = usage(storage) if storage is not None else 0
         admin = RegistryAdmin(self._registry) if self._registry is not None else None
         try:
             if dry_run or admin is None:
-                verdicts = self._plan(admin, datetime.now(UTC))
+                verdicts = self._plan(admin, datetime.now(UTC), policy)
             else:
                 with self._gate.maintenance():
-                    verdicts = self._plan(admin, datetime.now(UTC))
+                    verdicts = self._plan(admin, datetime.now(UTC), policy)
                     self._delete(admin, verdicts, report)
         finally:
             if admin is not None:

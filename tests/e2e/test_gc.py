@@ -38,24 +38,35 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def service(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("gc-repo")
     _git(repo, "init", "-q", "--initial-branch=main")
     (repo / "Dockerfile").write_text(DOCKERFILE)
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "initial")
+    return repo
+
+
+def create_service(live: LiveServer, repo: Path, name: str, **extra: Any) -> str:
     with live.client() as c:
-        project = c.post("/v1/projects", json={"name": "gc"}).json()["data"]["id"]
+        r = c.post("/v1/projects", json={"name": name})
+        assert r.status_code == 200, r.text
+        project = r.json()["data"]["id"]
         body = {
-            "name": "blob",
+            "name": name,
             "vcsData": {"projectUrl": f"file://{repo}", "projectType": "self-hosted",
                         "projectBranch": "main"},
-            # Shipyard's own field: this service keeps fewer images than the operator's 10.
-            "retention": {"keepLast": KEEP, "keepDays": 0},
+            **extra,
         }  # fmt: skip
         r = c.post(f"/v1/projects/{project}/services/combined", json=body)
         assert r.status_code == 200, r.text
-        yield f"/v1/projects/{project}/services/{r.json()['data']['id']}"
+        return f"/v1/projects/{project}/services/{r.json()['data']['id']}"
+
+
+@pytest.fixture(scope="module")
+def service(live: LiveServer, repo: Path) -> Iterator[str]:
+    # Shipyard's own field: this service keeps fewer images than the operator's 10.
+    yield create_service(live, repo, "gc", retention={"keepLast": KEEP, "keepDays": 0})
 
 
 def build(live: LiveServer, svc: str, n: int) -> dict[str, Any]:
@@ -98,7 +109,7 @@ def test_gc_keeps_the_last_images_and_frees_the_rest(live: LiveServer, service: 
     assert registry_before > BUILDS * LAYER and store_before > BUILDS * LAYER
 
     dry = shipyard_gc(live, "--dry-run")
-    assert f"would collect {BUILDS - KEEP} build(s)" in dry, dry
+    assert f"gc/gc: would collect {BUILDS - KEEP} build(s)" in dry, dry
     assert disk(live)[0] >= registry_before  # a dry run deletes nothing
     assert all(pulls(live, b["registry"]["uri"]) for b in builds)
 
@@ -138,3 +149,15 @@ def test_gc_keeps_the_last_images_and_frees_the_rest(live: LiveServer, service: 
     assert pulls(live, newest["registry"]["uri"])
     again = shipyard_gc(live)
     assert "collected 1 build(s)" in again, again  # keep-last 2: the oldest kept one goes
+
+
+def test_keep_last_for_one_run(live: LiveServer, repo: Path) -> None:
+    """``--keep-last`` / ``--keep-days`` replace the operator's defaults (10 images, 14 days)
+    for one run; a service without its own retention follows them."""
+    svc = create_service(live, repo, "plain")
+    first, second = build(live, svc, 100), build(live, svc, 101)
+    assert "gc/plain" not in shipyard_gc(live, "--dry-run")  # 10 / 14 days: nothing goes
+    out = shipyard_gc(live, "--keep-last", "1", "--keep-days", "0")
+    assert "plain/plain: collected 1 build(s)" in out, out
+    assert first["id"] in out and second["id"] not in out
+    assert pulls(live, second["registry"]["uri"]) and not pulls(live, first["registry"]["uri"])
