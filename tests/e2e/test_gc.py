@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,3 +163,32 @@ def test_keep_last_for_one_run(live: LiveServer, repo: Path) -> None:
     assert "plain/plain: collected 1 build(s)" in out, out
     assert first["id"] in out and second["id"] not in out
     assert pulls(live, second["registry"]["uri"]) and not pulls(live, first["registry"]["uri"])
+
+
+def test_gc_while_a_build_runs(live: LiveServer, repo: Path) -> None:
+    """A collection during a build: the registry's read-only restart and the store's hold do
+    not break it (the store waits for the build, its push waits for the registry)."""
+    svc = create_service(live, repo, "busy", retention={"keepLast": 1, "keepDays": 0})
+    old = build(live, svc, 200)
+    slow = f"FROM {BUSYBOX_IMAGE}\nRUN sleep 6 && head -c {MB} /dev/urandom > /blob\n"
+    with live.client() as c:
+        r = c.post(f"{svc}/build", json={"overrides": {"docker": {"dockerfileContents": slow}}})
+        assert r.status_code == 200, r.text
+        build_id = r.json()["data"]["id"]
+        deadline = time.monotonic() + 120
+        while c.get(f"{svc}/build/{build_id}").json()["data"]["status"] != "BUILDING":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    outputs: list[str] = []
+    gc = threading.Thread(target=lambda: outputs.append(shipyard_gc(live)))
+    gc.start()
+    done = live.wait(f"{svc}/build/{build_id}", timeout=300)
+    gc.join(300)
+    assert done["status"] == "SUCCESS", live.logs(f"{svc}/build-logs", build_id)[-20:]
+    assert pulls(live, done["registry"]["uri"])
+    assert outputs and "store of busy" in outputs[0], outputs
+    # A running build has no image yet: it displaced nothing, the old image stayed.
+    assert "busy/busy" not in outputs[0] and pulls(live, old["registry"]["uri"])
+    # Now it has: keep-last 1 lets the old one go.
+    assert "busy/busy: collected 1 build(s)" in shipyard_gc(live)
+    assert not pulls(live, old["registry"]["uri"]) and pulls(live, done["registry"]["uri"])

@@ -147,3 +147,12 @@ def test_store_names_of_doomed_builds() -> None:
         "127.0.0.1:41234/p/web:b2",
         "127.0.0.1:5000/p/web:b1",
     ]
+
+
+def test_bytes_only_the_collected_images_reference() -> None:
+    from shipyard.gc.registry import Blobs, unique_bytes
+
+    base, old, new = "sha256:base", "sha256:old", "sha256:new"
+    doomed = [Blobs({base: 100, old: 5000}), Blobs({base: 100, old: 5000, "sha256:x": 7})]
+    kept = [Blobs({base: 100, new: 5000})]
+    assert unique_bytes(doomed, kept) == 5007  # shared layers count once, kept ones not at all
