@@ -270,8 +270,8 @@ class BuildSandbox:
         if self.disk_full:
             if disk := self.sandbox.settings.disk_bytes:
                 return (
-                    f"no space left on device while {stage}: each project's layers and work "
-                    f"dirs are limited to {disk / (1 << 30):g} GiB (SHIPYARD_BUILD_DISK_GB)"
+                    f"no space left on device while {stage}: each project's disk (layers "
+                    f"and work dirs) holds {disk / (1 << 30):g} GiB (SHIPYARD_BUILD_DISK_GB)"
                 )
             return f"no space left on device while {stage}"
         if self.cgroup is None:
