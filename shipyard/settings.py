@@ -128,6 +128,23 @@ class Settings(BaseSettings):
             return [part for part in text.split(os.pathsep) if part]
         return value
 
+    # Garbage collection and retention (shipyard/gc; README, "Disk and garbage collection")
+    gc_keep_last: int = Field(
+        default=10, ge=1, description="Successful images kept per service (newest first)"
+    )
+    gc_keep_days: float = Field(
+        default=14.0, ge=0, description="Images of builds younger than this are kept too"
+    )
+    gc_interval_s: float = Field(
+        default=24 * 3600.0, ge=0, description="Seconds between scheduled collections; 0 = off"
+    )
+    gc_store_budget_gb: float = Field(
+        default=10.0,
+        gt=0,
+        description="A project's buildah store (layer cache) beyond this after pruning is "
+        "emptied: the registry keeps every image, the store is only a cache",
+    )
+
     # Server-side safety
     metrics_token: SecretStr | None = Field(
         default=None,

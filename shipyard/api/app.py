@@ -20,6 +20,7 @@ from shipyard.api.routers import (
     build_arguments,
     build_metrics,
     builds,
+    gc,
     job_runs,
     login,
     logs,
@@ -93,6 +94,7 @@ def create_app(
         job_runs,
         registry,
         metrics,
+        gc,
     ):
         app.include_router(module.router)
     app.add_middleware(LimitBody)

@@ -1,5 +1,6 @@
 """``GET /metrics`` for Prometheus: build counts by status and the queue's age, read from the
-database at scrape time (the build table is the truth, whichever process ran the builds)."""
+database at scrape time (the build table is the truth, whichever process ran the builds), and
+disk use (``shipyard_disk_bytes``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -19,6 +20,9 @@ from shipyard.api.auth import bearer, is_admin_token
 from shipyard.api.deps import AppState, State
 from shipyard.builds.errors import Unauthenticated
 from shipyard.builds.status import BuildStatus
+from shipyard.gc.disk import Cached, store_dirs, total, usage
+from shipyard.sandbox.sandbox import default_root
+from shipyard.store import logs as log_store
 from shipyard.store.models import Build
 
 router = APIRouter(tags=["metrics"])
@@ -48,6 +52,47 @@ class BuildCollector(Collector):
         )
 
 
+class DiskCollector(Collector):
+    """Disk use of the layer stores, the embedded registry and the build logs (measured at
+    most once a minute: ``du`` over large stores takes a while)."""
+
+    def __init__(self, usage: Cached) -> None:
+        self._usage = usage
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "shipyard_disk_bytes",
+            "Disk use by part: stores (projects' buildah stores), base_images, registry "
+            "(embedded registry storage), logs (build log text in the database)",
+            labels=["part"],
+        )
+        for part, value in sorted(self._usage.get().items()):
+            family.add_metric([part], value)
+        yield family
+
+
+def disk_usage(request: Request, state: AppState) -> Cached:
+    """The app's one cache of disk measurements (made at the first scrape)."""
+    cached: Cached | None = getattr(request.app.state, "disk_usage", None)
+    if cached is None:
+        settings, sessions = state.settings, state.sessions
+
+        def measure() -> dict[str, float]:
+            root = settings.sandbox_dir or default_root(settings.instance_id)
+            base = settings.base_images_dir or settings.data_dir / "base-images"
+            values: dict[str, float] = {
+                "stores": float(total(store_dirs(root))),
+                "base_images": float(usage(base)),
+                "logs": float(log_store.text_bytes(sessions)),
+            }
+            if not settings.registry:
+                values["registry"] = float(usage(settings.data_dir / "registry"))
+            return values
+
+        cached = request.app.state.disk_usage = Cached(measure)
+    return cached
+
+
 def check_scraper(authorization: str | None, state: AppState) -> None:
     """Open unless ``SHIPYARD_METRICS_TOKEN`` is set (build counts say little, but an operator
     may not want them public); then that token or the admin token is required."""
@@ -65,8 +110,11 @@ def check_scraper(authorization: str | None, state: AppState) -> None:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(state: State, authorization: Annotated[str | None, Header()] = None) -> Response:
+def metrics(
+    request: Request, state: State, authorization: Annotated[str | None, Header()] = None
+) -> Response:
     check_scraper(authorization, state)
     registry = CollectorRegistry()
     registry.register(BuildCollector(state.sessions))
+    registry.register(DiskCollector(disk_usage(request, state)))
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

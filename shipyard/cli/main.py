@@ -1,4 +1,4 @@
-"""``shipyard``: run the service (``up``) and administer it (``tokens``, ``registry``)."""
+"""``shipyard``: run the service (``up``) and administer it (``tokens``, ``registry``, ``gc``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from shipyard.builds.permissions import ALL, Permission
-from shipyard.cli import builds, registry, resources
+from shipyard.cli import builds, gc, registry, resources
 from shipyard.settings import Settings, prepare
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(resources.create_app, name="create")
 app.add_typer(tokens, name="tokens")
 app.add_typer(registry.registry_app, name="registry")
 app.command()(resources.login)
+app.command("gc")(gc.gc)
 console = Console(stderr=True)
 
 

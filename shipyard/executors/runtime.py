@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
+from shipyard.gc.collector import GarbageCollector, Report, Schedule
+from shipyard.gc.retention import Policy
 from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.logsink import LogLimits
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
@@ -101,6 +103,16 @@ class LocalRuntime:
         )
         self.registry = target
         self.pipeline = pipeline
+        self.collector = GarbageCollector(
+            sessions,
+            self.sandbox,
+            Policy(settings.gc_keep_last, settings.gc_keep_days),
+            gate=pipeline.push_gate,
+            registry=target,
+            embedded=self.embedded,
+            store_budget_bytes=int(settings.gc_store_budget_gb * (1 << 30)),
+        )
+        self._gc_schedule = Schedule(self.collector.run, settings.gc_interval_s)
         self.executor = LocalExecutor(
             sessions,
             box,
@@ -159,6 +171,9 @@ class LocalRuntime:
     def abort(self, build_id: str) -> None:
         self.executor.abort(build_id)
 
+    def collect_garbage(self, dry_run: bool, policy: Policy | None = None) -> Report:
+        return self.collector.run(dry_run=dry_run, policy=policy)
+
     def start(self) -> None:
         """The registry now (a port clash must stop ``shipyard up``); what a killed server
         left (processes, namespaces, working containers) is cleaned and its builds are
@@ -187,6 +202,7 @@ class LocalRuntime:
 
         self._starting = threading.Thread(target=recover, name="shipyard-recover", daemon=True)
         self._starting.start()
+        self._gc_schedule.start()
 
     def drain(self, grace_s: float) -> None:
         if self._starting is not None:
@@ -196,6 +212,7 @@ class LocalRuntime:
         self.executor.drain(grace_s)
 
     def stop(self) -> None:
+        self._gc_schedule.stop()
         if self._starting is not None:
             self._starting.join()
         self.executor.stop()

@@ -3,8 +3,8 @@
 The Debian ``docker-registry`` service does not start on these machines (DESIGN.md,
 "Building with buildah"), so Shipyard runs ``docker-registry serve <config>`` itself,
 bound to 127.0.0.1 only. It speaks plain HTTP, so it must not face the network; it requires
-a bearer token from Shipyard's token endpoint (distribution's token auth, ``TokenAuth``) and
-refuses deletes.
+a bearer token from Shipyard's token endpoint (distribution's token auth, ``TokenAuth``);
+only Shipyard's own identity is ever granted deletes (garbage collection).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -160,6 +161,7 @@ class EmbeddedRegistry:
         self.startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._read_only = False
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -231,10 +233,13 @@ class EmbeddedRegistry:
             "log": {"level": "error", "accesslog": {"disabled": True}},
             "storage": {
                 "filesystem": {"rootdirectory": str(self.storage_dir)},
-                # Off: with deletes a project could remove an image another one was built
-                # from, and a leaked token could destroy history. Retention would go through
-                # the registry's garbage collector offline, not through the API.
-                "delete": {"enabled": False},
+                # On for garbage collection only: the token endpoint grants ``delete`` to
+                # Shipyard's own identity and nothing else (registryauth.scopes), so no
+                # build, user or leaked token can remove an image. Without token auth every
+                # local process could: then off.
+                "delete": {"enabled": self.auth is not None},
+                # Read-only while the offline garbage collector runs (``maintenance``).
+                "maintenance": {"readonly": {"enabled": self._read_only}},
             },
             # A fixed secret per start silences the "no HTTP secret" warning; uploads never
             # span a restart of a single instance, so it need not persist.
@@ -388,6 +393,43 @@ class EmbeddedRegistry:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    # --- garbage collection (shipyard.gc) ------------------------------------------------
+
+    def _restart(self, *, read_only: bool) -> None:
+        # Under the supervisor's lock: it must not take the stopped process for a crash.
+        with self._lock:
+            self._stop_process()
+            self._read_only = read_only
+            self._start_process()
+
+    @contextlib.contextmanager
+    def maintenance(self) -> Iterator[None]:
+        """The registry restarted read-only for the duration (pulls go on, pushes are
+        refused), then read-write again: distribution's garbage collector must not run while
+        anything can push (a blob uploaded during its mark phase would be swept)."""
+        self._restart(read_only=True)
+        try:
+            yield
+        finally:
+            self._restart(read_only=False)
+
+    def collect_garbage(self, timeout_s: float = 1800.0) -> str:
+        """``docker-registry garbage-collect``: delete blobs no manifest references any more.
+        Only inside ``maintenance``. Without ``--delete-untagged``: every image Shipyard
+        pushes keeps its build-id tag, so untagged manifests are the children of an index or
+        artifacts it has not learnt of, which distribution 2.8 would wrongly sweep."""
+        if not self._read_only:
+            raise RuntimeError("garbage-collect runs only while the registry is read-only")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        done = subprocess.run(
+            [self.binary, "garbage-collect", str(self.config_path)],
+            capture_output=True, text=True, timeout=timeout_s, env=env, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-10:])
+            raise RuntimeError(f"docker-registry garbage-collect failed: {tail}")
+        return done.stdout
 
     def __enter__(self) -> EmbeddedRegistry:
         self.start()

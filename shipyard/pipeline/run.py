@@ -24,6 +24,7 @@ from shipyard.pipeline.builder import (
     write_authfile,
 )
 from shipyard.pipeline.errors import PipelineError, TimedOut
+from shipyard.pipeline.push_gate import PushGate
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.registry_tags import add_tags, image_tags
 from shipyard.pipeline.remote_policy import check_remote
@@ -71,6 +72,8 @@ class Outcome:
     # shared local image); reuse requires them unchanged.
     base_images: Mapping[str, str] = field(default_factory=dict)
 
+
+_GC_WAIT = "Waiting for the registry's garbage collection to finish before pushing"
 
 # Given a resolved commit, an earlier identical build's outcome (or None).
 ReuseLookup = Callable[[str], Outcome | None]
@@ -167,6 +170,8 @@ class Pipeline:
         self.sandbox = sandbox
         self.registry = registry  # Shipyard's own access (reuse checks)
         self.build_target = build_target or (lambda _project, _build: registry)
+        # Garbage collection of the registry holds pushes back (shipyard.gc).
+        self.push_gate = PushGate()
 
     def run(
         self,
@@ -255,6 +260,22 @@ class Pipeline:
             cancel=cancel,
             timeout_s=self._remaining(deadline, self.settings.git_timeout_s),
         )
+        # Under the gate from the existence check to the new tags: garbage collection cannot
+        # delete the earlier image between the two.
+        with self.push_gate.pushing(lambda: report.line(_GC_WAIT)):
+            return self._reuse_checked(job, report, cancel, workdir, deadline, reuse, sha)
+
+    def _reuse_checked(
+        self,
+        job: BuildJob,
+        report: Reporter,
+        cancel: threading.Event,
+        workdir: Path,
+        deadline: float,
+        reuse: ReuseLookup,
+        sha: str,
+    ) -> Outcome | None:
+        source = job.request.source
         earlier = reuse(sha)
         if earlier is None:
             return None
@@ -441,18 +462,19 @@ class Pipeline:
         )
 
         report.stage(BuildStatus.UPLOADING)
-        report.line(f"Pushing {local_tag}")
-        digest = buildah.push(
-            image_id,
-            local_tag,
-            target=target,
-            tmpdir=tmpdir,
-            on_line=report.line,
-            cancel=cancel,
-            timeout_s=self._remaining(deadline),
-        )
-        image = f"{repository}@{digest}"
         tags = image_tags(job.build_id, sha, branch, job.default_branch)[1:]
-        add_tags(target, repository, digest, tags, timeout_s=self._remaining(deadline, 60))
+        with self.push_gate.pushing(lambda: report.line(_GC_WAIT)):
+            report.line(f"Pushing {local_tag}")
+            digest = buildah.push(
+                image_id,
+                local_tag,
+                target=target,
+                tmpdir=tmpdir,
+                on_line=report.line,
+                cancel=cancel,
+                timeout_s=self._remaining(deadline),
+            )
+            add_tags(target, repository, digest, tags, timeout_s=self._remaining(deadline, 60))
+        image = f"{repository}@{digest}"
         report.line(f"Pushed {local_tag} ({digest}), also tagged :{', :'.join(tags)}")
         return Outcome(image=image, tag=local_tag, digest=digest, base_images=bases)

@@ -418,11 +418,46 @@ class Sandbox:
         except Exception:  # the next unclean build's sweep tries again
             log.exception("sweeping the store of %s failed", user.name)
 
+    def has_store(self, project_id: str) -> bool:
+        """Whether the project has a build user (and so a store) on this machine."""
+        return user_name(self.settings.instance_id, project_id) in self.users.all()
+
+    @contextlib.contextmanager
+    def exclusive(self, project_id: str, timeout_s: float = 60.0) -> Iterator[ProjectStore | None]:
+        """The project's store with no build using it, and none starting until the block
+        ends (garbage collection). None when the project has no build user, or its builds
+        did not stop within ``timeout_s`` (then nothing is held)."""
+        name = user_name(self.settings.instance_id, project_id)
+        if not self.has_store(project_id):
+            yield None
+            return
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            # Polled: a build leaving notifies nobody unless it sweeps.
+            while self._active[name] or name in self._sweeping:
+                if time.monotonic() > deadline:
+                    break
+                self._changed.wait(0.2)
+            held = not self._active[name] and name not in self._sweeping
+            if held:
+                self._sweeping.add(name)  # builds of the project wait, as for a sweep
+        if not held:
+            yield None
+            return
+        try:
+            # Mounts the project's disk if no build has since Shipyard started.
+            user, dirs = self._user_dirs(project_id)
+            yield ProjectStore(user, dirs)
+        finally:
+            with self._changed:
+                self._sweeping.discard(name)
+                self._changed.notify_all()
+
     def _wait_idle(self, name: str, timeout_s: float = 300.0) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
-                if self._active[name] == 0:
+                if self._active[name] == 0 and name not in self._sweeping:
                     return True
             time.sleep(0.2)
         return False
@@ -448,11 +483,7 @@ class Sandbox:
         name = user_name(self.settings.instance_id, project_id)
         if name not in self.users.all() or not self._wait_idle(name):
             return
-        dirs = UserDirs(self.settings.root / name)
-        unmount_under(dirs.store)
-        for child in dirs.store.iterdir() if dirs.store.is_dir() else ():
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
-        dirs.base_stamp.unlink(missing_ok=True)
+        empty_store(UserDirs(self.settings.root / name))
 
     def clean_leftovers(self) -> int:
         """After a crash (before any build starts): kill what killed builds left running,
@@ -487,6 +518,39 @@ class Sandbox:
         unmount_under(self.settings.root)
         shutil.rmtree(self.settings.root, ignore_errors=True)
         self.users.remove_all()
+
+
+@dataclass(frozen=True)
+class ProjectStore:
+    """A project's layer store and how to run buildah on it as the project's build user."""
+
+    user: BuildUser
+    dirs: UserDirs
+
+    @property
+    def store(self) -> BuildahStore:
+        return BuildahStore(root=self.dirs.store / "root", runroot=self.dirs.store / "runroot")
+
+    def buildah(self, *args: str, timeout_s: float = 300.0) -> subprocess.CompletedProcess[str]:
+        argv = Launcher(uid=self.user.uid, gid=self.user.gid).wrap(
+            ["buildah", *self.store.args(), *args]
+        )
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout_s,
+            env=user_env(self.user, self.dirs), check=False,
+        )  # fmt: skip
+
+    def empty(self) -> None:
+        empty_store(self.dirs)
+
+
+def empty_store(dirs: UserDirs) -> None:
+    """Drop a project's whole store (cache and images; shared base images come back with its
+    next build). No build of the project may be running."""
+    unmount_under(dirs.store)
+    for child in dirs.store.iterdir() if dirs.store.is_dir() else ():
+        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+    dirs.base_stamp.unlink(missing_ok=True)
 
 
 def _runc_state_cleanup(runc_root: Path, workdir: Path) -> None:

@@ -125,6 +125,7 @@ def reusable(session: Session, workload_id: int, sha: str, reuse_key: str) -> Bu
             Build.reuse_key == reuse_key,
             Build.status == BuildStatus.SUCCESS,
             Build.registry_uri.is_not(None),
+            Build.image_collected_at.is_(None),
         )
         .order_by(Build.concluded_at.desc())
         .limit(1)

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.store.models import BuildLogLine
 
@@ -97,3 +97,11 @@ def scan(
         if len(rows) < batch:
             return
         last = rows[-1].seq
+
+
+def text_bytes(sessions: sessionmaker[Session]) -> int:
+    """Characters of log text stored (``/metrics``: the logs' share of the database)."""
+    with sessions() as session:
+        return int(
+            session.scalar(select(func.coalesce(func.sum(func.length(BuildLogLine.line)), 0))) or 0
+        )

@@ -133,6 +133,9 @@ class Build(Base):
     base_images: Mapped[dict[str, str] | None] = mapped_column(JSON)
     # {"cpu": [[iso ts, vCPU], …], "memory": [[iso ts, MB], …]} sampled from the build's cgroups.
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # When garbage collection removed the image (registry.uri stays: the record of what the
+    # build produced; the API says the image is gone). None = the image is there.
+    image_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -129,9 +129,10 @@ def seeded(stack: Stack) -> Stack:
     return stack
 
 
-def test_registry_config_has_token_auth_and_no_deletes(stack: Stack) -> None:
+def test_registry_config_has_token_auth_and_deletes_for_gc(stack: Stack) -> None:
     config = json.loads(stack.registry.config_path.read_text())
-    assert config["storage"]["delete"] == {"enabled": False}
+    assert config["storage"]["delete"] == {"enabled": True}
+    assert config["storage"]["maintenance"] == {"readonly": {"enabled": False}}
     token = config["auth"]["token"]
     assert token["realm"] == f"{stack.api_url}/v1/registry/token"
     assert token["rootcertbundle"] == str(keys.load_or_create(stack.settings.data_dir).cert_path)
@@ -231,18 +232,54 @@ def _manifest_digest(stack: Stack, repo: str, tag: str) -> str:
     return response.headers["docker-content-digest"]
 
 
-def test_manifest_delete_is_refused_even_for_admin_and_shipyard(seeded: Stack) -> None:
-    digest = _manifest_digest(seeded, "b/web", "1")
-    url = f"{seeded.registry.url}/v2/b/web/manifests/{digest}"
-    # The admin token's grant has no delete: the registry wants a better token.
-    admin = seeded.bearer(seeded.admin, "repository:b/web:pull,push,delete,*")
-    denied = httpx.delete(url, headers={"Authorization": f"Bearer {admin}"}, trust_env=False)
-    assert denied.status_code == 401
-    # Shipyard's own identity gets delete, and the registry still refuses: deletes are off.
-    internal = seeded.bearer(seeded.creds.internal_credential(), "repository:b/web:delete")
-    off = httpx.delete(url, headers={"Authorization": f"Bearer {internal}"}, trust_env=False)
-    assert off.status_code == 405 and "UNSUPPORTED" in off.text
-    assert _manifest_digest(seeded, "b/web", "1") == digest
+def test_manifest_delete_only_for_shipyard_itself(seeded: Stack) -> None:
+    """Deletes are on for garbage collection, and only Shipyard's internal identity gets a
+    token that allows one: a build credential, a pull credential and even the admin token
+    are refused by the registry."""
+    build_b = seeded.creds.issue_build_credential("b", "b-build-del", 300)
+    assert seeded.push("b/gone:1", build_b).returncode == 0
+    digest = _manifest_digest(seeded, "b/gone", "1")
+    url = f"{seeded.registry.url}/v2/b/gone/manifests/{digest}"
+    pull_b = seeded.creds.issue_pull_credential("b", 300)[:2]
+    for creds in (build_b, pull_b, seeded.admin):
+        token = seeded.bearer(creds, "repository:b/gone:pull,push,delete,*")
+        denied = httpx.delete(url, headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+        assert denied.status_code == 401, creds[0]
+    assert _manifest_digest(seeded, "b/gone", "1") == digest
+    internal = seeded.bearer(seeded.creds.internal_credential(), "repository:b/gone:delete")
+    deleted = httpx.delete(url, headers={"Authorization": f"Bearer {internal}"}, trust_env=False)
+    assert deleted.status_code == 202
+    # The tag went with the manifest (distribution untags a deleted digest).
+    assert seeded.inspect("b/gone:1", build_b).returncode != 0
+
+
+def test_maintenance_is_read_only_and_garbage_collect_frees_blobs(seeded: Stack) -> None:
+    from shipyard.gc.disk import usage
+    from shipyard.gc.registry import RegistryAdmin
+
+    build_b = seeded.creds.issue_build_credential("b", "b-build-gc", 300)
+    big = write_oci_layout(seeded.home.parent / "big", os.urandom(2 << 20))
+    pushed = seeded.skopeo(
+        "copy", "--dest-tls-verify=false", "--dest-creds", ":".join(build_b),
+        f"oci:{big}:latest", f"docker://{seeded.host}/b/big:1",
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    admin = RegistryAdmin(seeded.registry.target_with(*seeded.creds.internal_credential()))
+    try:
+        assert admin.tags("b/big") == ["1"]
+        digest = admin.resolve("b/big", "1")
+        assert digest is not None and admin.delete("b/big", digest)
+    finally:
+        admin.close()
+    before = usage(seeded.registry.storage_dir)
+    with seeded.registry.maintenance():
+        # Reads go on, writes are refused while the collector runs.
+        assert seeded.inspect("b/web:1", build_b).returncode == 0
+        assert seeded.push("b/ro:1", build_b).returncode != 0
+        seeded.registry.collect_garbage()
+    assert before - usage(seeded.registry.storage_dir) > (2 << 20) * 0.9
+    assert seeded.push("b/after:1", build_b).returncode == 0
+    assert seeded.inspect("b/web:1", build_b).returncode == 0
 
 
 def test_expired_credential_is_refused(seeded: Stack) -> None:
@@ -351,3 +388,62 @@ def test_pipeline_push_and_reuse_check_with_credentials(seeded: Stack, tmp_path:
         assert not exists(build_b) and not exists(seeded.registry.target)
     finally:
         unmount_under(store.root)
+
+
+def test_gc_removes_artifacts_attached_by_the_referrers_tag_schema(seeded: Stack) -> None:
+    """An SBOM attached to an image (OCI referrers tag schema: an index tagged
+    ``sha256-<hex>``) goes with its image; it would otherwise stay tagged forever."""
+    import hashlib
+
+    from shipyard.gc.registry import RegistryAdmin
+
+    build_b = seeded.creds.issue_build_credential("b", "b-build-ref", 300)
+    assert seeded.push("b/refd:1", build_b).returncode == 0
+    subject = _manifest_digest(seeded, "b/refd", "1")
+    token = seeded.bearer(seeded.creds.internal_credential(), "repository:b/refd:pull,push")
+    auth = {"Authorization": f"Bearer {token}"}
+    base = f"{seeded.registry.url}/v2/b/refd"
+    empty = b"{}"
+    empty_digest = "sha256:" + hashlib.sha256(empty).hexdigest()
+    started = httpx.post(f"{base}/blobs/uploads/", headers=auth, trust_env=False)
+    assert started.status_code == 202, started.text
+    location = started.headers["location"]
+    location = location if location.startswith("http") else seeded.registry.url + location
+    sep = "&" if "?" in location else "?"
+    put = httpx.put(f"{location}{sep}digest={empty_digest}", content=empty, headers=auth,
+                    trust_env=False)  # fmt: skip
+    assert put.status_code == 201, put.text
+    oci = "application/vnd.oci.image.manifest.v1+json"
+    descriptor = {
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": empty_digest,
+        "size": 2,
+    }
+    artifact = json.dumps({
+        "schemaVersion": 2, "mediaType": oci, "artifactType": "application/spdx+json",
+        "config": descriptor, "layers": [descriptor],
+        "subject": {"mediaType": oci, "digest": subject, "size": 1},
+    }).encode()  # fmt: skip
+    artifact_digest = "sha256:" + hashlib.sha256(artifact).hexdigest()
+    put = httpx.put(f"{base}/manifests/{artifact_digest}", content=artifact,
+                    headers={**auth, "Content-Type": oci}, trust_env=False)  # fmt: skip
+    assert put.status_code == 201, put.text
+    index_type = "application/vnd.oci.image.index.v1+json"
+    index = json.dumps({
+        "schemaVersion": 2, "mediaType": index_type,
+        "manifests": [{"mediaType": oci, "digest": artifact_digest, "size": len(artifact),
+                       "artifactType": "application/spdx+json"}],
+    }).encode()  # fmt: skip
+    put = httpx.put(f"{base}/manifests/{subject.replace(':', '-')}", content=index,
+                    headers={**auth, "Content-Type": index_type}, trust_env=False)  # fmt: skip
+    assert put.status_code == 201, put.text
+
+    admin = RegistryAdmin(seeded.registry.target_with(*seeded.creds.internal_credential()))
+    try:
+        assert admin.resolve("b/refd", artifact_digest) == artifact_digest
+        assert admin.delete_referrers("b/refd", subject) == 1
+        assert admin.delete("b/refd", subject)
+        assert admin.resolve("b/refd", artifact_digest) is None
+        assert admin.tags("b/refd") == []
+    finally:
+        admin.close()

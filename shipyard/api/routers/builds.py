@@ -33,6 +33,7 @@ from shipyard.builds.request import (
     decode_secret,
     resolve_source,
 )
+from shipyard.gc.retention import collected_message
 from shipyard.store import builds as build_store
 from shipyard.store import workloads as workload_store
 from shipyard.store.crypto import SecretBox
@@ -66,10 +67,17 @@ def durations(build: Build, now: datetime | None = None) -> dict[str, float]:
 
 def build_out(build: Build) -> dict[str, Any]:
     # Optional strings are omitted when unset, never null (the .d.ts: ``branch?: string``).
+    message = build.message
+    registry: dict[str, Any] = {"uri": build.registry_uri} if build.registry_uri else {}
+    if build.image_collected_at is not None:
+        # registry.uri stays (what the build produced); these say it no longer pulls.
+        message = collected_message(message, build.image_collected_at)
+        registry["imageCollected"] = True
+        registry["collectedAt"] = iso_ms(build.image_collected_at)
     optional: dict[str, Any] = {
         "branch": build.branch,
         "sha": build.sha,
-        "message": build.message,
+        "message": message,
         "startedAt": iso_ms(build.started_at) if build.started_at else None,
         "concludedAt": iso_ms(build.concluded_at) if build.concluded_at else None,
         "buildConcludedAt": int(build.concluded_at.timestamp()) if build.concluded_at else None,
@@ -79,7 +87,7 @@ def build_out(build: Build) -> dict[str, Any]:
     return {
         "id": build.id,
         "pullRequestId": build.pull_request_id,
-        "registry": {"uri": build.registry_uri} if build.registry_uri else {},
+        "registry": registry,
         "createdAt": iso_ms(build.created_at),
         "status": build.status,
         "concluded": build.concluded,

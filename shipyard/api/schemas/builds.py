@@ -147,6 +147,9 @@ class StartJobBuildBody(Strict):
 
 class RegistryOut(BaseModel):
     uri: str | None = None
+    # Shipyard's own: garbage collection removed the image (``uri`` no longer pulls).
+    imageCollected: bool | None = None
+    collectedAt: str | None = None
 
 
 class BuildOut(BaseModel):

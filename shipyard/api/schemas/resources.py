@@ -113,6 +113,16 @@ class BuildSandbox(BaseModel):
     cpus: float | None = Field(default=None, gt=0)
 
 
+class Retention(BaseModel):
+    """Shipyard's own extension: how many images garbage collection keeps for this service
+    (over the operator's ``SHIPYARD_GC_KEEP_LAST`` / ``SHIPYARD_GC_KEEP_DAYS``)."""
+
+    model_config = {"extra": "forbid"}
+
+    keepLast: int | None = Field(default=None, ge=1, le=100_000)
+    keepDays: float | None = Field(default=None, ge=0, le=36_500)
+
+
 class CreateWorkload(Open):
     name: Name
     description: str | None = Field(default=None, max_length=2000)
@@ -124,6 +134,7 @@ class CreateWorkload(Open):
     buildFiles: dict[AbsoluteFilePath, SecretContent] | None = None
     dockerSecretMounts: dict[SecretId, SecretContent] | None = None
     buildSandbox: BuildSandbox | None = None
+    retention: Retention | None = None
 
     @field_validator("buildFiles")
     @classmethod
@@ -166,6 +177,7 @@ class PatchWorkload(Open):
     buildConfiguration: BuildConfiguration | None = None
     buildArguments: dict[ArgName, str] | None = None
     buildSandbox: BuildSandbox | None = None
+    retention: Retention | None = None
 
 
 class BuildOptions(Open):
