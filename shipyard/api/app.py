@@ -26,6 +26,7 @@ from shipyard.api.routers import (
     projects,
     registry,
     repository,
+    tokens,
     workload_edit,
     workloads,
 )
@@ -92,6 +93,7 @@ def create_app(
         repository,
         job_runs,
         registry,
+        tokens,
         metrics,
     ):
         app.include_router(module.router)

@@ -11,12 +11,18 @@ from rich.console import Console
 
 from shipyard.builds.permissions import ALL, Permission
 from shipyard.cli import builds, registry, resources
+from shipyard.cli import tokens as token_cmds
 from shipyard.settings import Settings, prepare
 
 app = typer.Typer(
     help="Shipyard: container builds behind Northflank's v1 build API.", no_args_is_help=True
 )
-tokens = typer.Typer(help="API tokens (run on the server's machine).", no_args_is_help=True)
+tokens = typer.Typer(
+    help="API tokens (create: on the server's machine; list, revoke: with the admin token).",
+    no_args_is_help=True,
+)
+tokens.command("list")(token_cmds.tokens_list)
+tokens.command("revoke")(token_cmds.tokens_revoke)
 app.add_typer(builds.start_app, name="start")
 app.add_typer(builds.get_app, name="get")
 app.add_typer(builds.list_app, name="list")
@@ -43,7 +49,11 @@ def up(
     # Everything Shipyard creates is its own unless it says otherwise (the DB and its WAL,
     # registry storage, logs): build users read only what is explicitly handed to them.
     os.umask(0o077)
-    settings = prepare(Settings())
+    configured = Settings()
+    token_file = configured.data_dir / "admin-token"
+    # Printed once, when generated: a terminal's scrollback or a journal is no place to keep it.
+    generated = configured.admin_token is None and not token_file.exists()
+    settings = prepare(configured)
     if host is not None or port is not None:
         settings = settings.model_copy(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
@@ -53,10 +63,16 @@ def up(
     console.print(
         f"[bold]Shipyard[/] on http://{settings.host}:{settings.port}  (data: {settings.data_dir})"
     )
-    console.print(
-        f"Admin token: {settings.admin_token.get_secret_value()}  "
-        f"(also in {settings.data_dir / 'admin-token'})"
-    )
+    if generated:
+        console.print(
+            f"Admin token (generated; shown this once): {settings.admin_token.get_secret_value()}"
+            f"  (saved in {settings.data_dir / 'admin-token'})",
+            soft_wrap=True,
+        )
+    elif configured.admin_token is not None:
+        console.print("Admin token: from SHIPYARD_ADMIN_TOKEN")
+    else:
+        console.print(f"Admin token: in {settings.data_dir / 'admin-token'}", soft_wrap=True)
     if not settings.registry:
         console.print(f"Registry: 127.0.0.1:{settings.registry_port} (embedded)")
     if settings.build_network == "host":
