@@ -10,6 +10,7 @@ import uvicorn
 from rich.console import Console
 
 from shipyard.builds.permissions import ALL, Permission
+from shipyard.cli import backup as backup_cmds
 from shipyard.cli import builds, registry, resources
 from shipyard.cli import tokens as token_cmds
 from shipyard.settings import Settings, prepare
@@ -32,6 +33,8 @@ app.add_typer(resources.create_app, name="create")
 app.add_typer(tokens, name="tokens")
 app.add_typer(registry.registry_app, name="registry")
 app.command()(resources.login)
+app.command("backup")(backup_cmds.backup)
+app.command("restore")(backup_cmds.restore)
 console = Console(stderr=True)
 
 
@@ -44,6 +47,7 @@ def up(
     import os
 
     from shipyard.api.app import create_app
+    from shipyard.backup import running
     from shipyard.executors.runtime import executor_for
 
     # Everything Shipyard creates is its own unless it says otherwise (the DB and its WAL,
@@ -58,6 +62,8 @@ def up(
         settings = settings.model_copy(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
         )
+    # Held until exit: `shipyard restore` refuses to overwrite the data of a running server.
+    running.hold(settings.data_dir)
     application = create_app(settings, executor_for)
     assert settings.admin_token is not None
     console.print(
