@@ -11,7 +11,7 @@ from rich.console import Console
 
 from shipyard.builds.permissions import ALL, Permission
 from shipyard.cli import backup as backup_cmds
-from shipyard.cli import builds, registry, resources
+from shipyard.cli import builds, images, registry, resources
 from shipyard.cli import tokens as token_cmds
 from shipyard.settings import Settings, prepare
 
@@ -32,6 +32,7 @@ app.add_typer(builds.logs_app, name="logs")
 app.add_typer(resources.create_app, name="create")
 app.add_typer(tokens, name="tokens")
 app.add_typer(registry.registry_app, name="registry")
+app.add_typer(images.images_app, name="images")
 app.command()(resources.login)
 app.command("backup")(backup_cmds.backup)
 app.command("restore")(backup_cmds.restore)
