@@ -24,6 +24,7 @@ from shipyard.api.routers import (
     login,
     logs,
     projects,
+    pull_credentials,
     registry,
     repository,
     tokens,
@@ -93,6 +94,7 @@ def create_app(
         repository,
         job_runs,
         registry,
+        pull_credentials,
         tokens,
         metrics,
     ):
