@@ -88,3 +88,37 @@ def test_import_then_build_from_it(live: LiveServer, sample_app: SampleApp, tmp_
     assert build["status"] == "SUCCESS", live.logs(
         "/v1/projects/imports/services/s/build-logs", build_id
     )[-15:]
+
+
+def test_private_base_pulled_with_the_projects_credentials(
+    live: LiveServer, sample_app: SampleApp
+) -> None:
+    # A registry the build's own credential does not open: the embedded one under another
+    # name (auth files key credentials by host), in a repository no project owns.
+    port = live.registry.rsplit(":", 1)[1]
+    private = f"localhost:{port}/private/base:1"
+    buildah_push(live, f"docker://{live.registry}/private/base:1", "--tls-verify=false",
+                 "--authfile", str(live.authfile))  # fmt: skip
+    dockerfile = f"FROM {private}\nRUN echo private-ok > /proof\n"
+    build_path = "/v1/projects/privbase/services/s/build"
+    with live.client() as c:
+        assert c.post("/v1/projects", json={"name": "privbase"}).status_code == 200
+        body = {"name": "s", "vcsData": {"projectUrl": sample_app.url, "projectBranch": "main"}}
+        assert c.post("/v1/projects/privbase/services/combined", json=body).status_code == 200
+
+        def build() -> dict[str, object]:
+            started = c.post(
+                build_path, json={"overrides": {"docker": {"dockerfileContents": dockerfile}}}
+            )
+            assert started.status_code == 200, started.text
+            return live.wait(f"{build_path}/{started.json()['data']['id']}")
+
+        denied = build()
+        assert denied["status"] == "FAILURE" and private in str(denied["message"])
+        creds = {"registries": {f"localhost:{port}": {"username": "admin", "password": live.token}}}
+        stored = c.put("/v1/projects/privbase/registry-pull-credentials", json=creds)
+        assert stored.status_code == 200 and live.token not in stored.text
+        pulled = build()
+        logs = live.logs("/v1/projects/privbase/services/s/build-logs", str(pulled["id"]))
+        assert pulled["status"] == "SUCCESS", logs[-15:]
+        assert not any(live.token in line for line in logs)
