@@ -21,4 +21,5 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "api": ("bench.api", "main", "4. POST …/build req/s and latency vs a bare endpoint"),
     "queue": ("bench.queue_drain", "main", "5. queue drain and enqueue→start latency"),
     "profile": ("bench.profiling", "main", "6. where the time goes; prototypes of the fixes"),
+    "restart": ("bench.restart", "main", "7. restart after kill -9 mid-build; build concluded"),
 }  # fmt: skip

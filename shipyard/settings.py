@@ -46,6 +46,29 @@ class Settings(BaseSettings):
     # Set by prepare(): names this instance's build users, namespaces and cgroups.
     instance_id: str = ""
     lease_s: float = 30.0
+    shutdown_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM: how long running builds may go on before they are stopped "
+        "and end CRASHED (queued builds stay queued for the next start)",
+    )
+    log_store_fail_after_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="A build whose log lines cannot be stored for this long ends FAILURE",
+    )
+    disk_reserve_mb: int = Field(
+        default=32,
+        ge=0,
+        description="Space kept free beside the SQLite database and given up when its disk "
+        "fills, so builds can still be concluded (0 = none)",
+    )
+    push_stall_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A push that shows no progress (no output, registry not answering) for "
+        "this long fails instead of waiting for the build timeout",
+    )
 
     # Sandbox (SECURITY.md): every build runs rootless as its project's own host user.
     sandbox_dir: Path | None = Field(

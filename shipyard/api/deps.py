@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -29,6 +30,8 @@ class AppState:
     box: SecretBox
     executor: Executor
     admin_token: str
+    # Set when Shipyard shuts down (after running builds were drained): live log streams end.
+    closing: threading.Event = field(default_factory=threading.Event)
 
 
 # Dependencies are ``async`` so they run on the event loop: a sync dependency costs a

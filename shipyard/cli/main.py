@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from shipyard.builds.permissions import ALL, Permission
@@ -48,12 +48,17 @@ def up(
     import os
 
     from shipyard.api.app import create_app
+    from shipyard.api.server import serve
     from shipyard.backup import running
     from shipyard.executors.runtime import executor_for
 
     # Everything Shipyard creates is its own unless it says otherwise (the DB and its WAL,
     # registry storage, logs): build users read only what is explicitly handed to them.
     os.umask(0o077)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("shipyard").setLevel(logging.INFO)
     configured = Settings()
     token_file = configured.data_dir / "admin-token"
     # Printed once, when generated: a terminal's scrollback or a journal is no place to keep it.
@@ -87,7 +92,7 @@ def up(
             "[bold red]WARNING[/]: SHIPYARD_BUILD_NETWORK=host: RUN steps share the host's "
             "network and reach every service on it (see SECURITY.md)"
         )
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+    serve(application, settings.host, settings.port)
 
 
 @tokens.command("create")

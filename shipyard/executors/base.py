@@ -18,6 +18,10 @@ class Executor(Protocol):
 
     def start(self) -> None: ...
 
+    def drain(self, grace_s: float) -> None:
+        """Shutting down: claim nothing more, give running builds ``grace_s`` to finish, then
+        stop the rest through the abort path and conclude them. Returns when none runs."""
+
     def stop(self) -> None: ...
 
 
@@ -68,6 +72,9 @@ class NullExecutor:
         return None
 
     def start(self) -> None:
+        return None
+
+    def drain(self, grace_s: float) -> None:
         return None
 
     def stop(self) -> None:

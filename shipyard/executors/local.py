@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,12 +33,19 @@ from shipyard.sandbox.sandbox import SandboxRequest
 from shipyard.store import builds as build_store
 from shipyard.store import projects as project_store
 from shipyard.store import workloads as workload_store
+from shipyard.store.ballast import Ballast, is_disk_full
 from shipyard.store.crypto import SecretBox
 
 log = logging.getLogger(__name__)
 
 CRASH_MESSAGE = "Shipyard stopped while the build was running; start the build again"
+SHUTDOWN_MESSAGE = (
+    "Shipyard was stopped while the build was running (it did not finish within "
+    "SHIPYARD_SHUTDOWN_GRACE_S); start the build again"
+)
 LEASE_MESSAGE = "the worker running this build stopped responding (lease expired)"
+# How long a build's final status write is retried (the database may be briefly away).
+CONCLUDE_RETRY_S = 30.0
 
 
 @dataclass
@@ -45,7 +53,22 @@ class _Running:
     build_id: str
     attempt: int
     cancel: threading.Event = field(default_factory=threading.Event)
-    reason: str = "abort"  # "abort" | "shutdown"
+    reason: str = "abort"  # "abort" | "shutdown" | "failure"
+    failure: str | None = None  # why the build was stopped when reason is "failure"
+    thread: threading.Thread | None = None
+    sink: BuildLog | None = None
+
+    def fail(self, message: str) -> None:
+        """Stop the build through the abort path; it ends FAILURE with ``message``."""
+        if self.failure is None:
+            self.failure, self.reason = message, "failure"
+        self.cancel.set()
+
+    @property
+    def alive(self) -> bool:
+        """The lease proves the pipeline is alive: its thread runs and its log is stored."""
+        thread_ok = self.thread is None or self.thread.is_alive()
+        return thread_ok and (self.sink is None or self.sink.healthy)
 
 
 class _Reporter:
@@ -90,8 +113,12 @@ class LocalExecutor:
         heartbeat_s: float,
         lease_s: float,
         log_limits: LogLimits | None = None,
+        log_fail_after_s: float = 5.0,
+        ballast: Ballast | None = None,
     ) -> None:
+        self._ballast = ballast or Ballast(None, 0)
         self._log_limits = log_limits
+        self._log_fail_after_s = log_fail_after_s
         self._sessions = sessions
         self._box = box
         self._pipeline = pipeline
@@ -118,6 +145,7 @@ class LocalExecutor:
             run.cancel.set()
 
     def start(self) -> None:
+        self._ballast.ensure()
         self._recover()
         for target, name in ((self._dispatch, "dispatcher"), (self._heartbeat, "heartbeat")):
             thread = threading.Thread(target=target, name=f"shipyard-{name}", daemon=True)
@@ -125,14 +153,29 @@ class LocalExecutor:
             self._threads.append(thread)
         self._wake.set()
 
-    def stop(self) -> None:
+    def drain(self, grace_s: float, stop_timeout_s: float = 60.0) -> None:
+        """Graceful shutdown: claim nothing more (queued builds stay QUEUED for the next
+        start), give running builds ``grace_s`` to finish, then stop the rest through the
+        abort path (janitor included) and wait until each is concluded (``CRASHED``)."""
         self._stopping.set()
         self._wake.set()
+        deadline = time.monotonic() + grace_s
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
         with self._lock:
             runs = list(self._running.values())
         for run in runs:
-            run.reason = "shutdown"
+            log.warning("stopping build %s: Shipyard is shutting down", run.build_id)
+            if run.reason != "failure":
+                run.reason = "shutdown"
             run.cancel.set()
+        deadline = time.monotonic() + stop_timeout_s
+        for run in runs:
+            if run.thread is not None:
+                run.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def stop(self) -> None:
+        self.drain(0.0)
         for thread in self._threads:
             thread.join(timeout=15)
 
@@ -164,9 +207,12 @@ class LocalExecutor:
 
     def _heartbeat(self) -> None:
         while not self._stopping.wait(self._heartbeat_s):
+            self._ballast.ensure()
             with self._lock:
                 runs = list(self._running.values())
             for run in runs:
+                if not run.alive:
+                    continue  # let the lease run out: nothing shows this build progressing
                 try:
                     with self._sessions() as session:
                         abort = build_store.heartbeat(session, run.build_id, run.attempt)
@@ -202,7 +248,7 @@ class LocalExecutor:
         with self._sessions() as session:
             candidates = build_store.queued_ids(session, free * 2)
         for build_id in candidates:
-            if free <= 0:
+            if free <= 0 or self._stopping.is_set():
                 return
             with self._sessions() as session:
                 attempt = build_store.claim(session, build_id, self.worker_id)
@@ -210,27 +256,24 @@ class LocalExecutor:
             if attempt is None:
                 continue
             run = _Running(build_id, attempt)
+            run.thread = threading.Thread(
+                target=self._execute, args=(run,), name=f"build-{build_id}", daemon=True
+            )
             with self._lock:
                 self._running[build_id] = run
             free -= 1
-            threading.Thread(
-                target=self._execute, args=(run,), name=f"build-{build_id}", daemon=True
-            ).start()
+            run.thread.start()
 
     def _execute(self, run: _Running) -> None:
         try:
             self._execute_fenced(run)
         except Exception:
             log.exception("build %s crashed", run.build_id)
-            with self._sessions() as session:
-                build_store.conclude(
-                    session,
-                    run.build_id,
-                    run.attempt,
-                    BuildStatus.CRASHED,
-                    "internal error while running the build (see the server log)",
-                )
-                session.commit()
+            self._conclude(
+                run,
+                BuildStatus.CRASHED,
+                "internal error while running the build (see the server log)",
+            )
         finally:
             with self._lock:
                 self._running.pop(run.build_id, None)
@@ -281,7 +324,11 @@ class LocalExecutor:
         secrets += [credential.password for credential in pulls.values()]
         redactor = Redactor(secrets)
         reuse_key = reuse_key_of(self._box, job)
-        sink = BuildLog(self._sessions, run.build_id, run.attempt, redactor, self._log_limits)
+        sink = BuildLog(
+            self._sessions, run.build_id, run.attempt, redactor, self._log_limits,
+            fail_after_s=self._log_fail_after_s, on_failure=run.fail,
+        )  # fmt: skip
+        run.sink = sink
         status, message, values = BuildStatus.FAILURE, "", {}
         try:
             sink(f"Build {run.build_id} (attempt {run.attempt}) on {self.worker_id}")
@@ -301,7 +348,9 @@ class LocalExecutor:
             sink(f"Image available at {outcome.image}")
         except Cancelled:
             if run.reason == "shutdown":
-                status, message = BuildStatus.CRASHED, CRASH_MESSAGE
+                status, message = BuildStatus.CRASHED, SHUTDOWN_MESSAGE
+            elif run.reason == "failure" and run.failure:
+                status, message = BuildStatus.FAILURE, run.failure
             else:
                 status, message = BuildStatus.ABORTED, "Build aborted"
         except TimedOut as exc:
@@ -309,12 +358,36 @@ class LocalExecutor:
         except PipelineError as exc:
             status, message = BuildStatus.FAILURE, exc.message
         finally:
+            if run.failure and status is BuildStatus.SUCCESS:
+                # The image is fine, but the log that goes with it is not: say so.
+                status, message = BuildStatus.FAILURE, run.failure
             if message:
                 sink(f"==> {status.value.lower()}: {message}")
             sink.close()
-        with self._sessions() as session:
-            build_store.conclude(session, run.build_id, run.attempt, status, message, **values)
-            session.commit()
+        self._conclude(run, status, message, **values)
+
+    def _conclude(self, run: _Running, status: BuildStatus, message: str, **values: object) -> None:
+        """The fenced final write, retried with backoff while the database is away; if it
+        never lands, the lease sweep (or the next start) ends the build ``CRASHED``."""
+        deadline = time.monotonic() + CONCLUDE_RETRY_S
+        delay = 0.1
+        while True:
+            try:
+                with self._sessions() as session:
+                    build_store.conclude(
+                        session, run.build_id, run.attempt, status, message, **values
+                    )
+                    session.commit()
+                return
+            except Exception as exc:
+                if is_disk_full(exc) and self._ballast.release():
+                    continue  # room for this write now
+                if time.monotonic() > deadline:
+                    log.exception("could not record the outcome of %s", run.build_id)
+                    return
+                log.warning("recording the outcome of %s failed; retrying", run.build_id)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _reusable(self, sha: str, *, build_id: str, reuse_key: str) -> Outcome | None:
         with self._sessions() as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +22,7 @@ from shipyard.sandbox.cgroups import Limits
 from shipyard.sandbox.network import NetworkMode
 from shipyard.sandbox.sandbox import Sandbox, SandboxSettings, default_root
 from shipyard.settings import Settings
+from shipyard.store.ballast import Ballast
 from shipyard.store.crypto import SecretBox
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ class LocalRuntime:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], box: SecretBox) -> None:
         data = settings.data_dir
         self.embedded: EmbeddedRegistry | None = None
+        self._starting: threading.Thread | None = None
         if settings.registry:
             target = RegistryTarget.parse(
                 settings.registry,
@@ -89,6 +92,7 @@ class LocalRuntime:
                 checkout_limits=CheckoutLimits(
                     settings.max_checkout_bytes, settings.max_checkout_entries
                 ),
+                push_stall_timeout_s=settings.push_stall_timeout_s,
             ),
             self.sandbox,
             target,
@@ -105,6 +109,10 @@ class LocalRuntime:
             heartbeat_s=settings.heartbeat_s,
             lease_s=settings.lease_s,
             log_limits=LogLimits(settings.build_max_log_lines, settings.build_max_log_bytes),
+            log_fail_after_s=settings.log_store_fail_after_s,
+            ballast=Ballast.for_database(
+                settings.resolved_database_url, settings.disk_reserve_mb << 20
+            ),
         )
 
     def _build_target(self, settings: Settings) -> BuildTarget | None:
@@ -152,13 +160,44 @@ class LocalRuntime:
         self.executor.abort(build_id)
 
     def start(self) -> None:
+        """The registry now (a port clash must stop ``shipyard up``); what a killed server
+        left (processes, namespaces, working containers) is cleaned and its builds are
+        concluded in the background, so the API answers at once after a restart; builds
+        start when that is done."""
+        began = time.monotonic()
         self.sandbox.start()
         if self.embedded is not None:
             self.embedded.start()
-        self.pipeline.clean_leftovers()
-        self.executor.start()
+        registry_s = time.monotonic() - began
+
+        def recover() -> None:
+            try:
+                removed = self.pipeline.clean_leftovers()
+                self.executor.start()
+            except Exception:
+                log.exception("starting the build executor failed")
+                return
+            log.info(
+                "executor started %.2f s after the runtime (registry %.2f s, %d leftover "
+                "builds cleaned)",
+                time.monotonic() - began,
+                registry_s,
+                removed,
+            )
+
+        self._starting = threading.Thread(target=recover, name="shipyard-recover", daemon=True)
+        self._starting.start()
+
+    def drain(self, grace_s: float) -> None:
+        if self._starting is not None:
+            self._starting.join()
+        # The registry (and the API's token endpoint) stay up meanwhile: builds finishing
+        # within the grace still push.
+        self.executor.drain(grace_s)
 
     def stop(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
         self.executor.stop()
         if self.embedded is not None:
             self.embedded.stop()

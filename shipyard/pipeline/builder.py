@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shipyard.pipeline.errors import BuildFailed, Cancelled, PushFailed, TimedOut
+from shipyard.pipeline.errors import BuildFailed, Cancelled, PushFailed, TimedOut, short_cause
 from shipyard.pipeline.process import Completed, LineSink, run
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.sandbox.launcher import Launcher
@@ -41,7 +41,11 @@ _UNREACHABLE = (
     "i/o timeout",
     "network is unreachable",
     "no route to host",
+    "connection reset by peer",
+    "broken pipe",
+    ": eof",  # the registry went away mid-request
 )
+
 _PLAIN_HTTP = "server gave HTTP response to HTTPS client"
 
 
@@ -144,12 +148,19 @@ def push_failure_message(target: RegistryTarget, completed: Completed) -> str:
         return f"could not push image to {target.host}: buildah exit code {completed.returncode}"
     if _PLAIN_HTTP in error:
         return f"could not push image to {target.host}: it speaks plain HTTP; mark it insecure"
+    lowered = error.lower()
+    if "no space left on device" in lowered:
+        return "no space left on device while pushing the image (the registry's disk is full?)"
     for symptom in _UNREACHABLE:
-        if symptom in error:
-            return f"could not push image to {target.host}: registry unreachable ({symptom})"
+        if symptom in lowered:
+            what = symptom.strip(": ")
+            return (
+                f"could not push image to {target.host}: the registry stopped answering "
+                f"({what}); start the build again"
+            )
     # Drop 'pushing image "x" to "docker://y": ' - the user knows which image it was.
     cause = re.sub(r'^pushing image "[^"]*" to "[^"]*": ', "", error)
-    return f"could not push image to {target.host}: {cause}"
+    return f"could not push image to {target.host}: {short_cause(cause)}"
 
 
 class Buildah:
@@ -165,6 +176,7 @@ class Buildah:
         launcher: Launcher | None = None,
         env: Mapping[str, str] | None = None,
         runc_root: Path | None = None,
+        stall_timeout_s: float | None = None,
     ) -> None:
         """``retry_delay_s``: pause between buildah's registry retries (buildah 1.28 ignores
         ``--retry`` and always retries 3 times). ``exclusive_store``: no other build uses the
@@ -181,6 +193,8 @@ class Buildah:
         self.launcher = launcher
         self.base_env = dict(env) if env is not None else None
         self.runc_root = runc_root
+        # Pushes and pulls that show no progress for this long fail (a frozen registry).
+        self.stall_timeout_s = stall_timeout_s
 
     def _argv(self, *args: str) -> list[str]:
         argv = [self.binary, *self.store.args(), *args]
@@ -291,8 +305,11 @@ class Buildah:
         argv += ["--", image, f"docker://{destination}"]
         try:
             completed = run(
-                argv, on_line=on_line, cancel=cancel, timeout_s=timeout_s, env=self._env(tmpdir)
-            )
+                argv, on_line=on_line, cancel=cancel, timeout_s=timeout_s, env=self._env(tmpdir),
+                stall_timeout_s=self.stall_timeout_s,
+                stall_message=f"the push to {target.host} made no progress (is the registry "
+                "answering?): stopped after no output or transfer",
+            )  # fmt: skip
         finally:
             authfile.unlink(missing_ok=True)
         if completed.returncode != 0:
@@ -357,9 +374,11 @@ class Buildah:
                 argv += ["--authfile", str(authfile)]
             tail: list[str] = []
             done = run([*argv, "--", reference], on_line=tail.append, cancel=cancel,
-                       timeout_s=timeout_s, env=env)  # fmt: skip
+                       timeout_s=timeout_s, env=env, stall_timeout_s=self.stall_timeout_s,
+                       stall_message=f"pulling {reference} made no progress (is the registry "
+                       "answering?): stopped after no output or transfer")  # fmt: skip
             if done.returncode != 0:
-                pulled_error = _last_error(done.tail) or f"exit code {done.returncode}"
+                pulled_error = short_cause(_last_error(done.tail) or f"exit code {done.returncode}")
         out: list[str] = []
         done = run(self._argv("inspect", "--type", "image", "--", reference), on_line=out.append,
                    cancel=cancel, timeout_s=timeout_s, env=env)  # fmt: skip

@@ -1,10 +1,22 @@
 """Durable build logs: each line timestamped, redacted, and written in small batches
 (DESIGN.md rule 5). Readers page by sequence, so a tail in another process sees lines as
-soon as a batch commits."""
+soon as a batch commits.
+
+The store may fail (disk full, a dropped database connection). Lines are only ever queued
+by the caller — the thread draining git's or buildah's output never waits on the database
+and never sees its errors, so the child cannot block on a full pipe. One writer thread
+stores the queue, retrying with backoff (a new session, so a new or re-validated
+connection, each try); when nothing could be stored for ``fail_after_s`` it reports the
+failure once (the executor then stops the build with that message).
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -12,10 +24,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.pipeline.redact import Redactor
 from shipyard.store import logs as log_store
+from shipyard.store.ballast import is_disk_full
+
+log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.2
 MAX_BATCH = 200
 MAX_LINE_CHARS = 8192
+# Lines held while the store is failing; past this the oldest are dropped (and counted).
+MAX_PENDING = 20_000
+RETRY_MAX_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,15 @@ class LogLimits:
     max_bytes: int = 64 * 1024 * 1024
 
 
+def store_failure_message(exc: BaseException, seconds: float) -> str:
+    """What the build's outcome says when its log could not be stored."""
+    if is_disk_full(exc):
+        return "no space left on device while storing the build's log"
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    cause = first[0][:200] if first else exc.__class__.__name__
+    return f"the build's log could not be stored for {seconds:g} s ({cause}); the build was stopped"
+
+
 class BuildLog:
     def __init__(
         self,
@@ -36,6 +63,9 @@ class BuildLog:
         attempt: int,
         redactor: Redactor,
         limits: LogLimits | None = None,
+        *,
+        fail_after_s: float = 5.0,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self._limits = limits or LogLimits()
         self._lines = 0
@@ -45,13 +75,30 @@ class BuildLog:
         self._build_id = build_id
         self._attempt = attempt
         self._redact = redactor
+        self._fail_after_s = fail_after_s
+        self._on_failure = on_failure
         self._lock = threading.Lock()
-        self._pending: list[tuple[datetime, str]] = []
+        self._pending: deque[tuple[datetime, str]] = deque()
+        self._dropped = 0
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        # Set while the writer is idle with nothing queued: ``close`` waits for it.
+        self._drained = threading.Event()
+        self._drained.set()
+        self._give_up = threading.Event()  # close() ran out of time: stop retrying
+        self._failing_since: float | None = None
+        self.failure: str | None = None  # set once: the store failed for fail_after_s
         with sessions() as session:
             self._seq = log_store.next_seq(session, build_id)
-        self._closed = threading.Event()
-        self._flusher = threading.Thread(target=self._run, name=f"logs-{build_id}", daemon=True)
-        self._flusher.start()
+        self._writer = threading.Thread(target=self._run, name=f"logs-{build_id}", daemon=True)
+        self._writer.start()
+
+    @property
+    def healthy(self) -> bool:
+        """False while the store has been failing for a while: the build shows no progress
+        anyone can see, so its lease is not renewed on that account."""
+        since = self._failing_since
+        return self.failure is None and (since is None or time.monotonic() - since < 2.0)
 
     def __call__(self, line: str) -> None:
         text = self._redact(line)
@@ -71,27 +118,81 @@ class BuildLog:
                     f"or {self._limits.max_bytes // (1024 * 1024)} MiB (SHIPYARD_BUILD_MAX_LOG_"
                     "LINES / _BYTES); the build goes on without logging its output"
                 )
+            if len(self._pending) >= MAX_PENDING:
+                self._pending.popleft()
+                self._dropped += 1
             self._pending.append((datetime.now(UTC), text))
+            self._drained.clear()
             full = len(self._pending) >= MAX_BATCH
         if full:
-            self.flush()
+            self._wake.set()
 
-    def flush(self) -> None:
+    def _take(self) -> list[tuple[datetime, str]]:
         with self._lock:
-            batch, self._pending = self._pending, []
-            first = self._seq
-            self._seq += len(batch)
+            if self._dropped:
+                note = f"… {self._dropped} lines were dropped while the log store was unavailable"
+                self._pending.appendleft((datetime.now(UTC), note))
+                self._dropped = 0
+            batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
             if not batch:
-                return
-            with self._sessions() as session:
-                log_store.append(session, self._build_id, self._attempt, first, batch)
-                session.commit()
+                self._drained.set()
+            return batch
+
+    def _store(self, batch: list[tuple[datetime, str]]) -> None:
+        """Store ``batch`` under the next sequence numbers, retrying until it is stored or the
+        sink is closed for good (``_give_up``)."""
+        delay = 0.05
+        while True:
+            try:
+                with self._sessions() as session:
+                    log_store.append(session, self._build_id, self._attempt, self._seq, batch)
+                    session.commit()
+            except Exception as exc:
+                now = time.monotonic()
+                if self._failing_since is None:
+                    self._failing_since = now
+                    log.warning("storing the log of %s failed: %s", self._build_id, exc)
+                if self.failure is None and now - self._failing_since >= self._fail_after_s:
+                    self.failure = store_failure_message(exc, self._fail_after_s)
+                    if self._on_failure is not None:
+                        self._on_failure(self.failure)
+                if self._give_up.is_set():
+                    return
+                self._give_up.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            self._seq += len(batch)
+            self._failing_since = None
+            return
 
     def _run(self) -> None:
-        while not self._closed.wait(FLUSH_INTERVAL_S):
-            self.flush()
+        while True:
+            batch = self._take()
+            if batch:
+                self._store(batch)
+                continue
+            if self._closed.is_set():
+                return
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
 
-    def close(self) -> None:
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every queued line is stored (True) or ``timeout_s`` passed."""
+        self._wake.set()
+        return self._drained.wait(timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Store what is queued (retrying for up to ``timeout_s``, or briefly once the store
+        was declared failed), then stop the writer."""
+        if self.failure is not None:
+            timeout_s = min(timeout_s, 1.0)
         self._closed.set()
-        self._flusher.join(timeout=5)
-        self.flush()
+        self._wake.set()
+        self._writer.join(timeout=timeout_s)
+        if self._writer.is_alive():
+            self._give_up.set()
+            self._writer.join(timeout=2)
+            with self._lock:
+                lost = len(self._pending)
+            if lost:
+                log.error("%d log lines of %s could not be stored", lost, self._build_id)

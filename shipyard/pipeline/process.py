@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard.pipeline.errors import Cancelled, TimedOut
+from shipyard.pipeline.errors import Cancelled, Stalled, TimedOut
 
 LineSink = Callable[[str], None]
 TERM_GRACE_S = 3.0
@@ -54,11 +54,15 @@ def run(
     env: Mapping[str, str] | None = None,
     tail_lines: int = 20,
     max_line_bytes: int = MAX_LINE_BYTES,
+    stall_timeout_s: float | None = None,
+    stall_message: str = "made no progress",
 ) -> Completed:
     """Run ``argv``; each output line (stdout and stderr merged) goes to ``on_line``.
 
     Raises ``Cancelled`` when ``cancel`` is set and ``TimedOut`` past ``timeout_s``; in both
-    cases the whole process group has been stopped before it returns.
+    cases the whole process group has been stopped before it returns. ``stall_timeout_s``:
+    raises ``Stalled`` when the process neither printed a line nor read or wrote a byte
+    (``/proc/<pid>/io``, all its threads; e.g. a push to a frozen registry) for that long.
     """
     if cancel.is_set():
         raise Cancelled()
@@ -72,6 +76,7 @@ def run(
         start_new_session=True,
     )
     tail: list[str] = []
+    progress = [time.monotonic()]  # last line or I/O seen
 
     def pump() -> None:
         assert proc.stdout is not None
@@ -91,6 +96,7 @@ def run(
             tail.append(line)
             if len(tail) > tail_lines:
                 del tail[0]
+            progress[0] = time.monotonic()
             on_line(line)
         stream.close()
 
@@ -98,6 +104,7 @@ def run(
     reader.start()
     deadline = time.monotonic() + timeout_s
     outcome: type[Exception] | None = None
+    io_seen, io_checked = _io_bytes(proc.pid), time.monotonic()
     while proc.poll() is None:
         # Wake when the child closes its output (it exited), not at the next 50 ms tick.
         if reader.is_alive():
@@ -111,11 +118,34 @@ def run(
         if proc.poll() is None and time.monotonic() > deadline:
             outcome = TimedOut
             break
+        if stall_timeout_s is not None and (now := time.monotonic()) - io_checked >= 1.0:
+            io_now, io_checked = _io_bytes(proc.pid), now
+            if io_now != io_seen:
+                io_seen, progress[0] = io_now, now
+            elif now - progress[0] > stall_timeout_s and proc.poll() is None:
+                outcome = Stalled
+                break
     if outcome is not None:
         _kill_group(proc)
     reader.join(timeout=5)
     if outcome is Cancelled:
         raise Cancelled()
+    if outcome is Stalled:
+        raise Stalled(f"{stall_message} for {stall_timeout_s:g} s")
     if outcome is TimedOut:
         raise TimedOut(f"{Path(argv[0]).name} timed out after {timeout_s:g} s")
     return Completed(proc.returncode, tuple(tail))
+
+
+def _io_bytes(pid: int) -> int:
+    """Bytes the process read and wrote so far (every syscall, sockets included)."""
+    try:
+        text = Path(f"/proc/{pid}/io").read_text()
+    except OSError:
+        return -1
+    total = 0
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("rchar", "wchar"):
+            total += int(value)
+    return total

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +29,14 @@ import httpx
 
 from shipyard.pipeline.net import free_port
 
+log = logging.getLogger(__name__)
+
 LOOPBACK = "127.0.0.1"
 STOP_GRACE_S = 5.0
+# Restarts of a registry that exited: the first at once-ish, then slower while it keeps
+# failing; a registry that stayed up this long starts the back-off anew.
+RESTART_DELAYS_S = (0.2, 1.0, 2.0, 5.0, 10.0, 30.0)
+STABLE_AFTER_S = 60.0
 
 # A registry host: name or IPv4 with optional port, or a bracketed IPv6 address.
 _HOST = re.compile(
@@ -152,6 +160,10 @@ class EmbeddedRegistry:
         self.startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.restarts = 0  # how often the supervisor brought it back (metrics, tests)
 
     @property
     def storage_dir(self) -> Path:
@@ -240,6 +252,49 @@ class EmbeddedRegistry:
         return "\n".join(text.strip().splitlines()[-lines:])
 
     def start(self) -> None:
+        """Start it and keep it running: a registry that exits (killed, crashed) is
+        restarted with back-off until ``stop``."""
+        with self._lock:
+            self._stopping.clear()
+            self._start_process()
+            if self._supervisor is None or not self._supervisor.is_alive():
+                self._supervisor = threading.Thread(
+                    target=self._supervise, name="registry-supervisor", daemon=True
+                )
+                self._supervisor.start()
+
+    def _supervise(self) -> None:
+        attempt, started = 0, time.monotonic()
+        while not self._stopping.wait(0.2):
+            with self._lock:
+                proc = self._proc
+                if self._stopping.is_set() or proc is None or proc.poll() is None:
+                    if time.monotonic() - started > STABLE_AFTER_S:
+                        attempt = 0
+                    continue
+            delay = RESTART_DELAYS_S[min(attempt, len(RESTART_DELAYS_S) - 1)]
+            log.warning(
+                "the embedded registry exited with code %s; restarting it in %g s",
+                proc.returncode,
+                delay,
+            )
+            if self._stopping.wait(delay):
+                return
+            attempt += 1
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                try:
+                    self._close_log()
+                    self._start_process()
+                except (RegistryStartError, OSError) as exc:
+                    log.error("restarting the embedded registry failed: %s", exc)
+                    continue
+                self.restarts += 1
+                started = time.monotonic()
+                log.warning("the embedded registry is running again")
+
+    def _start_process(self) -> None:
         if self.running:
             return
         self._stop_orphan()
@@ -253,7 +308,7 @@ class EmbeddedRegistry:
         self._write_config()
         # REGISTRY_* variables override the config file; drop them so the file is the truth.
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        self._log = self.log_path.open("wb")
+        self._log = self.log_path.open("ab")
         # Output goes to a file, not a pipe: nobody reads a pipe after start-up and a full
         # pipe would block the registry.
         self._proc = subprocess.Popen(
@@ -268,7 +323,7 @@ class EmbeddedRegistry:
         try:
             self._wait_ready()
         except BaseException:
-            self.stop()
+            self._stop_process()
             raise
 
     def _wait_ready(self) -> None:
@@ -298,7 +353,23 @@ class EmbeddedRegistry:
                 )
             time.sleep(0.05)
 
+    def answering(self, timeout_s: float = 2.0) -> bool:
+        """The registry answers ``/v2/`` (401, asking for a token, counts)."""
+        try:
+            code = httpx.get(f"{self.url}/v2/", timeout=timeout_s, trust_env=False).status_code
+        except httpx.HTTPError:
+            return False
+        return code == 200 or (self.auth is not None and code == 401)
+
     def stop(self) -> None:
+        self._stopping.set()
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join(timeout=5)
+        with self._lock:
+            self._stop_process()
+
+    def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             try:
@@ -311,6 +382,9 @@ class EmbeddedRegistry:
                 proc.wait()
         elif proc is not None:
             proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None

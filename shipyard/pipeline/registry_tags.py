@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import httpx
 
-from shipyard.pipeline.errors import PushFailed
+from shipyard.pipeline.errors import PushFailed, short_cause
 from shipyard.pipeline.registry import RegistryTarget
 
 _ACCEPT = ", ".join((
@@ -115,6 +115,8 @@ def add_tags(
                     f"could not tag the image :{tag}: the registry answered {put.status_code}"
                 )
     except httpx.HTTPError as exc:
-        raise PushFailed(f"could not tag the image: registry unreachable ({exc})") from exc
+        raise PushFailed(
+            f"could not tag the image: registry unreachable ({short_cause(str(exc))})"
+        ) from exc
     finally:
         session.client.close()

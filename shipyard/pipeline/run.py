@@ -100,6 +100,7 @@ class PipelineSettings:
     allowed_local_roots: tuple[Path, ...] = ()
     allowed_networks: tuple[str, ...] = ()
     checkout_limits: CheckoutLimits = field(default_factory=CheckoutLimits)
+    push_stall_timeout_s: float | None = None
 
 
 # The registry target a build pushes (and pulls base images) with: its own project's
@@ -124,13 +125,22 @@ def _identity(reference: str, inspected: Mapping[str, object]) -> str:
     return str(inspected.get("FromImageDigest", ""))
 
 
+_DOING = {
+    BuildStatus.CLONING: "fetching the source",
+    BuildStatus.BUILDING: "building",
+    BuildStatus.UPLOADING: "pushing the image",
+}
+
+
 class _Watched:
     """A reporter whose lines the sandbox also sees (to name the cap a build hit)."""
 
     def __init__(self, report: Reporter, watch: Callable[[str], None]) -> None:
         self._report, self._watch = report, watch
+        self.doing = "fetching the source"  # for messages: "… while <doing>"
 
     def stage(self, status: BuildStatus) -> None:
+        self.doing = _DOING.get(status, self.doing)
         self._report.stage(status)
 
     def resolved(self, sha: str | None, branch: str | None) -> None:
@@ -187,11 +197,12 @@ class Pipeline:
             with self.sandbox.for_build(job.project_id, key, job.sandbox) as box:
                 report.line(box.describe())
                 box.start_sampling()
+                watched = _Watched(report, box.watch)
                 try:
-                    return self._run(job, _Watched(report, box.watch), cancel, box, deadline)
+                    return self._run(job, watched, cancel, box, deadline)
                 except PipelineError as exc:
                     # The kernel's cap, not buildah's "exit status 137", is the cause.
-                    if (limit := box.limit_message()) is not None:
+                    if (limit := box.limit_message(watched.doing)) is not None:
                         raise PipelineError(limit) from exc
                     raise
                 finally:
@@ -396,7 +407,10 @@ class Pipeline:
             write_authfile(authfile, target, extra=job.pull_credentials)
         box.hand_over()
         importing.result()  # re-raises what the import raised
-        buildah = box.buildah(pull_tls_verify=self.settings.pull_tls_verify)
+        buildah = box.buildah(
+            pull_tls_verify=self.settings.pull_tls_verify,
+            stall_timeout_s=self.settings.push_stall_timeout_s,
+        )
 
         report.stage(BuildStatus.BUILDING)
         # buildah also runs the ONBUILD triggers of every image a stage starts FROM: they are

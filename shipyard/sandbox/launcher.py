@@ -21,6 +21,16 @@ class Launcher:
     def wrap(self, argv: Sequence[str]) -> list[str]:
         wrapped = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
                    "--", *argv]  # fmt: skip
+        return self._enter(wrapped)
+
+    def wrap_root(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` as root (Shipyard's own steps, e.g. git), but inside the build's network
+        namespace and cgroups: the network policy applies, and killing the build's cgroup
+        (at the end, or after a crash at the next start) also ends these processes."""
+        return self._enter(list(argv))
+
+    def _enter(self, argv: list[str]) -> list[str]:
+        wrapped = argv
         if self.netns is not None:
             # nsenter, not ``ip netns exec``: that one remounts /sys, and rootless runc then
             # finds no cgroup mount and refuses to create the RUN container.

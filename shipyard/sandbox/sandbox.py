@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import subprocess
 import threading
@@ -34,6 +35,9 @@ from shipyard.sandbox.users import BuildUser, BuildUsers, SandboxError, user_nam
 log = logging.getLogger(__name__)
 
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Less than this free on a project's filesystem counts as full (ext4 keeps no root reserve
+# for the build user's writes that matter here).
+DISK_FULL_BYTES = 1 << 20
 _BASE_TIMEOUT_S = 300.0
 
 
@@ -153,6 +157,9 @@ class BuildSandbox:
     notes: list[str]
     launcher: Launcher = field(init=False)
     disk_full: bool = False  # a step reported ENOSPC (see ``watch``)
+    # The build did not end cleanly (failed, aborted, timed out): buildah may have left
+    # working containers and mounts that only a sweep of the idle store removes.
+    dirty: bool = False
     _tasks: list[Background] = field(default_factory=list)
     samples: dict[str, list[tuple[str, float]]] = field(
         default_factory=lambda: {"cpu": [], "memory": []}
@@ -169,6 +176,7 @@ class BuildSandbox:
         def sample() -> None:
             last_cpu, last_t = cgroup.usage()[1], time.monotonic()
             while not self._stop_sampling.wait(interval_s):
+                self.check_disk()
                 memory, cpu = cgroup.usage()
                 now = time.monotonic()
                 ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -200,22 +208,25 @@ class BuildSandbox:
         """buildah's ``--network`` for RUN steps: the namespace buildah itself is in."""
         return "none" if self.network_mode is NetworkMode.NONE else "host"
 
-    def buildah(self, *, pull_tls_verify: bool, exclusive: bool | None = None) -> Buildah:
+    def buildah(self, *, pull_tls_verify: bool, stall_timeout_s: float | None = None) -> Buildah:
+        # Never "exclusive": another build of the project may start while this one runs, so
+        # its janitor must not sweep the store. Working containers a stopped build left are
+        # swept once the project's store is idle (``Sandbox._leave``).
         return Buildah(
             self.store,
             pull_tls_verify=pull_tls_verify,
-            exclusive_store=self.sandbox.alone(self) if exclusive is None else exclusive,
+            exclusive_store=False,
             launcher=self.launcher,
             env=self.env,
             runc_root=self.dirs.runc_root,
+            stall_timeout_s=stall_timeout_s,
         )
 
     def enter_network(self, argv: list[str]) -> list[str]:
         """``argv`` run by Shipyard (root) inside the build's network namespace: git fetches
-        then obey the build's network policy, enforced by the kernel."""
-        if self.net is None:
-            return argv
-        return ["nsenter", f"--net=/run/netns/{self.net.name}", "--", *argv]
+        then obey the build's network policy, enforced by the kernel. They also run in the
+        build's cgroups: a git left by a killed server is killed with them at the next start."""
+        return self.launcher.wrap_root(argv)
 
     def hand_over(self) -> None:
         """Shipyard has written source, build files and secrets: the build user owns them now
@@ -232,24 +243,39 @@ class BuildSandbox:
         return text + "".join(f" ({note})" for note in self.notes)
 
     def watch(self, line: str) -> None:
-        """Sees every output line: ENOSPC inside the project's filesystem is its disk cap."""
-        if "no space left on device" in line.lower():
+        """Sees every output line: ENOSPC anywhere in the build (a RUN step, buildah's commit)
+        is named as such, whatever error buildah ends with ("read/write on closed pipe")."""
+        lowered = line.lower()
+        if "no space left on device" in lowered or "disk quota exceeded" in lowered:
             self.disk_full = True
 
-    def limit_message(self) -> str | None:
-        """Which kernel-enforced cap the build hit, if any (for the build's message)."""
-        if self.cgroup is None:
-            return None
+    def check_disk(self) -> None:
+        """Sampled while the build runs: a full project filesystem is remembered even if
+        buildah frees its temporary files before it reports the failure."""
+        try:
+            stat = os.statvfs(self.dirs.root)
+        except OSError:
+            return
+        if stat.f_bavail * stat.f_frsize < DISK_FULL_BYTES:
+            self.disk_full = True
+
+    def limit_message(self, stage: str = "building") -> str | None:
+        """Which cap the build hit, if any (for the build's message); ``stage``: what it was
+        doing (e.g. "building")."""
         limits = self.limits
-        if self.cgroup.oom_killed():
+        if self.cgroup is not None and self.cgroup.oom_killed():
             mib = limits.memory_bytes // (1024 * 1024)
             return f"the build ran out of memory: its limit is {mib} MiB (SHIPYARD_BUILD_MEMORY_MB)"
-        if self.disk_full and self.sandbox.settings.disk_bytes:
-            gib = (self.sandbox.settings.disk_bytes or 0) / (1 << 30)
-            return (
-                f"the build ran out of disk space: each project's layers and work dirs are "
-                f"limited to {gib:g} GiB (SHIPYARD_BUILD_DISK_GB)"
-            )
+        self.check_disk()
+        if self.disk_full:
+            if disk := self.sandbox.settings.disk_bytes:
+                return (
+                    f"no space left on device while {stage}: each project's disk (layers "
+                    f"and work dirs) holds {disk / (1 << 30):g} GiB (SHIPYARD_BUILD_DISK_GB)"
+                )
+            return f"no space left on device while {stage}"
+        if self.cgroup is None:
+            return None
         if self.cgroup.pids_exhausted():
             return (f"the build hit its process limit of {limits.pids} "
                     "(SHIPYARD_BUILD_PIDS)")  # fmt: skip
@@ -284,7 +310,10 @@ class Sandbox:
         self.users = BuildUsers(settings.instance_id)
         self.base_images = BaseImages(self)
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._active: Counter[str] = Counter()
+        self._dirty: set[str] = set()  # stores to sweep once their project is idle
+        self._sweeping: set[str] = set()  # no build of these projects starts meanwhile
 
     def start(self) -> None:
         self.layout.create()
@@ -295,10 +324,6 @@ class Sandbox:
                 Path(f"/proc/sys/fs/{name}").write_text("1\n")
         if self.settings.network is not NetworkMode.HOST:
             network.install_host_rules()
-
-    def alone(self, box: BuildSandbox) -> bool:
-        with self._lock:
-            return self._active[box.user.name] <= 1
 
     def _user_dirs(self, project_id: str) -> tuple[BuildUser, UserDirs]:
         user = self.users.for_project(project_id)
@@ -339,16 +364,59 @@ class Sandbox:
         box = BuildSandbox(
             self, project_id, key, user, dirs, workdir, cgroup, net, network_mode, limits, notes
         )
-        with self._lock:
+        with self._changed:
+            while user.name in self._sweeping:
+                self._changed.wait()
             self._active[user.name] += 1
         try:
             if net is not None:
                 net.create()
             yield box
+        except BaseException:
+            box.dirty = True
+            raise
         finally:
-            with self._lock:
-                self._active[user.name] -= 1
-            box.close()
+            try:
+                box.close()
+            finally:
+                self._leave(box)
+
+    def _leave(self, box: BuildSandbox) -> None:
+        """The last build of a project to leave sweeps its store if any build of it ended
+        uncleanly: an abort in buildah's first moments (before it handles SIGTERM) or a
+        SIGKILL after the grace leaves working containers and overlay mounts, which carry
+        nothing naming their build, so they can only be removed while no build uses the
+        store. New builds of the project wait for the sweep (a fraction of a second)."""
+        name = box.user.name
+        with self._changed:
+            self._active[name] -= 1
+            if box.dirty:
+                self._dirty.add(name)
+            sweep = self._active[name] == 0 and name in self._dirty
+            if sweep:
+                self._dirty.discard(name)
+                self._sweeping.add(name)
+        if not sweep:
+            return
+        try:
+            self.sweep_store(box.user, box.dirs)
+        finally:
+            with self._changed:
+                self._sweeping.discard(name)
+                self._changed.notify_all()
+
+    def sweep_store(self, user: BuildUser, dirs: UserDirs) -> None:
+        """Remove every working container of an idle project store (as its build user)."""
+        buildah = Buildah(
+            BuildahStore(root=dirs.store / "root", runroot=dirs.store / "runroot"),
+            launcher=Launcher(uid=user.uid, gid=user.gid),
+            env=user_env(user, dirs),
+            runc_root=dirs.runc_root,
+        )
+        try:
+            buildah.sweep_store()
+        except Exception:  # the next unclean build's sweep tries again
+            log.exception("sweeping the store of %s failed", user.name)
 
     def _wait_idle(self, name: str, timeout_s: float = 300.0) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -400,10 +468,14 @@ class Sandbox:
             dirs = UserDirs(self.settings.root / name)
             if not dirs.work.is_dir():
                 continue
-            for workdir in dirs.work.iterdir():
+            left = list(dirs.work.iterdir())
+            for workdir in left:
                 _runc_state_cleanup(dirs.runc_root, workdir)
                 shutil.rmtree(workdir, ignore_errors=True)
                 removed += 1
+            if left and (user := self.users.lookup(name)) is not None:
+                # A killed build's working containers: no build of this instance runs yet.
+                self.sweep_store(user, dirs)
         return removed
 
     def remove(self) -> None:

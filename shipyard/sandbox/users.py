@@ -85,6 +85,15 @@ class BuildUsers:
             self._known[name] = user
             return user
 
+    def lookup(self, name: str) -> BuildUser | None:
+        """An existing build user of this instance, or None (never creates one)."""
+        if not name.startswith(self.prefix):
+            return None
+        try:
+            return self._lookup(name)
+        except SandboxError:
+            return None
+
     def _lookup(self, name: str) -> BuildUser | None:
         try:
             entry = pwd.getpwnam(name)

@@ -75,6 +75,8 @@ def start_server(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], L
         "SHIPYARD_ALLOW_PRIVATE_URLS": "true",
         # The e2e tests build file:// repositories made under pytest's temp dirs.
         "SHIPYARD_ALLOWED_LOCAL_ROOTS": tempfile.gettempdir(),
+        # Tests stop servers with builds still running: do not wait the default 30 s.
+        "SHIPYARD_SHUTDOWN_GRACE_S": "2",
         **env,
     }
     with log_path.open("ab") as log:

@@ -183,6 +183,7 @@ def test_filling_the_disk_fails_naming_the_disk_cap(live: LiveServer, tenant: Te
         live, tenant, FROM + "RUN dd if=/dev/zero of=/big bs=1M count=400\n"
     )
     assert build["status"] == "FAILURE", (build, logs[-10:])
+    assert build["message"].startswith("no space left on device while building"), build
     assert "disk" in build["message"] and "SHIPYARD_BUILD_DISK_GB" in build["message"], build
     # The cap is the project's own file system: the host's disk was never at risk, and the
     # project can build again once the failed step's layer is gone.

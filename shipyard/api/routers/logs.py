@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -187,10 +188,13 @@ async def follow(
     build_id: str,
     after_seq: int = -1,
     keep: LineFilter | None = None,
+    closing: threading.Event | None = None,
 ) -> AsyncIterator[list[BuildLogLine]]:
     """Yield batches of new lines (those ``keep`` passes) until the build has concluded and
     every line was yielded. An empty batch now and then during silence lets a transport send
-    a keep-alive; lines filtered out do not count as traffic."""
+    a keep-alive; lines filtered out do not count as traffic. ``closing`` (Shipyard is
+    shutting down): the stream ends after the lines stored so far, so it never holds the
+    exit."""
 
     def poll(seq: int) -> tuple[list[BuildLogLine], int, bool]:
         with sessions() as session:
@@ -214,7 +218,7 @@ async def follow(
                 quiet_since = time.monotonic()
                 yield rows
             continue
-        if done:
+        if done or (closing is not None and closing.is_set()):
             return
         if time.monotonic() - quiet_since > KEEPALIVE_S:
             quiet_since = time.monotonic()
@@ -347,7 +351,7 @@ async def _tail_socket(websocket: WebSocket, entity: Entity, project_id: str, sl
                 await websocket.send_json(
                     {"type": "log-lines", "data": [line_out(r) for r in first]}
                 )
-        async for rows in follow(state.sessions, found, after, keep):
+        async for rows in follow(state.sessions, found, after, keep, state.closing):
             if not rows:
                 continue
             await websocket.send_json({"type": "log-lines", "data": [line_out(r) for r in rows]})
@@ -428,7 +432,7 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
                 )
                 for row in first:
                     yield f"id: {row.seq}\ndata: {json.dumps(line_out(row))}\n\n"
-            async for rows in follow(state.sessions, build.id, after, keep):
+            async for rows in follow(state.sessions, build.id, after, keep, state.closing):
                 if not rows:
                     yield ": ping\n\n"
                 for row in rows:
