@@ -26,6 +26,8 @@ from shipyard.client import Build, Shipyard, ShipyardError
 # buildah: "STEP 3/7: RUN …", multi-stage "[2/3] STEP 1/4: COPY …".
 _STEP = re.compile(r"^(?:\[(?P<stage>\d+)/(?P<stages>\d+)\] )?STEP (?P<n>\d+)/(?P<m>\d+): ")
 QUEUE_POLL_S = 3.0
+# A queued build's log line from the dispatcher: "Queued: position 3 of 7; <what it waits on>".
+QUEUED_PREFIX = "Queued: "
 # Enough for any real queue; a list call costs the server one page each.
 _QUEUE_SCAN = 500
 
@@ -56,6 +58,7 @@ class Status:
         self.stage = build.status
         self.step: str | None = None
         self.queue: str | None = None
+        self.server_queue = False
         self._clock = clock or (lambda: datetime.now(UTC))
         self._spinner = Spinner("dots")
         self._lock = threading.Lock()
@@ -66,12 +69,17 @@ class Status:
                 self.stage = log[4:].split(":", 1)[0].strip().upper()
                 self.step = None
                 self.queue = None
+            elif log.startswith(QUEUED_PREFIX):
+                # The server's own word (scale-out dispatch): the global position and the
+                # limit the build waits on. It wins over the estimate from the list.
+                self.queue = log.removeprefix(QUEUED_PREFIX).strip()
+                self.server_queue = True
             elif (step := step_of(log)) is not None:
                 self.step = step
 
     def set_queue(self, queue: str | None) -> None:
         with self._lock:
-            if self.stage == "QUEUED":
+            if self.stage == "QUEUED" and not self.server_queue:
                 self.queue = queue
 
     def line(self) -> str:
@@ -119,7 +127,11 @@ class _QueueWatch(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.is_set() and self._status.stage == "QUEUED":
+        while (
+            not self.stop.is_set()
+            and self._status.stage == "QUEUED"
+            and not self._status.server_queue
+        ):
             try:
                 self._status.set_queue(queue_position(self._sy, self._build))
             except ShipyardError:  # a hint only: the log stream reports real failures

@@ -115,6 +115,16 @@ def test_status_line_shows_stage_elapsed_and_step() -> None:
     assert status.line() == "smooth-buoy-7112 · BUILDING · 1m23s · step 3/7"
 
 
+def test_the_servers_queue_line_wins_over_the_estimate() -> None:
+    status = Status(build(), clock=lambda: TS + timedelta(seconds=5))
+    status.set_queue("next in line here; waiting for a free build slot")
+    status.seen("Queued: position 3 of 7; project demo runs 2 of 2 builds")
+    status.set_queue("an estimate arriving late")
+    assert status.line() == (
+        "smooth-buoy-7112 · QUEUED · 0m05s · position 3 of 7; project demo runs 2 of 2 builds"
+    )
+
+
 def test_queue_position_counts_older_queued_builds() -> None:
     assert queue_position(FakeSy(), build()) == "2 older builds of this workload queued ahead"  # type: ignore[arg-type]
 
