@@ -54,6 +54,14 @@ def import_(
     tls_verify: Annotated[
         bool, typer.Option("--tls-verify/--no-tls-verify", help="For --from")
     ] = True,
+    registry: Annotated[
+        bool,
+        typer.Option(
+            "--registry",
+            help="Push to the embedded registry instead (NAME under shared/; the server must "
+            "be running): FROM 127.0.0.1:PORT/shared/NAME:TAG",
+        ),
+    ] = False,
 ) -> None:
     """Import a base image into the shared base-image store: every project can then build
     `FROM localhost/NAME:TAG` (picked up by each project before its next build)."""
@@ -72,7 +80,8 @@ def import_(
         chosen = name or importer.default_name(reference)
         importer.local_name(chosen)  # a bad name fails before any copy
         settings = prepare(Settings())
-        done = importer.import_image(
+        copy = importer.push_to_registry if registry else importer.import_image
+        done = copy(
             settings, reference, chosen, creds=creds, authfile=authfile, tls_verify=tls_verify
         )
     except ShipyardError as exc:
@@ -81,7 +90,8 @@ def import_(
     stdout.out(done.name, highlight=False)
     stderr.print(
         Text.assemble(
-            "imported into the base-image store (", text(done.digest), "): build ",
+            f"imported into the {'embedded registry' if registry else 'base-image store'} (",
+            text(done.digest), "): build ",
             (f"FROM {done.name}", "bold"),
         ),
         soft_wrap=True,

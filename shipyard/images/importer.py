@@ -1,6 +1,7 @@
 """``shipyard images import``: an OCI layout directory, an OCI archive, a docker archive or
 an external registry's image, copied with skopeo into the shared base-image store
-(``SHIPYARD_BASE_IMAGES_DIR``, default ``<data dir>/base-images``).
+(``SHIPYARD_BASE_IMAGES_DIR``, default ``<data dir>/base-images``), or with ``--registry``
+into the embedded registry under a shared prefix.
 
 The store, not the embedded registry: an image there is exported to each project's own store
 before its next build, and a ``FROM localhost/NAME:TAG`` is never pulled (``localhost/`` names
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from shipyard.builds.errors import InvalidRequest, Upstream
 from shipyard.pipeline.builder import STORAGE_DRIVER, BuildahStore
+from shipyard.pipeline.registry import LOOPBACK
+from shipyard.registryauth.authority import credentials
 from shipyard.settings import Settings
 
 COPY_TIMEOUT_S = 1800.0
@@ -112,12 +115,49 @@ def _creds_authfile(directory: Path, reference: str, creds: str) -> Path:
     # Docker's rule: a first component that is no host (no dot, port or localhost) is Hub's.
     is_host = sep and ("." in first or ":" in first or first == "localhost")
     host = first if is_host else "docker.io"
-    path = directory / "auth.json"
+    return _write_authfile(directory / "auth.json", host, user, password)
+
+
+def _write_authfile(path: Path, host: str, username: str, password: str) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
         json.dump({"auths": {host: {"auth": token}}}, out)
     return path
+
+
+def _copy(
+    source: str,
+    destination: str,
+    tmp: Path,
+    *,
+    creds: str | None,
+    authfile: Path | None,
+    tls_verify: bool,
+    dest_args: list[str],
+) -> str:
+    """``skopeo copy``; returns the manifest digest written."""
+    argv = ["skopeo", "copy", "--quiet", "--retry-times", "2", *dest_args]
+    if creds is not None:
+        argv += ["--src-authfile", str(_creds_authfile(tmp, source, creds))]
+    elif authfile is not None:
+        argv += ["--src-authfile", str(authfile)]
+    if source.startswith("docker://") and not tls_verify:
+        argv.append("--src-tls-verify=false")
+    digest_file = tmp / "digest"
+    argv += ["--digestfile", str(digest_file), "--", source, destination]
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME")}
+    env["TMPDIR"] = str(tmp)
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=COPY_TIMEOUT_S, env=env, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise Upstream(f"importing {source} took longer than {COPY_TIMEOUT_S:.0f} s") from None
+    if done.returncode != 0:
+        cause = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise Upstream(f"cannot import {source}: {cause[0]}")
+    return digest_file.read_text().strip() if digest_file.exists() else ""
 
 
 def import_image(
@@ -136,27 +176,51 @@ def import_image(
     store.runroot.mkdir(parents=True, exist_ok=True, mode=0o700)
     destination = f"containers-storage:[{STORAGE_DRIVER}@{store.root}+{store.runroot}]{target}"
     with tempfile.TemporaryDirectory(prefix="shipyard-import-") as tmp:
-        argv = ["skopeo", "copy", "--quiet", "--retry-times", "2"]
-        if creds is not None:
-            argv += ["--src-authfile", str(_creds_authfile(Path(tmp), source, creds))]
-        elif authfile is not None:
-            argv += ["--src-authfile", str(authfile)]
-        if source.startswith("docker://") and not tls_verify:
-            argv.append("--src-tls-verify=false")
-        digest_file = Path(tmp) / "digest"
-        argv += ["--digestfile", str(digest_file), "--", source, destination]
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME")}
-        env["TMPDIR"] = tmp
-        try:
-            done = subprocess.run(
-                argv, capture_output=True, text=True, timeout=COPY_TIMEOUT_S, env=env, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise Upstream(f"importing {source} took longer than {COPY_TIMEOUT_S:.0f} s") from None
-        if done.returncode != 0:
-            cause = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
-            raise Upstream(f"cannot import {source}: {cause[0]}")
-        digest = digest_file.read_text().strip() if digest_file.exists() else ""
+        digest = _copy(
+            source, destination, Path(tmp),
+            creds=creds, authfile=authfile, tls_verify=tls_verify, dest_args=[],
+        )  # fmt: skip
+    return Imported(target, digest, source)
+
+
+def registry_name(settings: Settings, name: str) -> str:
+    """``shared/busybox:1`` → ``127.0.0.1:5000/shared/busybox:1`` in the embedded registry;
+    only under a shared prefix (``SHIPYARD_REGISTRY_SHARED_PREFIXES``): what every project
+    may pull."""
+    if settings.registry:
+        raise InvalidRequest(
+            "--registry pushes to the embedded registry; with SHIPYARD_REGISTRY set, push "
+            "to that registry with its own tools and credentials"
+        )
+    bare = local_name(name).removeprefix("localhost/")
+    if bare.split("/", 1)[0] not in settings.registry_shared_prefixes or "/" not in bare:
+        prefixes = ", ".join(f"{p}/" for p in settings.registry_shared_prefixes)
+        raise InvalidRequest(f"--registry names must be under a shared prefix ({prefixes})")
+    return f"{LOOPBACK}:{settings.registry_port}/{bare}"
+
+
+def push_to_registry(
+    settings: Settings,
+    source: str,
+    name: str,
+    *,
+    creds: str | None = None,
+    authfile: Path | None = None,
+    tls_verify: bool = True,
+) -> Imported:
+    """Copy ``source`` into the embedded registry (running: ``shipyard up``) under a shared
+    prefix, with Shipyard's internal credential."""
+    target = registry_name(settings, name)
+    username, password = credentials(settings).internal_credential()
+    with tempfile.TemporaryDirectory(prefix="shipyard-import-") as tmp:
+        dest_auth = _write_authfile(
+            Path(tmp) / "dest-auth.json", target.split("/", 1)[0], username, password
+        )
+        dest_args = ["--dest-authfile", str(dest_auth), "--dest-tls-verify=false"]
+        digest = _copy(
+            source, f"docker://{target}", Path(tmp),
+            creds=creds, authfile=authfile, tls_verify=tls_verify, dest_args=dest_args,
+        )  # fmt: skip
     return Imported(target, digest, source)
 
 

@@ -21,7 +21,12 @@ SHIPYARD = str(Path(sys.executable).parent / "shipyard")
 
 
 def shipyard(live: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SHIPYARD_DATA_DIR": str(live.data_dir), "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "SHIPYARD_DATA_DIR": str(live.data_dir),
+        "SHIPYARD_REGISTRY_PORT": live.registry.rsplit(":", 1)[1],
+        "COLUMNS": "200",
+    }
     return subprocess.run(
         [SHIPYARD, *args], env=env, capture_output=True, text=True, timeout=300,
         stdin=subprocess.DEVNULL,
@@ -58,6 +63,8 @@ def test_import_then_build_from_it(live: LiveServer, sample_app: SampleApp, tmp_
         "localhost/shared/from-docker-archive:1": [str(docker_archive), "--name", "shared/from-docker-archive:1"],
         "localhost/shared/from-registry:1": ["--from", shared, "--creds", f"admin:{live.token}",
                                              "--no-tls-verify", "--name", "shared/from-registry:1"],
+        # The other route: into the embedded registry, under shared/ (Shipyard's own credential).
+        f"{live.registry}/shared/pushed:1": [str(layout), "--registry", "--name", "shared/pushed:1"],
     }  # fmt: skip
     for name, args in imports.items():
         done = shipyard(live, "images", "import", *args)
@@ -66,10 +73,12 @@ def test_import_then_build_from_it(live: LiveServer, sample_app: SampleApp, tmp_
         assert live.token not in done.stdout + done.stderr
     listed = json.loads(shipyard(live, "images", "list", "-o", "json").stdout)
     names = {n for image in listed for n in image["names"]}
-    assert set(imports) <= names
+    assert {n for n in imports if n.startswith("localhost/")} <= names
 
     refused = shipyard(live, "images", "import", str(tmp_path), "--name", "x:1")
     assert refused.returncode == 1 and "oci-layout" in refused.stderr
+    outside = shipyard(live, "images", "import", str(layout), "--registry", "--name", "mine/x:1")
+    assert outside.returncode == 1 and "shared prefix" in outside.stderr
 
     stages = "".join(f"FROM {name} AS s{n}\n" for n, name in enumerate(imports))
     copies = "".join(f"COPY --from=s{n} /bin/busybox /proof/{n}\n" for n in range(len(imports)))

@@ -11,6 +11,7 @@ import pytest
 
 from shipyard.builds.errors import InvalidRequest
 from shipyard.images import importer
+from shipyard.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -81,3 +82,16 @@ def test_creds_become_an_authfile_for_the_registry(
     assert entry[0] == host
     with pytest.raises(InvalidRequest, match="USER:PASSWORD"):
         importer._creds_authfile(tmp_path / "x", reference, "nopassword")
+
+
+def test_registry_names_stay_under_a_shared_prefix(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, registry_port=5123)
+    assert (
+        importer.registry_name(settings, "shared/busybox") == "127.0.0.1:5123/shared/busybox:latest"
+    )
+    for bad in ("busybox:1", "team/busybox:1"):
+        with pytest.raises(InvalidRequest, match="shared prefix"):
+            importer.registry_name(settings, bad)
+    external = Settings(data_dir=tmp_path, registry="registry.example.com")
+    with pytest.raises(InvalidRequest, match="embedded registry"):
+        importer.registry_name(external, "shared/busybox:1")
