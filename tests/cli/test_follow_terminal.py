@@ -4,6 +4,7 @@ time and ``step n/m`` shown, Ctrl-C detaches with the abort command and exit 130
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -90,3 +91,27 @@ def test_follow_on_a_terminal(
     assert json.loads(cli(live, *shlex.split(abort)[1:], "-o", "json").stdout)["id"] == build_id[1]
     path = f"/v1/projects/{project}/services/{svc}/build/{build_id[1]}"
     assert live.wait(path)["status"] == "ABORTED"
+
+
+def test_follow_denied_after_the_start_names_the_build(
+    live: LiveServer,
+    service: tuple[str, str],  # noqa: F811
+) -> None:
+    # A token that may start builds but not read their logs (a deploy-only CI token).
+    project, svc = service
+    created = subprocess.run(
+        [SHIPYARD, "tokens", "create", "--name", "deployer",
+         "-p", "Project > Services > Deployment > Deploy Build"],
+        env={**os.environ, "SHIPYARD_DATA_DIR": str(live.data_dir)},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    deployer = json.loads(created.stdout)["token"]
+    done = cli(live, "start", "service", "build", "-p", project, "-s", svc, "--branch", "main",
+               "--target", "final", "--follow", check=False, env={"SHIPYARD_TOKEN": deployer})  # fmt: skip
+    assert done.returncode == 1
+    said = " ".join(done.stderr.split())
+    found = re.match(r"build (\S+) QUEUED", said)
+    assert found is not None, said  # the id first
+    assert f"build {found[1]} was started, but following it failed (HTTP 403)" in said
+    assert f"shipyard logs build -p {project} -s {svc} -b {found[1]} --follow" in said
+    assert live.wait(f"/v1/projects/{project}/services/{svc}/build/{found[1]}")["concluded"]
