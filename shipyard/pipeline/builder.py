@@ -154,10 +154,7 @@ def push_failure_message(target: RegistryTarget, completed: Completed) -> str:
     for symptom in _UNREACHABLE:
         if symptom in lowered:
             what = symptom.strip(": ")
-            return (
-                f"could not push image to {target.host}: the registry stopped answering "
-                f"({what}); start the build again"
-            )
+            return f"could not push image to {target.host}: registry unreachable ({what})"
     # Drop 'pushing image "x" to "docker://y": ' - the user knows which image it was.
     cause = re.sub(r'^pushing image "[^"]*" to "[^"]*": ', "", error)
     return f"could not push image to {target.host}: {short_cause(cause)}"
