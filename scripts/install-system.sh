@@ -19,6 +19,8 @@ command -v iptables >/dev/null || need+=(iptables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+# The CLI tests drive `--follow` on a real terminal.
+command -v tmux >/dev/null || need+=(tmux)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -25,8 +25,10 @@ from shipyard.api.routers import (
     login,
     logs,
     projects,
+    pull_credentials,
     registry,
     repository,
+    tokens,
     workload_edit,
     workloads,
 )
@@ -93,6 +95,8 @@ def create_app(
         repository,
         job_runs,
         registry,
+        pull_credentials,
+        tokens,
         metrics,
         gc,
     ):

@@ -18,6 +18,7 @@ class Principal:
     name: str
     permissions: frozenset[str]
     project_id: str | None  # None: every project
+    admin: bool = False  # the bootstrap admin token: the only one that manages tokens
 
     def require(
         self, permission: Permission | Sequence[Permission], project_id: str | None = None
@@ -35,8 +36,12 @@ class Principal:
         if project_id is not None and self.project_id is not None and project_id != self.project_id:
             raise Forbidden(f"token is scoped to another project than '{project_id}'")
 
+    def require_admin(self) -> None:
+        if not self.admin:
+            raise Forbidden("only the admin token may list or revoke API tokens")
 
-_ADMIN = Principal("admin", frozenset(p.value for p in ALL), None)
+
+_ADMIN = Principal("admin", frozenset(p.value for p in ALL), None, admin=True)
 
 
 def admin_principal() -> Principal:

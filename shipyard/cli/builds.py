@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -10,6 +11,7 @@ import typer
 from rich.text import Text
 
 from shipyard.cli import config
+from shipyard.cli.follow import follow
 from shipyard.cli.options import (
     OutputOpt,
     Project,
@@ -144,23 +146,52 @@ def _overrides(
     }
 
 
-def follow(sy: Shipyard, build: Build, output: Output) -> Build:
-    """Print lines as they come, with the stage on a Rich status line; returns the end state."""
-    stage = build.status
-    with stderr.status(text(f"{build.id}: {stage}"), spinner="dots") as status:
-        for line in sy.follow_logs(build):
-            if line.log.startswith("==> "):
-                stage = line.log[4:].split(":", 1)[0].upper()
-                status.update(text(f"{build.id}: {stage}"))
-            show_line(line, output)
-    return sy.wait(build, poll_s=0.5)
+def _owner_flags(build: Build) -> str:
+    owner = (
+        f"-j {shlex.quote(build.job_id)}"
+        if build.job_id
+        else f"-s {shlex.quote(build.service_id or '')}"
+    )
+    return f"-p {shlex.quote(build.project_id or '')} {owner} -b {shlex.quote(build.id)}"
 
 
-def finish(sy: Shipyard, build: Build, output: Output, do_follow: bool) -> None:
+def abort_command(build: Build) -> str:
+    return f"shipyard abort {'job' if build.job_id else 'service'} build {_owner_flags(build)}"
+
+
+def follow_command(build: Build) -> str:
+    return f"shipyard logs build {_owner_flags(build)} --follow"
+
+
+def finish(
+    sy: Shipyard, build: Build, output: Output, do_follow: bool, started: bool = True
+) -> None:
     if not do_follow:
         show_build(build, output)
         return
-    final = follow(sy, build, output)
+    # The id first, on stderr (stdout stays the log): whatever happens next, it is known.
+    stderr.print(
+        Text.assemble(("build ", "bold"), text(build.id, "bold"), " ", status_text(build.status))
+    )
+    try:
+        final = follow(sy, build, output)
+    except KeyboardInterrupt:
+        stderr.print(
+            Text.assemble(
+                "detached — the build goes on; abort with ", text(abort_command(build), "bold")
+            )
+        )
+        raise typer.Exit(130) from None
+    except ShipyardError as exc:
+        where = f"HTTP {exc.status}" if exc.status else "connection"
+        what = (
+            f"build {build.id} was started, but following it failed"
+            if started
+            else (f"following build {build.id} failed")
+        )
+        stderr.print(Text.assemble((f"{what} ({where}): ", "red"), text(exc.message)))
+        stderr.print(Text.assemble("follow it with ", text(follow_command(build), "bold")))
+        raise typer.Exit(1) from None
     if output is Output.JSON:
         emit_json(dict(final.raw), line=True)
     else:
@@ -383,6 +414,6 @@ def build_logs(
     ref = _ref(project, build, service, job)
     with client(url, token) as sy:
         if do_follow:
-            finish(sy, sy.get_build(ref), output, True)
+            finish(sy, sy.get_build(ref), output, True, started=False)
         for line in sy.build_logs(ref, line_limit=lines):
             show_line(line, output)

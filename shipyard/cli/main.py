@@ -10,13 +10,20 @@ import typer
 from rich.console import Console
 
 from shipyard.builds.permissions import ALL, Permission
-from shipyard.cli import builds, gc, registry, resources
+from shipyard.cli import backup as backup_cmds
+from shipyard.cli import builds, gc, images, registry, resources
+from shipyard.cli import tokens as token_cmds
 from shipyard.settings import Settings, prepare
 
 app = typer.Typer(
     help="Shipyard: container builds behind Northflank's v1 build API.", no_args_is_help=True
 )
-tokens = typer.Typer(help="API tokens (run on the server's machine).", no_args_is_help=True)
+tokens = typer.Typer(
+    help="API tokens (create: on the server's machine; list, revoke: with the admin token).",
+    no_args_is_help=True,
+)
+tokens.command("list")(token_cmds.tokens_list)
+tokens.command("revoke")(token_cmds.tokens_revoke)
 app.add_typer(builds.start_app, name="start")
 app.add_typer(builds.get_app, name="get")
 app.add_typer(builds.list_app, name="list")
@@ -25,8 +32,11 @@ app.add_typer(builds.logs_app, name="logs")
 app.add_typer(resources.create_app, name="create")
 app.add_typer(tokens, name="tokens")
 app.add_typer(registry.registry_app, name="registry")
+app.add_typer(images.images_app, name="images")
 app.command()(resources.login)
 app.command("gc")(gc.gc)
+app.command("backup")(backup_cmds.backup)
+app.command("restore")(backup_cmds.restore)
 console = Console(stderr=True)
 
 
@@ -40,6 +50,7 @@ def up(
 
     from shipyard.api.app import create_app
     from shipyard.api.server import serve
+    from shipyard.backup import running
     from shipyard.executors.runtime import executor_for
 
     # Everything Shipyard creates is its own unless it says otherwise (the DB and its WAL,
@@ -49,20 +60,32 @@ def up(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("shipyard").setLevel(logging.INFO)
-    settings = prepare(Settings())
+    configured = Settings()
+    token_file = configured.data_dir / "admin-token"
+    # Printed once, when generated: a terminal's scrollback or a journal is no place to keep it.
+    generated = configured.admin_token is None and not token_file.exists()
+    settings = prepare(configured)
     if host is not None or port is not None:
         settings = settings.model_copy(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
         )
+    # Held until exit: `shipyard restore` refuses to overwrite the data of a running server.
+    running.hold(settings.data_dir)
     application = create_app(settings, executor_for)
     assert settings.admin_token is not None
     console.print(
         f"[bold]Shipyard[/] on http://{settings.host}:{settings.port}  (data: {settings.data_dir})"
     )
-    console.print(
-        f"Admin token: {settings.admin_token.get_secret_value()}  "
-        f"(also in {settings.data_dir / 'admin-token'})"
-    )
+    if generated:
+        console.print(
+            f"Admin token (generated; shown this once): {settings.admin_token.get_secret_value()}"
+            f"  (saved in {settings.data_dir / 'admin-token'})",
+            soft_wrap=True,
+        )
+    elif configured.admin_token is not None:
+        console.print("Admin token: from SHIPYARD_ADMIN_TOKEN")
+    else:
+        console.print(f"Admin token: in {settings.data_dir / 'admin-token'}", soft_wrap=True)
     if not settings.registry:
         console.print(f"Registry: 127.0.0.1:{settings.registry_port} (embedded)")
     if settings.build_network == "host":

@@ -15,8 +15,20 @@ from rich.text import Text
 from shipyard.cli.safe import clean, text
 from shipyard.client import Build, LogLine
 
-stdout = Console()
-stderr = Console(stderr=True)
+# A pipe or a file gets whole lines: no wrapping at 80 columns, no cut ids or image references
+# (Rich assumes 80 columns when it cannot ask a terminal).
+UNBOUNDED = 1 << 16
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, soft_wrap=True, width=UNBOUNDED)
+    return console
+
+
+stdout = make_console()
+stderr = make_console(stderr=True)
 
 STATUS_STYLE = {
     "SUCCESS": "green",
@@ -34,8 +46,11 @@ class Output(StrEnum):
 
 def emit_json(data: Any, *, line: bool = False) -> None:
     """``line``: one compact JSON document per line (streams: log lines, then the build)."""
-    text = json.dumps(data, default=str) if line else json.dumps(data, indent=2, default=str)
-    sys.stdout.write(text + "\n")
+    if line:
+        # Through the console: a live status line on it moves below the line.
+        stdout.out(json.dumps(data, default=str), highlight=False)
+        return
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
 
 

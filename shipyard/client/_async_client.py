@@ -105,6 +105,18 @@ class AsyncShipyard:
         )
         return data
 
+    # --- API tokens (the admin token only) ------------------------------------------------
+
+    async def list_tokens(self) -> list[dict[str, Any]]:
+        """Every API token: ``id``, ``name``, ``projectId``, ``permissions``, ``createdAt``
+        (never the token or its hash)."""
+        data: dict[str, Any] = await self._data(Call("GET", "/v1/tokens"))
+        return list(data["tokens"])
+
+    async def revoke_token(self, token_id: int) -> None:
+        """The token stops working at once; an unknown id answers 404."""
+        await self._data(Call("DELETE", f"/v1/tokens/{int(token_id)}"))
+
     # --- services and jobs -------------------------------------------------------------
 
     async def create_service(

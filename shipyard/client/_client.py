@@ -102,6 +102,18 @@ class Shipyard:
         )
         return data
 
+    # --- API tokens (the admin token only) ------------------------------------------------
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Every API token: ``id``, ``name``, ``projectId``, ``permissions``, ``createdAt``
+        (never the token or its hash)."""
+        data: dict[str, Any] = self._data(Call("GET", "/v1/tokens"))
+        return list(data["tokens"])
+
+    def revoke_token(self, token_id: int) -> None:
+        """The token stops working at once; an unknown id answers 404."""
+        self._data(Call("DELETE", f"/v1/tokens/{int(token_id)}"))
+
     # --- services and jobs -------------------------------------------------------------
 
     def create_service(

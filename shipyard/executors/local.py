@@ -21,6 +21,7 @@ from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from shipyard.builds import pull_credentials
 from shipyard.builds import service as build_service
 from shipyard.builds.relevant_commit import PathRules
 from shipyard.builds.status import BuildStatus
@@ -30,6 +31,7 @@ from shipyard.pipeline.redact import Redactor
 from shipyard.pipeline.run import BuildJob, Outcome, Pipeline
 from shipyard.sandbox.sandbox import SandboxRequest
 from shipyard.store import builds as build_store
+from shipyard.store import projects as project_store
 from shipyard.store import workloads as workload_store
 from shipyard.store.ballast import Ballast, is_disk_full
 from shipyard.store.crypto import SecretBox
@@ -285,6 +287,8 @@ class LocalExecutor:
             request = build_service.load_request(self._box, workload, build)
             build_config = workload.spec.get("buildConfiguration") or {}
             repo_url, repo_credentials = build_service.repository_url(self._box, workload)
+            project = project_store.get(session, workload.project_id)
+            pulls = pull_credentials.stored(self._box, project)
             job = BuildJob(
                 build_id=build.id,
                 attempt=run.attempt,
@@ -312,10 +316,12 @@ class LocalExecutor:
                 default_branch=workload.vcs_branch,
                 include_git_folder=build_config.get("includeGitFolder") is True,
                 full_clone=build_config.get("fullGitClone") is True,
+                pull_credentials={h: (c.username, c.password) for h, c in pulls.items()},
             )
         secrets: list[bytes | str] = [*request.overrides.secret_values(), *self._pipeline_secrets()]
         if repo_credentials:
             secrets += [repo_credentials, *repo_credentials.split(":", 1)]
+        secrets += [credential.password for credential in pulls.values()]
         redactor = Redactor(secrets)
         reuse_key = reuse_key_of(self._box, job)
         sink = BuildLog(

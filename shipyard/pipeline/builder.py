@@ -520,15 +520,28 @@ def remote_digest(
     return digest if digest.startswith("sha256:") else None
 
 
-def write_authfile(path: Path, target: RegistryTarget, owner: Launcher | None = None) -> None:
-    """0600, owned by whoever runs buildah (the build user, for sandboxed builds)."""
-    token = base64.b64encode(f"{target.username}:{target.password}".encode()).decode()
+def write_authfile(
+    path: Path,
+    target: RegistryTarget,
+    owner: Launcher | None = None,
+    extra: Mapping[str, tuple[str, str]] | None = None,
+) -> None:
+    """0600, owned by whoever runs buildah (the build user, for sandboxed builds). ``extra``:
+    other registries' (username, password), e.g. a project's pull credentials; the target's
+    own credential wins for its host."""
+
+    def auth(username: str | None, password: str | None) -> dict[str, str]:
+        return {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
+
+    auths = {host: auth(*credential) for host, credential in (extra or {}).items()}
+    if target.username is not None:
+        auths[target.host] = auth(target.username, target.password)
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         if owner is not None:
             os.fchown(handle.fileno(), owner.uid, owner.gid)
-        json.dump({"auths": {target.host: {"auth": token}}}, handle)
+        json.dump({"auths": auths}, handle)
 
 
 def unmount_under(path: Path) -> None:

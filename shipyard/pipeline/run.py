@@ -60,6 +60,8 @@ class BuildJob:
     default_branch: str | None = None  # builds of it are also tagged :latest
     include_git_folder: bool = False  # buildConfiguration.includeGitFolder
     full_clone: bool = False  # buildConfiguration.fullGitClone
+    # The project's registry host -> (username, password) for private base images.
+    pull_credentials: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -421,9 +423,9 @@ class Pipeline:
         tmpdir.mkdir(mode=0o700)
         target = self.build_target(job.project_id, job.build_id)
         authfile = None
-        if target.username is not None:
+        if target.username is not None or job.pull_credentials:
             authfile = workdir / "registry-auth.json"
-            write_authfile(authfile, target)
+            write_authfile(authfile, target, extra=job.pull_credentials)
         box.hand_over()
         importing.result()  # re-raises what the import raised
         buildah = box.buildah(

@@ -53,6 +53,9 @@ class Project(Base):
     region: Mapped[str | None] = mapped_column(String(64))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Registry host → username/password for pulling private base images, AES-GCM sealed
+    # (shipyard/builds/pull_credentials.py); never echoed.
+    registry_pull_credentials_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Workload(Base):

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from shipyard.store.models import ApiToken
@@ -37,3 +37,14 @@ def create(
 
 def find(session: Session, token: str) -> ApiToken | None:
     return session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+
+
+def all_tokens(session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+
+def revoke(session: Session, token_id: int) -> bool:
+    """Deletes the row: every request looks its token up afresh, so the next one fails.
+    Returns whether there was such a token."""
+    result = session.execute(delete(ApiToken).where(ApiToken.id == token_id))
+    return bool(result.rowcount)  # type: ignore[attr-defined]

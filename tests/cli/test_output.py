@@ -45,11 +45,19 @@ def test_escape_neutralises_markup() -> None:
 
 
 class Consoles:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, err_terminal: bool = True) -> None:
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        *,
+        err_terminal: bool = True,
+        out_terminal: bool = True,
+    ) -> None:
         self.out, self.err = io.StringIO(), io.StringIO()
-        # A terminal that takes colour: where an escape would do harm. (The spinner of
+        # A terminal that takes colour: where an escape would do harm. (The status line of
         # --follow draws with cursor controls of its own on a terminal: not one there.)
-        out = Console(file=self.out, force_terminal=True, width=200, color_system="standard")
+        out = Console(
+            file=self.out, force_terminal=out_terminal, width=200, color_system="standard"
+        )
         err = Console(
             file=self.err, force_terminal=err_terminal, width=200, color_system="standard"
         )
@@ -109,7 +117,7 @@ class FakeSy:
 
 def test_follow_survives_markup_and_escapes(monkeypatch: pytest.MonkeyPatch) -> None:
     # The status line parses its text whether or not it is drawn: "==> [/]" crashed it.
-    consoles = Consoles(monkeypatch, err_terminal=False)
+    consoles = Consoles(monkeypatch, err_terminal=False, out_terminal=False)
     with pytest.raises(typer.Exit) as done:
         cli_builds.finish(FakeSy(), build(status="BUILDING"), Output.TEXT, True)  # type: ignore[arg-type]
     assert done.value.exit_code == 1  # FAILURE, reported; no MarkupError

@@ -228,3 +228,22 @@ def test_0011_adds_image_collected_at_and_downgrades(tmp_path: Path) -> None:
         columns = [r[1] for r in conn.execute(text("PRAGMA table_info(builds)"))]
     engine.dispose()
     assert "image_collected_at" not in columns
+
+
+def test_0012_adds_sealed_pull_credentials_to_projects_and_downgrades(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url, "0012_pull_credentials")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        columns = [r[1] for r in conn.execute(text("PRAGMA table_info(projects)"))]
+    assert "registry_pull_credentials_enc" in columns
+    engine.dispose()
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0011_gc")
+        columns = [r[1] for r in conn.execute(text("PRAGMA table_info(projects)"))]
+    engine.dispose()
+    assert "registry_pull_credentials_enc" not in columns

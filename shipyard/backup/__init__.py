@@ -1,0 +1,1 @@
+"""Backups: one archive with a consistent database snapshot and the keys that unlock it."""

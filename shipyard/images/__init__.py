@@ -1,0 +1,1 @@
+"""Shared base images: imported into the base-image store every project may build ``FROM``."""
