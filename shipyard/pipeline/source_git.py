@@ -349,6 +349,9 @@ class _Ref:
 
 
 class _Fetcher:
+    # Where the repository's git dir is when it is not ``<cwd>/.git`` (a bare mirror).
+    git_dir: Path | None = None
+
     def __init__(self, git: _Git, url: str) -> None:
         self.git = git
         self.url = url
@@ -475,7 +478,7 @@ class _Fetcher:
         tip = self.fetch_ref(ref, depth=RELEVANT_DEPTHS[0])
         fetched = RELEVANT_DEPTHS[0]
         for next_depth in (*RELEVANT_DEPTHS[1:], None):
-            walk = _Walk(self.git, tip, limit=RELEVANT_DEPTHS[-1])
+            walk = _Walk(self.git, tip, limit=RELEVANT_DEPTHS[-1], git_dir=self.git_dir)
             found = most_recent_relevant(walk, rules)
             if found is not None:
                 skipped = walk.seen - 1
@@ -515,8 +518,9 @@ class _Walk:
     header carries a random marker, so no message or path can pass for one.
     """
 
-    def __init__(self, git: _Git, tip: str, *, limit: int) -> None:
+    def __init__(self, git: _Git, tip: str, *, limit: int, git_dir: Path | None = None) -> None:
         self._git = git
+        self._git_dir = git_dir  # a bare repository (the mirror); else <cwd>/.git
         self._tip = tip
         self._limit = limit
         self.seen = 0
@@ -524,7 +528,7 @@ class _Walk:
 
     def __iter__(self) -> Iterator[tuple[str, list[str], str]]:
         assert self._git.cwd is not None
-        git_dir = self._git.cwd / ".git"
+        git_dir = self._git_dir or self._git.cwd / ".git"
         shallow_file = git_dir / "shallow"
         boundary: set[str] = set()
         if shallow_file.exists():
