@@ -111,6 +111,10 @@ _GIT_CONFIG = (
     "protocol.http.allow=always",
     "protocol.ssh.allow=always",
     "protocol.git.allow=always",
+    # Keep a fetched pack as it came: below the default limit (100 objects) git explodes it
+    # into loose objects, zlib-compressing every blob again (measured: 1.5 s of a 20 MB
+    # cold fetch). Packs of the mirror are consolidated by ``gc --auto``.
+    "fetch.unpackLimit=1",
 )
 
 
