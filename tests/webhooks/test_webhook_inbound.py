@@ -310,3 +310,29 @@ def test_body_bound_and_unreadable_payload(hooks: Hooks, settings: Settings) -> 
     junk = b"not json"
     r = hooks.send("github", wp.github_headers("push", junk, hooks.secret), junk)
     assert r.status_code == 400 and "not JSON" in json.dumps(r.json())
+
+
+def test_newer_push_supersedes_a_queued_build_when_asked(
+    settings: Settings, upstream: Upstream, tmp_path: Path
+) -> None:
+    wanted = settings.model_copy(update={"webhook_supersede_queued": True})
+    with TestClient(create_app(wanted, lambda *_: NullExecutor())) as c:
+        assert wanted.admin_token is not None
+        c.headers["Authorization"] = f"Bearer {wanted.admin_token.get_secret_value()}"
+        hooks = Hooks(c, Factory(c), upstream)
+        web = hooks.service("combined", "web")
+        start = upstream.git("rev-parse", "HEAD")
+        one = upstream.commit({"app.txt": "1\n"}, "one")
+        first = hooks.results(hooks.push(start, one, "one"))[web].removeprefix("started ")
+        two = upstream.commit({"app.txt": "2\n"}, "two")
+        second = hooks.results(hooks.push(one, two, "two"))[web].removeprefix("started ")
+        old = hooks.build(web, first)
+        assert old["status"] == "ABORTED" and old["message"] == "Superseded by a newer push"
+        assert hooks.build(web, second)["status"] == "QUEUED"
+        # Deleting the project removes its deliveries and its mirrors.
+        hooks.factory.ok("GET", f"/v1/projects/{hooks.project}/services/{web}/branches")
+        mirrors = wanted.data_dir / "mirrors" / hooks.project
+        assert mirrors.is_dir()
+        hooks.factory.ok("DELETE", f"/v1/projects/{hooks.project}",
+                         params={"delete_child_objects": "true"})  # fmt: skip
+        assert not mirrors.exists()
