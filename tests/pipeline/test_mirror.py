@@ -182,3 +182,10 @@ def test_lock_is_exclusive(tmp_path: Path) -> None:
         cancel.set()
         thread.join()
     assert order == ["first", "Cancelled"]
+
+
+def test_full_clone_has_the_whole_history(repo: SampleRepo, fetch: Fetch) -> None:
+    got = fetch(repo.url, branch="main", full_clone=True)
+    assert not (got.path / ".git" / "shallow").exists()
+    assert _git(got.path, "rev-list", "--count", "HEAD") == "5"
+    _git(got.path, "fsck", "--no-dangling")
