@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from shipyard.builds.refs import is_valid_sha
@@ -137,8 +138,8 @@ def _local_name(remote_ref: str) -> str:
 class MirrorFetcher(_Fetcher):
     """``_Fetcher`` whose fetches land in refs of the bare mirror (``git`` runs in it)."""
 
-    def __init__(self, git: _Git, url: str, mirror: Path) -> None:
-        super().__init__(git, url)
+    def __init__(self, git: _Git, url: str, mirror: Path, remote: _Git | None = None) -> None:
+        super().__init__(git, url, remote)
         self.git_dir = mirror
         self.mirror = mirror
 
@@ -156,7 +157,7 @@ class MirrorFetcher(_Fetcher):
         return rc == 0
 
     def fetch_into(self, *options: str, refspecs: Sequence[str]) -> Completed:
-        return self.git.run(
+        return self.remote.run(
             "fetch", "--no-tags", "--no-recurse-submodules", "--no-write-fetch-head", *options,
             "--end-of-options", self.url, *refspecs,
         )  # fmt: skip
@@ -307,11 +308,12 @@ def fetch_via_mirror(
     deadline = time.monotonic() + timeout_s
     with tempfile.TemporaryDirectory(prefix=".git-home-", dir=dest.parent) as home:
         with locked(mirror, cancel=cancel, timeout_s=timeout_s):
-            git = mirror_git(
-                mirror, on_line=on_line, cancel=cancel, timeout_s=timeout_s, env=env,
-                home=Path(home), local=local, wrap=wrap,
-            )  # fmt: skip
-            fetcher = MirrorFetcher(git, url, mirror)
+            make = partial(mirror_git, mirror, on_line=on_line, cancel=cancel,
+                           timeout_s=timeout_s, env=env, home=Path(home), local=local)  # fmt: skip
+            # Only what talks to the server runs in the build's network namespace (``wrap``);
+            # queries of the mirror and the checkout are local (no namespace entry each).
+            git, remote = make(), make(wrap=wrap)
+            fetcher = MirrorFetcher(git, url, mirror, remote)
             fetcher.ensure_initialised()
             sha = _resolve(fetcher, sha=sha, branch=branch, pull_request_id=pull_request_id,
                            rules=rules)  # fmt: skip
@@ -322,14 +324,16 @@ def fetch_via_mirror(
             left = max(1.0, deadline - time.monotonic())
             checkout = _Git(
                 dest, log=git.log, cancel=cancel, timeout_s=left, env=env, home=Path(home),
-                allow_file=local, wrap=wrap,
+                allow_file=local,
             )  # fmt: skip
             _checkout(checkout, fetcher, mirror, sha, limits=limits,
                       self_contained=include_git_folder or full_clone)  # fmt: skip
             fetcher.gc()
         if full_clone and (dest / ".git" / "shallow").exists():
             git.log("Fetching the whole history (fullGitClone)")
-            done = checkout.run("fetch", "--no-tags", "--unshallow", "--end-of-options", url, sha)
+            network = _Git(dest, log=git.log, cancel=cancel, timeout_s=left, env=env,
+                           home=Path(home), allow_file=local, wrap=wrap)  # fmt: skip
+            done = network.run("fetch", "--no-tags", "--unshallow", "--end-of-options", url, sha)
             if done.returncode != 0:
                 raise SourceError("could not fetch the whole history of the commit (fullGitClone)")
     git.log(f"Checked out {sha}")

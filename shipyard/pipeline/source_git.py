@@ -356,18 +356,21 @@ class _Fetcher:
     # Where the repository's git dir is when it is not ``<cwd>/.git`` (a bare mirror).
     git_dir: Path | None = None
 
-    def __init__(self, git: _Git, url: str) -> None:
+    def __init__(self, git: _Git, url: str, remote: _Git | None = None) -> None:
         self.git = git
+        # The git that talks to the server (fetch, ls-remote): may run inside the build's
+        # network namespace while local queries (``git``) need not.
+        self.remote = remote or git
         self.url = url
         self.public_url = strip_userinfo(url)
 
     def fetch(self, *options: str, ref: str) -> Completed:
         # --end-of-options: the URL and refspec can never be read as options.
-        return self.git.run(*_FETCH, *options, "--end-of-options", self.url, ref)
+        return self.remote.run(*_FETCH, *options, "--end-of-options", self.url, ref)
 
     def ls_remote(self, *patterns: str) -> dict[str, str]:
         """``git ls-remote``: {ref: sha} of what the server lists for ``patterns``."""
-        rc, out = self.git.output("ls-remote", "--end-of-options", self.url, *patterns)
+        rc, out = self.remote.output("ls-remote", "--end-of-options", self.url, *patterns)
         if rc != 0:
             raise SourceError(
                 f"could not read from repository {self.public_url}: "
