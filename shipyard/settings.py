@@ -145,6 +145,29 @@ class Settings(BaseSettings):
         "emptied: the registry keeps every image, the store is only a cache",
     )
 
+    # Git mirrors, webhooks and notifications (issue 13; docs/webhooks.md)
+    git_mirrors: bool = Field(
+        default=True,
+        description="Keep a bare mirror per project and repository under <data dir>/mirrors "
+        "(builds, relevant-commit walks, webhook diffs, branches endpoints); false = fetch "
+        "afresh for every build",
+    )
+    webhook_max_body_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="Larger webhook deliveries get 413"
+    )
+    webhook_supersede_queued: bool = Field(
+        default=False,
+        description="A webhook build aborts the same service's still-QUEUED webhook builds",
+    )
+    notify_allow_private_urls: bool = Field(
+        default=False,
+        description="Outbound notifications may go to private/loopback addresses",
+    )
+    notify_max_attempts: int = Field(default=6, ge=1, le=50)
+    notify_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay; doubles")
+    notify_timeout_s: float = Field(default=10.0, gt=0)
+    notify_poll_s: float = Field(default=1.0, gt=0)
+
     # Server-side safety
     metrics_token: SecretStr | None = Field(
         default=None,

@@ -24,16 +24,19 @@ from shipyard.api.routers import (
     job_runs,
     login,
     logs,
+    notifications,
     projects,
     pull_credentials,
     registry,
     repository,
     tokens,
+    webhooks,
     workload_edit,
     workloads,
 )
 from shipyard.builds.reseal import reseal
 from shipyard.executors.base import Executor
+from shipyard.notify.worker import Notifier, NotifySettings
 from shipyard.registryauth import RegistryAuth
 from shipyard.settings import Settings
 from shipyard.store.crypto import SecretBox
@@ -56,6 +59,7 @@ def create_app(
     box = SecretBox(settings.secret_key.get_secret_value())
     reseal(sessions, box)  # seals what migration 0005 could only move (it has no key)
     executor = executor_factory(settings, sessions, box)
+    notifier = _notifier(settings, sessions, box)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -63,9 +67,11 @@ def create_app(
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = 8 if engine.dialect.name == "sqlite" else 16
         executor.start()
+        notifier.start()
         try:
             yield
         finally:
+            notifier.stop()
             executor.stop()
 
     app = FastAPI(
@@ -99,12 +105,33 @@ def create_app(
         tokens,
         metrics,
         gc,
+        webhooks,
+        notifications,
     ):
         app.include_router(module.router)
     app.add_middleware(LimitBody)
     app.add_middleware(NormalisePath)
     _publish_body_as_any_of(app)
     return app
+
+
+def _notifier(settings: Settings, sessions: sessionmaker[Session], box: SecretBox) -> Notifier:
+    """Outbound notifications (shipyard.notify), sent by a thread of the API process."""
+    from shipyard.api.routers.builds import build_out
+
+    return Notifier(
+        sessions,
+        box,
+        NotifySettings(
+            allow_private=settings.notify_allow_private_urls,
+            allowed_networks=tuple(settings.build_allowed_networks),
+            max_attempts=settings.notify_max_attempts,
+            backoff_s=settings.notify_backoff_s,
+            timeout_s=settings.notify_timeout_s,
+            poll_s=settings.notify_poll_s,
+        ),
+        build_out,
+    )
 
 
 def _publish_body_as_any_of(app: FastAPI) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +24,7 @@ from shipyard.gc.disk import Cached, store_dirs, total, usage
 from shipyard.sandbox.sandbox import default_root
 from shipyard.store import logs as log_store
 from shipyard.store.models import Build
+from shipyard.webhooks.counters import Rejections
 
 router = APIRouter(tags=["metrics"])
 
@@ -68,6 +69,23 @@ class DiskCollector(Collector):
         )
         for part, value in sorted(self._usage.get().items()):
             family.add_metric([part], value)
+        yield family
+
+
+class WebhookRejectionCollector(Collector):
+    """Webhook deliveries refused with 401 (nothing else of them is recorded)."""
+
+    def __init__(self, counts: Rejections | None) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "shipyard_webhook_rejected",
+            "Webhook deliveries refused (401) by provider and reason",
+            labels=["provider", "reason"],
+        )
+        for (provider, reason), value in sorted((self._counts or Rejections()).snapshot().items()):
+            family.add_metric([provider, reason], value)
         yield family
 
 
@@ -117,4 +135,7 @@ def metrics(
     registry = CollectorRegistry()
     registry.register(BuildCollector(state.sessions))
     registry.register(DiskCollector(disk_usage(request, state)))
+    registry.register(
+        WebhookRejectionCollector(getattr(request.app.state, "webhook_rejections", None))
+    )
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

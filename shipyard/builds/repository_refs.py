@@ -1,5 +1,10 @@
-"""Branches and pull requests of a workload's repository, from its refs (``git ls-remote``):
-``GET …/branches`` and ``GET …/pull-requests`` in the js-client's shapes.
+"""Branches and pull requests of a workload's repository, from its refs: ``GET …/branches``
+and ``GET …/pull-requests`` in the js-client's shapes.
+
+The refs are read from the project's persistent mirror of the repository after fetching
+every branch and PR head into it (``--prune``: only new objects come, deleted refs go), so
+the listing and the builds see the same commits; ``git ls-remote`` only when mirrors are off
+(``SHIPYARD_GIT_MIRRORS=false``).
 
 A plain git remote knows refs and shas only: no author, title, state or dates. Those fields
 are present (the clients' types require them) and empty, except ``state`` (``OPEN``: a
@@ -16,6 +21,7 @@ from typing import Any
 
 from shipyard.builds.errors import Upstream
 from shipyard.pipeline.errors import PipelineError
+from shipyard.pipeline.mirror import read_refs_via_mirror
 from shipyard.pipeline.remote_policy import check_remote
 from shipyard.pipeline.source_git import list_remote_refs
 
@@ -31,10 +37,16 @@ def read_refs(
     allowed_networks: tuple[str, ...],
     allowed_local_roots: tuple[Path, ...],
     timeout_s: float,
+    mirror: Path | None = None,
 ) -> dict[str, str]:
-    """The remote's branch and PR refs. Blocking (runs git): call it off the event loop."""
+    """The remote's branch and PR refs, through ``mirror`` (the project's mirror of ``url``)
+    when given. Blocking (runs git): call it off the event loop."""
     try:
         check_remote(url, allow_private=allow_private, allowed_networks=allowed_networks)
+        if mirror is not None:
+            return read_refs_via_mirror(
+                url, mirror, timeout_s=timeout_s, allowed_local_roots=allowed_local_roots
+            )
         return list_remote_refs(
             url, PATTERNS, timeout_s=timeout_s, allowed_local_roots=allowed_local_roots
         )

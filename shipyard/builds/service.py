@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -94,8 +95,10 @@ def start(
     *,
     idempotency_key: str | None = None,
     fingerprint: str | None = None,
+    trigger: dict[str, Any] | None = None,
 ) -> tuple[Build, bool]:
-    """Persist a QUEUED build with its complete request; returns (build, created)."""
+    """Persist a QUEUED build with its complete request; returns (build, created).
+    ``trigger``: what started it when not the API (e.g. a webhook delivery)."""
     if idempotency_key is not None:
         existing = build_store.by_idempotency_key(session, workload.id, idempotency_key)
         if existing is not None:
@@ -124,6 +127,7 @@ def start(
         created_at=datetime.now(UTC),
         attempt=0,
         abort_requested=False,
+        trigger=trigger,
     )
     secrets = request.overrides.to_secret_json()
 

@@ -13,6 +13,7 @@ from shipyard.builds.permissions import ALL, Permission
 from shipyard.cli import backup as backup_cmds
 from shipyard.cli import builds, gc, images, registry, resources
 from shipyard.cli import tokens as token_cmds
+from shipyard.cli import webhooks as webhook_cmds
 from shipyard.settings import Settings, prepare
 
 app = typer.Typer(
@@ -37,6 +38,8 @@ app.command()(resources.login)
 app.command("gc")(gc.gc)
 app.command("backup")(backup_cmds.backup)
 app.command("restore")(backup_cmds.restore)
+app.command("deliveries")(webhook_cmds.deliveries)
+app.command("webhook")(webhook_cmds.webhook)
 console = Console(stderr=True)
 
 

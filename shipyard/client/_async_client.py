@@ -105,6 +105,26 @@ class AsyncShipyard:
         )
         return data
 
+    # --- Webhooks (docs/webhooks.md) -------------------------------------------------------
+
+    def list_webhook_deliveries(
+        self, project_id: str, *, per_page: int = 50
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The project's inbound webhook deliveries, newest first, each with what it did
+        per service or job (``results``: ``started <build id>`` / ``skipped: <reason>``)."""
+        path = f"{project_path(project_id)}/webhook/deliveries"
+        return self._paginate(Pager(path, "deliveries", per_page), _as_dict)
+
+    async def webhook(self, project_id: str) -> dict[str, Any]:
+        """Whether the project has a webhook secret, and its URLs per provider."""
+        data: dict[str, Any] = await self._data(Call("GET", f"{project_path(project_id)}/webhook"))
+        return data
+
+    async def rotate_webhook_secret(self, project_id: str) -> dict[str, Any]:
+        """A new webhook secret (``secret``: shown this once) and the URLs per provider."""
+        data: dict[str, Any] = await self._data(Call("POST", f"{project_path(project_id)}/webhook"))
+        return data
+
     # --- API tokens (the admin token only) ------------------------------------------------
 
     async def list_tokens(self) -> list[dict[str, Any]]:
@@ -479,3 +499,7 @@ class AsyncShipyard:
         except httpx.HTTPError as exc:
             raise transport_error(exc) from exc
         raise events.cut_short()
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return dict(value)

@@ -95,6 +95,7 @@ class LocalRuntime:
                     settings.max_checkout_bytes, settings.max_checkout_entries
                 ),
                 push_stall_timeout_s=settings.push_stall_timeout_s,
+                mirror_root=data / "mirrors" if settings.git_mirrors else None,
             ),
             self.sandbox,
             target,

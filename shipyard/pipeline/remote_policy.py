@@ -35,7 +35,16 @@ def remote_host(url: str) -> tuple[str, int] | None:
     return None
 
 
-def check_remote(url: str, *, allow_private: bool, allowed_networks: Sequence[str] = ()) -> None:
+def check_remote(
+    url: str,
+    *,
+    allow_private: bool,
+    allowed_networks: Sequence[str] = (),
+    noun: str = "repository",
+    setting: str = "SHIPYARD_BUILD_ALLOWED_NETWORKS allows named networks",
+) -> None:
+    """``noun`` / ``setting``: how messages name the host and the way to allow it (the same
+    policy serves outbound notifications)."""
     target = remote_host(url)
     if target is None or allow_private:
         return
@@ -43,13 +52,12 @@ def check_remote(url: str, *, allow_private: bool, allowed_networks: Sequence[st
     try:
         infos = socket.getaddrinfo(host, port or None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise SourceError(f"cannot resolve the repository host {host!r}") from exc
+        raise SourceError(f"cannot resolve the {noun} host {host!r}") from exc
     allowed = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if is_forbidden_address(address) and not any(address in net for net in allowed):
             raise SourceError(
-                f"the repository host {host} resolves to a private or local address "
-                f"({address}); builds may only fetch from public addresses "
-                "(SHIPYARD_BUILD_ALLOWED_NETWORKS allows named networks)"
+                f"the {noun} host {host} resolves to a private or local address "
+                f"({address}); only public addresses may be reached ({setting})"
             )

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -24,12 +25,18 @@ from shipyard.pipeline.builder import (
     write_authfile,
 )
 from shipyard.pipeline.errors import PipelineError, TimedOut
+from shipyard.pipeline.mirror import MirrorStore, fetch_via_mirror
 from shipyard.pipeline.push_gate import PushGate
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.registry_tags import add_tags, image_tags
 from shipyard.pipeline.remote_policy import check_remote
 from shipyard.pipeline.source_bundle import fetch_bundle
-from shipyard.pipeline.source_git import CheckoutLimits, fetch_source, list_remote_head
+from shipyard.pipeline.source_git import (
+    CheckoutLimits,
+    FetchedSource,
+    fetch_source,
+    list_remote_head,
+)
 from shipyard.sandbox.dockerfile import (
     SECRET_KEY_ARG,
     DockerfilePlan,
@@ -104,6 +111,8 @@ class PipelineSettings:
     allowed_networks: tuple[str, ...] = ()
     checkout_limits: CheckoutLimits = field(default_factory=CheckoutLimits)
     push_stall_timeout_s: float | None = None
+    # Persistent per-project git mirrors (shipyard.pipeline.mirror); None = fetch afresh.
+    mirror_root: Path | None = None
 
 
 # The registry target a build pushes (and pulls base images) with: its own project's
@@ -365,7 +374,17 @@ class Pipeline:
                 allow_private=self.settings.allow_private_urls,
                 allowed_networks=self.settings.allowed_networks,
             )
-            fetched = fetch_source(
+            fetch: Callable[..., FetchedSource] = fetch_source
+            if self.settings.mirror_root is not None:
+                # The project's own mirror of the repository: only new objects are fetched.
+                fetch = partial(
+                    fetch_via_mirror,
+                    mirror=MirrorStore(self.settings.mirror_root).path(
+                        job.project_id, job.repository_url
+                    ),
+                    include_git_folder=job.include_git_folder,
+                )
+            fetched = fetch(
                 job.repository_url,
                 workdir / "src",
                 wrap=box.enter_network,

@@ -111,6 +111,10 @@ _GIT_CONFIG = (
     "protocol.http.allow=always",
     "protocol.ssh.allow=always",
     "protocol.git.allow=always",
+    # Keep a fetched pack as it came: below the default limit (100 objects) git explodes it
+    # into loose objects, zlib-compressing every blob again (measured: 1.5 s of a 20 MB
+    # cold fetch). Packs of the mirror are consolidated by ``gc --auto``.
+    "fetch.unpackLimit=1",
 )
 
 
@@ -349,18 +353,24 @@ class _Ref:
 
 
 class _Fetcher:
-    def __init__(self, git: _Git, url: str) -> None:
+    # Where the repository's git dir is when it is not ``<cwd>/.git`` (a bare mirror).
+    git_dir: Path | None = None
+
+    def __init__(self, git: _Git, url: str, remote: _Git | None = None) -> None:
         self.git = git
+        # The git that talks to the server (fetch, ls-remote): may run inside the build's
+        # network namespace while local queries (``git``) need not.
+        self.remote = remote or git
         self.url = url
         self.public_url = strip_userinfo(url)
 
     def fetch(self, *options: str, ref: str) -> Completed:
         # --end-of-options: the URL and refspec can never be read as options.
-        return self.git.run(*_FETCH, *options, "--end-of-options", self.url, ref)
+        return self.remote.run(*_FETCH, *options, "--end-of-options", self.url, ref)
 
     def ls_remote(self, *patterns: str) -> dict[str, str]:
         """``git ls-remote``: {ref: sha} of what the server lists for ``patterns``."""
-        rc, out = self.git.output("ls-remote", "--end-of-options", self.url, *patterns)
+        rc, out = self.remote.output("ls-remote", "--end-of-options", self.url, *patterns)
         if rc != 0:
             raise SourceError(
                 f"could not read from repository {self.public_url}: "
@@ -475,7 +485,7 @@ class _Fetcher:
         tip = self.fetch_ref(ref, depth=RELEVANT_DEPTHS[0])
         fetched = RELEVANT_DEPTHS[0]
         for next_depth in (*RELEVANT_DEPTHS[1:], None):
-            walk = _Walk(self.git, tip, limit=RELEVANT_DEPTHS[-1])
+            walk = _Walk(self.git, tip, limit=RELEVANT_DEPTHS[-1], git_dir=self.git_dir)
             found = most_recent_relevant(walk, rules)
             if found is not None:
                 skipped = walk.seen - 1
@@ -515,8 +525,9 @@ class _Walk:
     header carries a random marker, so no message or path can pass for one.
     """
 
-    def __init__(self, git: _Git, tip: str, *, limit: int) -> None:
+    def __init__(self, git: _Git, tip: str, *, limit: int, git_dir: Path | None = None) -> None:
         self._git = git
+        self._git_dir = git_dir  # a bare repository (the mirror); else <cwd>/.git
         self._tip = tip
         self._limit = limit
         self.seen = 0
@@ -524,7 +535,7 @@ class _Walk:
 
     def __iter__(self) -> Iterator[tuple[str, list[str], str]]:
         assert self._git.cwd is not None
-        git_dir = self._git.cwd / ".git"
+        git_dir = self._git_dir or self._git.cwd / ".git"
         shallow_file = git_dir / "shallow"
         boundary: set[str] = set()
         if shallow_file.exists():

@@ -139,6 +139,9 @@ class Build(Base):
     # When garbage collection removed the image (registry.uri stays: the record of what the
     # build produced; the API says the image is gone). None = the image is there.
     image_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What started the build: {"type": "webhook", "deliveryId", "provider", "event"}; None
+    # = the API (shown as {"type": "api"}).
+    trigger: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -172,3 +175,82 @@ class ApiToken(Base):
     permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
     project_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- Webhooks, deliveries and outbound notifications (issue 13; shipyard/webhooks) ---
+
+
+class ProjectWebhook(Base):
+    """A project's inbound webhook secret (AES-GCM sealed; shown once, when made)."""
+
+    __tablename__ = "project_webhooks"
+
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WebhookDelivery(Base):
+    """One accepted delivery and, per candidate service or job, what it did and why."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("project_id", "provider", "delivery_id"),
+        Index("ix_webhook_deliveries_project_received", "project_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(16))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    event: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str | None] = mapped_column(String(64))
+    repository: Mapped[str | None] = mapped_column(Text)
+    ref: Mapped[str | None] = mapped_column(String(1024))
+    before: Mapped[str | None] = mapped_column(String(64))
+    after: Mapped[str | None] = mapped_column(String(64))
+    pull_request_id: Mapped[int | None] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # "processing" | "done" | "ignored"; ``note`` says why a whole delivery was ignored.
+    state: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    diff_basis: Mapped[str | None] = mapped_column(Text)
+    # [{"entity", "id", "outcome": "started"|"skipped", "buildId"?, "reason"?}]
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class NotificationEndpoint(Base):
+    """An outbound webhook of a project: told when its builds conclude (and start)."""
+
+    __tablename__ = "notification_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    on_start: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class NotificationDelivery(Base):
+    """One notification (endpoint, build, event) and its delivery attempts."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "build_id", "event"),
+        Index("ix_notification_deliveries_due", "state", "next_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_endpoints.id", ondelete="CASCADE")
+    )
+    build_id: Mapped[str] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))  # build.started | build.concluded
+    state: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # [{"at", "status"?, "error"?, "durationMs"}], oldest first.
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

@@ -94,6 +94,8 @@ def build_out(build: Build) -> dict[str, Any]:
         "success": build.success,
         **{k: v for k, v in optional.items() if v is not None},
         "durations": durations(build),
+        # Shipyard's extension: what started the build (a webhook delivery, or the API).
+        "trigger": build.trigger or {"type": "api"},
     }
 
 

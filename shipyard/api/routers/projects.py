@@ -15,6 +15,7 @@ from shipyard.builds.errors import Forbidden, InvalidRequest
 from shipyard.builds.ids import slugify
 from shipyard.builds.permissions import Permission
 from shipyard.executors import base as executors
+from shipyard.pipeline.mirror import MirrorStore
 from shipyard.store import projects as project_store
 from shipyard.store.models import Project
 
@@ -89,6 +90,8 @@ def delete_project(
     for build_id in running:
         state.executor.abort(build_id)
     executors.release(state.executor, projectId)
+    # The project's git mirrors (shipyard.pipeline.mirror) go with it.
+    MirrorStore(state.settings.data_dir / "mirrors").remove_project(projectId)
     return envelope({})
 
 

@@ -12,12 +12,14 @@ from shipyard.api.schemas.common import envelope
 from shipyard.builds import permissions, repository_refs
 from shipyard.builds.errors import InvalidRequest
 from shipyard.builds.service import repository_url
+from shipyard.pipeline.mirror import MirrorStore
 from shipyard.store import workloads as workload_store
 
 router = APIRouter(prefix="/v1/projects/{projectId}", tags=["repository"])
 
 Entity = Literal["service", "job"]
-# ls-remote answers in well under a second; a remote that hangs must not hold a worker long.
+# A mirror update fetches only new objects (ls-remote without mirrors answers in well under a
+# second); a remote that hangs must not hold a worker long.
 LS_REMOTE_TIMEOUT_S = 30.0
 
 
@@ -34,12 +36,15 @@ def _endpoint(entity: Entity, what: Literal["branches", "pullRequests"]):  # typ
         branch = workload.vcs_branch
         session.close()  # git may take seconds: give the connection back first
         settings = state.settings
+        mirrors = MirrorStore(settings.data_dir / "mirrors") if settings.git_mirrors else None
         refs = repository_refs.read_refs(
             url,
             allow_private=settings.allow_private_urls,
             allowed_networks=tuple(settings.build_allowed_networks),
             allowed_local_roots=tuple(settings.allowed_local_roots),
             timeout_s=min(LS_REMOTE_TIMEOUT_S, settings.git_timeout_s),
+            # The project's own mirror: the same commits its builds see.
+            mirror=mirrors.path(projectId, url) if mirrors is not None else None,
         )
         rows = (
             repository_refs.branches(refs)
