@@ -26,6 +26,7 @@ from shipyard.sandbox.sandbox import Sandbox, SandboxSettings, default_root
 from shipyard.settings import Settings
 from shipyard.store.ballast import Ballast
 from shipyard.store.crypto import SecretBox
+from shipyard.store.db import worker_sessions
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,12 @@ class LocalRuntime:
             store_budget_bytes=int(settings.gc_store_budget_gb * (1 << 30)),
         )
         self._gc_schedule = Schedule(self.collector.run, settings.gc_interval_s)
+        # The executor's heartbeats, claims, outcomes and build logs go through an engine of
+        # their own: they never wait behind API requests for a connection, and go first for
+        # SQLite's writer (issue 11; shipyard/store/write_gate.py).
+        self._worker_sessions = worker_sessions(sessions)
         self.executor = LocalExecutor(
-            sessions,
+            self._worker_sessions,
             box,
             pipeline,
             concurrency=settings.max_concurrent_builds,
@@ -218,6 +223,7 @@ class LocalRuntime:
         self.executor.stop()
         if self.embedded is not None:
             self.embedded.stop()
+        self._worker_sessions.kw["bind"].dispose()
 
 
 def loopback_port(host: str) -> int | None:
