@@ -21,6 +21,7 @@ from shipyard.api.routers import (
     build_metrics,
     builds,
     gc,
+    health,
     job_runs,
     login,
     logs,
@@ -99,6 +100,7 @@ def create_app(
         tokens,
         metrics,
         gc,
+        health,
     ):
         app.include_router(module.router)
     app.add_middleware(LimitBody)

@@ -184,6 +184,15 @@ class LocalExecutor:
         for thread in self._threads:
             thread.join(timeout=15)
 
+    @property
+    def started(self) -> bool:
+        return bool(self._threads)
+
+    @property
+    def accepting(self) -> bool:
+        """Started and claiming builds (not draining for a shutdown)."""
+        return self.started and not self._draining.is_set()
+
     def running(self) -> list[str]:
         with self._lock:
             return list(self._running)

@@ -14,6 +14,8 @@ from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
 from shipyard.gc.collector import GarbageCollector, Report, Schedule
 from shipyard.gc.retention import Policy
+from shipyard.health import checks
+from shipyard.health.checks import Check
 from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.logsink import LogLimits
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
@@ -175,6 +177,14 @@ class LocalRuntime:
 
     def abort(self, build_id: str) -> None:
         self.executor.abort(build_id)
+
+    def health(self) -> list[Check]:
+        return [
+            checks.registry_answering(self.embedded, self.registry),
+            checks.builder_usable(
+                accepting=self.executor.accepting, starting=not self.executor.started
+            ),
+        ]
 
     def collect_garbage(self, dry_run: bool, policy: Policy | None = None) -> Report:
         return self.collector.run(dry_run=dry_run, policy=policy)
