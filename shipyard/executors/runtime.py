@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
 from shipyard.gc.collector import GarbageCollector, Report, Schedule
+from shipyard.gc.log_retention import LogPolicy, LogRetention
 from shipyard.gc.retention import Policy
 from shipyard.health import checks
 from shipyard.health.checks import Check
@@ -106,6 +107,10 @@ class LocalRuntime:
         )
         self.registry = target
         self.pipeline = pipeline
+        self.log_retention = LogRetention(
+            sessions,
+            LogPolicy(settings.log_retention_days, settings.log_retention_max_mb << 20),
+        )
         self.collector = GarbageCollector(
             sessions,
             self.sandbox,
@@ -114,8 +119,15 @@ class LocalRuntime:
             registry=target,
             embedded=self.embedded,
             store_budget_bytes=int(settings.gc_store_budget_gb * (1 << 30)),
+            log_retention=self.log_retention if self.log_retention.policy.active else None,
         )
         self._gc_schedule = Schedule(self.collector.run, settings.gc_interval_s)
+        self._log_schedule = Schedule(
+            self.log_retention.run,
+            settings.log_retention_interval_s if self.log_retention.policy.active else 0,
+            name="log-retention",
+            summary=lambda r: f"logs of {len(r.builds)} builds removed ({r.lines} lines)",
+        )
         # The executor's heartbeats, claims, outcomes and build logs go through an engine of
         # their own: they never wait behind API requests for a connection, and go first for
         # SQLite's writer (issue 11; shipyard/store/write_gate.py).
@@ -218,6 +230,7 @@ class LocalRuntime:
         self._starting = threading.Thread(target=recover, name="shipyard-recover", daemon=True)
         self._starting.start()
         self._gc_schedule.start()
+        self._log_schedule.start()
 
     def drain(self, grace_s: float) -> None:
         if self._starting is not None:
@@ -228,6 +241,7 @@ class LocalRuntime:
 
     def stop(self) -> None:
         self._gc_schedule.stop()
+        self._log_schedule.stop()
         if self._starting is not None:
             self._starting.join()
         self.executor.stop()

@@ -34,6 +34,8 @@ MAX_LINE_CHARS = 8192
 # Lines held while the store is failing; past this the oldest are dropped (and counted).
 MAX_PENDING = 20_000
 RETRY_MAX_S = 1.0
+# Shipyard's own lines (``==> stage``) stored after the cap, at most.
+MAX_LINES_AFTER_CAP = 32
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class BuildLog:
         self._lines = 0
         self._bytes = 0
         self._truncated = False
+        self._after_cap = 0
         self._sessions = sessions
         self._build_id = build_id
         self._attempt = attempt
@@ -101,22 +104,32 @@ class BuildLog:
         return self.failure is None and (since is None or time.monotonic() - since < 2.0)
 
     def __call__(self, line: str) -> None:
+        if self._truncated and not line.startswith("==> "):
+            return  # past the cap: not even redacted (a 2 M-line build costs nothing more)
         text = self._redact(line)
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " …[truncated]"
         with self._lock:
-            if self._truncated and not text.startswith("==> "):
-                return
+            if self._truncated:
+                # Stage and outcome lines still go in, a few: a build's own output can look
+                # like them too, and must not get past the cap that way.
+                if not text.startswith("==> ") or self._after_cap >= MAX_LINES_AFTER_CAP:
+                    return
+                self._after_cap += 1
             self._lines += 1
             self._bytes += len(text) + 1
             if not self._truncated and (
                 self._lines > self._limits.max_lines or self._bytes > self._limits.max_bytes
             ):
                 self._truncated = True
+                limit = (
+                    f"SHIPYARD_BUILD_MAX_LOG_LINES={self._limits.max_lines}"
+                    if self._lines > self._limits.max_lines
+                    else f"SHIPYARD_BUILD_MAX_LOG_BYTES={self._limits.max_bytes}"
+                )
                 text = (
-                    f"… log truncated: the build's output passed {self._limits.max_lines} lines "
-                    f"or {self._limits.max_bytes // (1024 * 1024)} MiB (SHIPYARD_BUILD_MAX_LOG_"
-                    "LINES / _BYTES); the build goes on without logging its output"
+                    f"… log truncated at line {self._lines - 1} ({(self._bytes - len(text) - 1)} "
+                    f"bytes; {limit}): the build goes on, its further output is not stored"
                 )
             if len(self._pending) >= MAX_PENDING:
                 self._pending.popleft()

@@ -46,6 +46,11 @@ def make_engine(url: str, *, worker: bool = False) -> Engine:
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             # WAL lets the API read while a worker writes logs; foreign keys are off by default.
             cur = dbapi_conn.cursor()
+            # A new database only (setting it later needs a VACUUM, and the pragma waits for
+            # the write lock): log retention then gives freed pages back to the file system
+            # (shipyard/gc/log_retention.py).
+            if cur.execute("PRAGMA page_count").fetchone()[0] == 0:
+                cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")

@@ -139,6 +139,10 @@ class Build(Base):
     # When garbage collection removed the image (registry.uri stays: the record of what the
     # build produced; the API says the image is gone). None = the image is there.
     image_collected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Log retention (shipyard/gc/log_retention.py): when the build's log lines were removed,
+    # and the size of its log (characters + newlines), measured once after it concluded.
+    logs_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    log_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

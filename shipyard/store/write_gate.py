@@ -112,6 +112,9 @@ def install(engine: Engine, gate: WriteGate, *, urgent: bool, timeout_s: float) 
         if owner is not None:
             gate.release(owner)
 
-    event.listen(engine.pool, "reset", _release_record)
+    def _on_reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
+        _release_record(dbapi_connection, connection_record)
+
+    event.listen(engine.pool, "reset", _on_reset)
     event.listen(engine.pool, "checkin", _release_record)
     event.listen(engine.pool, "invalidate", _release_record)
