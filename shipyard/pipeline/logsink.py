@@ -29,10 +29,16 @@ from shipyard.store.ballast import is_disk_full
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.2
-MAX_BATCH = 200
+MAX_BATCH = 200  # lines queued that wake the writer before its interval
+# Lines stored in one transaction at most: a build printing faster than small batches can be
+# committed (``seq 1 2000000``) is caught up with in larger ones instead of losing lines.
+MAX_STORE_BATCH = 5_000
 MAX_LINE_CHARS = 8192
 # Lines held while the store is failing; past this the oldest are dropped (and counted).
-MAX_PENDING = 20_000
+# A build printing faster than its lines can be stored (``seq 1 2000000``) is held in memory
+# until the writer catches up; the bytes bound keeps a failing store from holding much.
+MAX_PENDING = 200_000
+MAX_PENDING_BYTES = 32 << 20
 RETRY_MAX_S = 1.0
 # Shipyard's own lines (``==> stage``) stored after the cap, at most.
 MAX_LINES_AFTER_CAP = 32
@@ -82,6 +88,7 @@ class BuildLog:
         self._on_failure = on_failure
         self._lock = threading.Lock()
         self._pending: deque[tuple[datetime, str]] = deque()
+        self._pending_bytes = 0  # characters of the lines in _pending
         self._dropped = 0
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -131,10 +138,13 @@ class BuildLog:
                     f"… log truncated at line {self._lines - 1} ({(self._bytes - len(text) - 1)} "
                     f"bytes; {limit}): the build goes on, its further output is not stored"
                 )
-            if len(self._pending) >= MAX_PENDING:
-                self._pending.popleft()
+            while self._pending and (
+                len(self._pending) >= MAX_PENDING or self._pending_bytes >= MAX_PENDING_BYTES
+            ):
+                self._pending_bytes -= len(self._pending.popleft()[1])
                 self._dropped += 1
             self._pending.append((datetime.now(UTC), text))
+            self._pending_bytes += len(text)
             self._drained.clear()
             full = len(self._pending) >= MAX_BATCH
         if full:
@@ -143,10 +153,16 @@ class BuildLog:
     def _take(self) -> list[tuple[datetime, str]]:
         with self._lock:
             if self._dropped:
-                note = f"… {self._dropped} lines were dropped while the log store was unavailable"
+                note = (
+                    f"… {self._dropped} lines were dropped: the log store was unavailable "
+                    "or slower than the build's output"
+                )
                 self._pending.appendleft((datetime.now(UTC), note))
+                self._pending_bytes += len(note)
                 self._dropped = 0
-            batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
+            take = min(MAX_STORE_BATCH, len(self._pending))
+            batch = [self._pending.popleft() for _ in range(take)]
+            self._pending_bytes -= sum(len(line) for _, line in batch)
             if not batch:
                 self._drained.set()
             return batch
