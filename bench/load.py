@@ -81,6 +81,7 @@ def _statuses(database: Path) -> dict[str, int]:
 
 
 def main(opts: Options) -> dict[str, Any]:
+    started = time.time()
     seconds = 10.0 if opts.quick else 60.0
     levels: dict[str, Any] = {}
     with workspace("load") as root:
@@ -134,6 +135,8 @@ def main(opts: Options) -> dict[str, Any]:
     report: dict[str, Any] = {
         "name": "load",
         "quick": opts.quick,
+        "started": started,
+        "duration_s": round(time.time() - started, 1),
         "machine": machine_info(),
         "params": {"levels": LEVELS, "seconds": seconds, "build_slots": 2},
         "levels": levels,

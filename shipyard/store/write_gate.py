@@ -33,29 +33,48 @@ class WriteGateTimeout(Exception):
 
 
 class WriteGate:
+    """Urgent waiters go first, but never more than ``URGENT_STREAK`` times in a row while an
+    ordinary one waits: a build flooding its log cannot starve the API's writes either."""
+
+    URGENT_STREAK = 4
+
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._owner: object | None = None
         self._urgent_waiting = 0
+        self._ordinary_waiting = 0
+        self._streak = 0  # urgent acquisitions since an ordinary one
+
+    def _may_go(self, urgent: bool) -> bool:
+        if self._owner is not None:
+            return False
+        ordinary_turn = self._ordinary_waiting > 0 and self._streak >= self.URGENT_STREAK
+        if urgent:
+            return not ordinary_turn
+        return self._urgent_waiting == 0 or ordinary_turn
 
     def acquire(self, owner: object, *, urgent: bool, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         with self._cond:
             if urgent:
                 self._urgent_waiting += 1
+            else:
+                self._ordinary_waiting += 1
             try:
-                while self._owner is not None or (not urgent and self._urgent_waiting > 0):
+                while not self._may_go(urgent):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return False
                     self._cond.wait(left)
                 self._owner = owner
+                self._streak = self._streak + 1 if urgent else 0
                 return True
             finally:
                 if urgent:
                     self._urgent_waiting -= 1
-                    if self._urgent_waiting == 0:
-                        self._cond.notify_all()  # ordinary waiters may go again
+                else:
+                    self._ordinary_waiting -= 1
+                self._cond.notify_all()  # who may go depends on who waits
 
     def release(self, owner: object) -> None:
         with self._cond:

@@ -66,3 +66,31 @@ def test_engines_on_one_file_share_the_gate_and_release_it(tmp_path: Path) -> No
     assert rows == [1, 3, 5]
     requests.dispose()
     worker.dispose()
+
+
+def test_urgent_writers_cannot_starve_ordinary_ones() -> None:
+    """Two log writers taking turns (always one urgent waiter) still let a request in."""
+    gate = WriteGate()
+    stop = threading.Event()
+    request_in = threading.Event()
+
+    def log_writer() -> None:
+        while not stop.is_set():
+            me = object()
+            if gate.acquire(me, urgent=True, timeout_s=5):
+                time.sleep(0.005)
+                gate.release(me)
+
+    writers = [threading.Thread(target=log_writer) for _ in range(2)]
+    for w in writers:
+        w.start()
+    try:
+        me = object()
+        assert gate.acquire(me, urgent=False, timeout_s=10)
+        request_in.set()
+        gate.release(me)
+    finally:
+        stop.set()
+        for w in writers:
+            w.join(5)
+    assert request_in.is_set()
