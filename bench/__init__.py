@@ -22,4 +22,5 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "queue": ("bench.queue_drain", "main", "5. queue drain and enqueue→start latency"),
     "profile": ("bench.profiling", "main", "6. where the time goes; prototypes of the fixes"),
     "restart": ("bench.restart", "main", "7. restart after kill -9 mid-build; build concluded"),
+    "load": ("bench.load", "main", "8. SQLite at 16/32/64 clients with builds running"),
 }  # fmt: skip

@@ -167,6 +167,22 @@ class Settings(BaseSettings):
     notify_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay; doubles")
     notify_timeout_s: float = Field(default=10.0, gt=0)
     notify_poll_s: float = Field(default=1.0, gt=0)
+    # Log retention (shipyard/gc/log_retention.py; each build's own log is capped by
+    # build_max_log_lines / build_max_log_bytes above)
+    log_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Logs of builds concluded longer ago than this are removed; 0 = no limit",
+    )
+    log_retention_max_mb: int = Field(
+        default=1024,
+        ge=0,
+        description="Past this many MiB of stored build logs, the oldest builds' logs are "
+        "removed; 0 = no limit",
+    )
+    log_retention_interval_s: float = Field(
+        default=3600.0, ge=0, description="Seconds between log retention runs; 0 = off"
+    )
 
     # Server-side safety
     metrics_token: SecretStr | None = Field(

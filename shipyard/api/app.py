@@ -21,6 +21,7 @@ from shipyard.api.routers import (
     build_metrics,
     builds,
     gc,
+    health,
     job_runs,
     login,
     logs,
@@ -107,6 +108,7 @@ def create_app(
         gc,
         webhooks,
         notifications,
+        health,
     ):
         app.include_router(module.router)
     app.add_middleware(LimitBody)

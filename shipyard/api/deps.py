@@ -51,10 +51,18 @@ async def db_session(state: State) -> AsyncIterator[Session]:
     try:
         yield session
     finally:
-        if session.in_transaction():
-            await run_in_threadpool(session.close)  # a rollback: I/O
+        if session.in_transaction() and not _is_sqlite(session):
+            await run_in_threadpool(session.close)  # a rollback: network I/O
         else:
+            # SQLite's rollback of a reading connection is a no-op in memory: done here, on
+            # the loop, so a session never waits for a worker thread to give its connection
+            # back (issue 11: 8 threads waiting for the connection a closing session held).
             session.close()
+
+
+def _is_sqlite(session: Session) -> bool:
+    bind = session.get_bind()
+    return bind.dialect.name == "sqlite"
 
 
 DB = Annotated[Session, Depends(db_session)]
@@ -65,7 +73,17 @@ async def caller(request: Request, state: State, session: DB) -> Principal:
     if token is not None and is_admin_token(token, state.admin_token):
         return admin_principal()
     # Stored tokens need the database: off the event loop.
-    return await run_in_threadpool(authenticate, session, token, state.admin_token)
+    return await run_in_threadpool(_authenticate, session, token, state.admin_token)
+
+
+def _authenticate(session: Session, token: str | None, admin_token: str) -> Principal:
+    """The token lookup, then the connection goes back to the pool: the endpoint runs in
+    another worker thread later, and a connection held across that wait is what starved
+    the pool (issue 11)."""
+    try:
+        return authenticate(session, token, admin_token)
+    finally:
+        session.close()
 
 
 Caller = Annotated[Principal, Depends(caller)]

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shipyard.builds.errors import (
@@ -20,6 +21,7 @@ from shipyard.builds.errors import (
     Unauthenticated,
     Upstream,
 )
+from shipyard.store.write_gate import WriteGateTimeout
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,16 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:
             message = "method not allowed"
         return error_response(exc.status_code, message, slug=slug)
+
+    @app.exception_handler(WriteGateTimeout)
+    @app.exception_handler(PoolTimeout)
+    async def _database_busy(_: Request, exc: Exception) -> JSONResponse:
+        # Bounded waits for the database (issue 11): an overloaded server says so and when
+        # to come back instead of a bare 500.
+        log.warning("database busy: %s", exc)
+        response = error_response(503, "the database is busy; retry shortly", slug="unavailable")
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

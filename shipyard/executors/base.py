@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from shipyard.health.checks import Check
+
 
 class Executor(Protocol):
     def submit(self, build_id: str) -> None:
@@ -41,6 +43,19 @@ class ResourceHooks(Protocol):
         layer cache its builds use. A project's builds share one layer store, so this drops
         the project's layer cache: every workload of the project builds its layers afresh
         next time. (Whole-build reuse is turned off by the API itself.) Must not block."""
+
+
+@runtime_checkable
+class HealthChecks(Protocol):
+    """Optional: what the executor needs to run builds, for ``GET /readyz``. An executor
+    without it (API only) adds no checks."""
+
+    def health(self) -> list[Check]:
+        """Blocking (may probe a process over the network): call it off the event loop."""
+
+
+def health(executor: Executor) -> list[Check]:
+    return executor.health() if isinstance(executor, HealthChecks) else []
 
 
 def release(executor: Executor, project_id: str) -> None:

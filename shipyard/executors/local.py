@@ -130,6 +130,10 @@ class LocalExecutor:
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        # Draining: claim nothing more. Stopping: the heartbeat ends too — only after the
+        # drain, so builds finishing within the shutdown grace keep their lease (and still
+        # learn of aborts).
+        self._draining = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -157,7 +161,7 @@ class LocalExecutor:
         """Graceful shutdown: claim nothing more (queued builds stay QUEUED for the next
         start), give running builds ``grace_s`` to finish, then stop the rest through the
         abort path (janitor included) and wait until each is concluded (``CRASHED``)."""
-        self._stopping.set()
+        self._draining.set()
         self._wake.set()
         deadline = time.monotonic() + grace_s
         while self.running() and time.monotonic() < deadline:
@@ -176,8 +180,18 @@ class LocalExecutor:
 
     def stop(self) -> None:
         self.drain(0.0)
+        self._stopping.set()
         for thread in self._threads:
             thread.join(timeout=15)
+
+    @property
+    def started(self) -> bool:
+        return bool(self._threads)
+
+    @property
+    def accepting(self) -> bool:
+        """Started and claiming builds (not draining for a shutdown)."""
+        return self.started and not self._draining.is_set()
 
     def running(self) -> list[str]:
         with self._lock:
@@ -230,10 +244,10 @@ class LocalExecutor:
     # --- dispatch ----------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        while not self._stopping.is_set():
+        while not self._draining.is_set():
             self._wake.wait(timeout=1.0)
             self._wake.clear()
-            if self._stopping.is_set():
+            if self._draining.is_set():
                 return
             try:
                 self._fill_slots()
@@ -248,7 +262,7 @@ class LocalExecutor:
         with self._sessions() as session:
             candidates = build_store.queued_ids(session, free * 2)
         for build_id in candidates:
-            if free <= 0 or self._stopping.is_set():
+            if free <= 0 or self._draining.is_set():
                 return
             with self._sessions() as session:
                 attempt = build_store.claim(session, build_id, self.worker_id)

@@ -13,7 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
 from shipyard.gc.collector import GarbageCollector, Report, Schedule
+from shipyard.gc.log_retention import LogPolicy, LogRetention
 from shipyard.gc.retention import Policy
+from shipyard.health import checks
+from shipyard.health.checks import Check
 from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.logsink import LogLimits
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
@@ -26,6 +29,7 @@ from shipyard.sandbox.sandbox import Sandbox, SandboxSettings, default_root
 from shipyard.settings import Settings
 from shipyard.store.ballast import Ballast
 from shipyard.store.crypto import SecretBox
+from shipyard.store.db import worker_sessions
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,10 @@ class LocalRuntime:
         )
         self.registry = target
         self.pipeline = pipeline
+        self.log_retention = LogRetention(
+            sessions,
+            LogPolicy(settings.log_retention_days, settings.log_retention_max_mb << 20),
+        )
         self.collector = GarbageCollector(
             sessions,
             self.sandbox,
@@ -112,10 +120,21 @@ class LocalRuntime:
             registry=target,
             embedded=self.embedded,
             store_budget_bytes=int(settings.gc_store_budget_gb * (1 << 30)),
+            log_retention=self.log_retention if self.log_retention.policy.active else None,
         )
         self._gc_schedule = Schedule(self.collector.run, settings.gc_interval_s)
+        self._log_schedule = Schedule(
+            self.log_retention.run,
+            settings.log_retention_interval_s if self.log_retention.policy.active else 0,
+            name="log-retention",
+            summary=lambda r: f"logs of {len(r.builds)} builds removed ({r.lines} lines)",
+        )
+        # The executor's heartbeats, claims, outcomes and build logs go through an engine of
+        # their own: they never wait behind API requests for a connection, and go first for
+        # SQLite's writer (issue 11; shipyard/store/write_gate.py).
+        self._worker_sessions = worker_sessions(sessions)
         self.executor = LocalExecutor(
-            sessions,
+            self._worker_sessions,
             box,
             pipeline,
             concurrency=settings.max_concurrent_builds,
@@ -172,6 +191,14 @@ class LocalRuntime:
     def abort(self, build_id: str) -> None:
         self.executor.abort(build_id)
 
+    def health(self) -> list[Check]:
+        return [
+            checks.registry_answering(self.embedded, self.registry),
+            checks.builder_usable(
+                accepting=self.executor.accepting, starting=not self.executor.started
+            ),
+        ]
+
     def collect_garbage(self, dry_run: bool, policy: Policy | None = None) -> Report:
         return self.collector.run(dry_run=dry_run, policy=policy)
 
@@ -204,6 +231,7 @@ class LocalRuntime:
         self._starting = threading.Thread(target=recover, name="shipyard-recover", daemon=True)
         self._starting.start()
         self._gc_schedule.start()
+        self._log_schedule.start()
 
     def drain(self, grace_s: float) -> None:
         if self._starting is not None:
@@ -214,11 +242,13 @@ class LocalRuntime:
 
     def stop(self) -> None:
         self._gc_schedule.stop()
+        self._log_schedule.stop()
         if self._starting is not None:
             self._starting.join()
         self.executor.stop()
         if self.embedded is not None:
             self.embedded.stop()
+        self._worker_sessions.kw["bind"].dispose()
 
 
 def loopback_port(host: str) -> int | None:

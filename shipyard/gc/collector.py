@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,8 +34,10 @@ from shipyard.store.models import Build, Workload
 
 log = logging.getLogger(__name__)
 
-# Expires build logs; returns how many lines went. None until log retention exists (the
-# faults issue's item 9): then the report says logs were left alone.
+T = TypeVar("T")
+
+# Expires build logs (shipyard/gc/log_retention.py); returns how many lines went. None: the
+# report says logs were left alone.
 LogRetention = Callable[[], int]
 
 
@@ -373,20 +375,30 @@ class GarbageCollector:
         report.logs = f"{self._log_retention()} expired log lines removed"
 
 
-class Schedule:
-    """Runs the collector every ``interval_s`` seconds (first after one interval: a start
-    must not wait for, or be slowed by, a collection)."""
+class Schedule(Generic[T]):
+    """Runs ``collect`` every ``interval_s`` seconds (first after one interval: a start must
+    not wait for, or be slowed by, a collection). ``summary`` says what a run did (the log
+    line); by default, a garbage collection's report."""
 
-    def __init__(self, collect: Callable[[], Report], interval_s: float) -> None:
+    def __init__(
+        self,
+        collect: Callable[[], T],
+        interval_s: float,
+        *,
+        name: str = "gc",
+        summary: Callable[[T], str] | None = None,
+    ) -> None:
         self._collect = collect
         self._interval_s = interval_s
+        self._name = name
+        self._summary = summary
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self._interval_s <= 0 or self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._loop, name="gc", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
@@ -394,15 +406,18 @@ class Schedule:
             try:
                 report = self._collect()
             except Exception:  # the next interval tries again
-                log.exception("scheduled garbage collection failed")
+                log.exception("scheduled %s failed", self._name)
                 continue
-            freed = report.registry_before - report.registry_after
-            log.info(
-                "garbage collection: %d builds collected, registry freed %d bytes, %d errors",
-                sum(len(s.collected) for s in report.services),
-                freed,
-                len(report.errors),
-            )
+            if self._summary is not None:
+                log.info("%s: %s", self._name, self._summary(report))
+            elif isinstance(report, Report):
+                freed = report.registry_before - report.registry_after
+                log.info(
+                    "garbage collection: %d builds collected, registry freed %d bytes, %d errors",
+                    sum(len(s.collected) for s in report.services),
+                    freed,
+                    len(report.errors),
+                )
 
     def stop(self) -> None:
         self._stop.set()

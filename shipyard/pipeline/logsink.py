@@ -29,11 +29,19 @@ from shipyard.store.ballast import is_disk_full
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.2
-MAX_BATCH = 200
+MAX_BATCH = 200  # lines queued that wake the writer before its interval
+# Lines stored in one transaction at most: a build printing faster than small batches can be
+# committed (``seq 1 2000000``) is caught up with in larger ones instead of losing lines.
+MAX_STORE_BATCH = 5_000
 MAX_LINE_CHARS = 8192
 # Lines held while the store is failing; past this the oldest are dropped (and counted).
-MAX_PENDING = 20_000
+# A build printing faster than its lines can be stored (``seq 1 2000000``) is held in memory
+# until the writer catches up; the bytes bound keeps a failing store from holding much.
+MAX_PENDING = 200_000
+MAX_PENDING_BYTES = 32 << 20
 RETRY_MAX_S = 1.0
+# Shipyard's own lines (``==> stage``) stored after the cap, at most.
+MAX_LINES_AFTER_CAP = 32
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class BuildLog:
         self._lines = 0
         self._bytes = 0
         self._truncated = False
+        self._after_cap = 0
         self._sessions = sessions
         self._build_id = build_id
         self._attempt = attempt
@@ -79,6 +88,7 @@ class BuildLog:
         self._on_failure = on_failure
         self._lock = threading.Lock()
         self._pending: deque[tuple[datetime, str]] = deque()
+        self._pending_bytes = 0  # characters of the lines in _pending
         self._dropped = 0
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -101,27 +111,40 @@ class BuildLog:
         return self.failure is None and (since is None or time.monotonic() - since < 2.0)
 
     def __call__(self, line: str) -> None:
+        if self._truncated and not line.startswith("==> "):
+            return  # past the cap: not even redacted (a 2 M-line build costs nothing more)
         text = self._redact(line)
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " …[truncated]"
         with self._lock:
-            if self._truncated and not text.startswith("==> "):
-                return
+            if self._truncated:
+                # Stage and outcome lines still go in, a few: a build's own output can look
+                # like them too, and must not get past the cap that way.
+                if not text.startswith("==> ") or self._after_cap >= MAX_LINES_AFTER_CAP:
+                    return
+                self._after_cap += 1
             self._lines += 1
             self._bytes += len(text) + 1
             if not self._truncated and (
                 self._lines > self._limits.max_lines or self._bytes > self._limits.max_bytes
             ):
                 self._truncated = True
-                text = (
-                    f"… log truncated: the build's output passed {self._limits.max_lines} lines "
-                    f"or {self._limits.max_bytes // (1024 * 1024)} MiB (SHIPYARD_BUILD_MAX_LOG_"
-                    "LINES / _BYTES); the build goes on without logging its output"
+                limit = (
+                    f"SHIPYARD_BUILD_MAX_LOG_LINES={self._limits.max_lines}"
+                    if self._lines > self._limits.max_lines
+                    else f"SHIPYARD_BUILD_MAX_LOG_BYTES={self._limits.max_bytes}"
                 )
-            if len(self._pending) >= MAX_PENDING:
-                self._pending.popleft()
+                text = (
+                    f"… log truncated at line {self._lines - 1} ({(self._bytes - len(text) - 1)} "
+                    f"bytes; {limit}): the build goes on, its further output is not stored"
+                )
+            while self._pending and (
+                len(self._pending) >= MAX_PENDING or self._pending_bytes >= MAX_PENDING_BYTES
+            ):
+                self._pending_bytes -= len(self._pending.popleft()[1])
                 self._dropped += 1
             self._pending.append((datetime.now(UTC), text))
+            self._pending_bytes += len(text)
             self._drained.clear()
             full = len(self._pending) >= MAX_BATCH
         if full:
@@ -130,10 +153,16 @@ class BuildLog:
     def _take(self) -> list[tuple[datetime, str]]:
         with self._lock:
             if self._dropped:
-                note = f"… {self._dropped} lines were dropped while the log store was unavailable"
+                note = (
+                    f"… {self._dropped} lines were dropped: the log store was unavailable "
+                    "or slower than the build's output"
+                )
                 self._pending.appendleft((datetime.now(UTC), note))
+                self._pending_bytes += len(note)
                 self._dropped = 0
-            batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
+            take = min(MAX_STORE_BATCH, len(self._pending))
+            batch = [self._pending.popleft() for _ in range(take)]
+            self._pending_bytes -= sum(len(line) for _, line in batch)
             if not batch:
                 self._drained.set()
             return batch

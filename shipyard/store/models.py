@@ -142,6 +142,10 @@ class Build(Base):
     # What started the build: {"type": "webhook", "deliveryId", "provider", "event"}; None
     # = the API (shown as {"type": "api"}).
     trigger: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Log retention (shipyard/gc/log_retention.py): when the build's log lines were removed,
+    # and the size of its log (characters + newlines), measured once after it concluded.
+    logs_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    log_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -252,6 +252,46 @@ def test_shutdown_ends_running_builds_crashed(
     assert build.status == BuildStatus.CRASHED and "start the build again" in (build.message or "")
 
 
+def test_draining_keeps_heartbeating_and_hears_aborts(
+    client: TestClient,
+    targets: dict[str, str],
+    sessions: sessionmaker[Session],
+    make_executor: Callable[..., LocalExecutor],
+) -> None:
+    """A shutdown stops claiming, not heartbeating: a build finishing within the grace keeps
+    its lease (on a shared database another worker would otherwise sweep it) and an abort
+    requested meanwhile still reaches it through the heartbeat."""
+    (build_id,) = start_builds(client, targets)
+    executor = make_executor(block_until_cancelled)
+    executor.start()
+    deadline = time.monotonic() + 5
+    while build_id not in executor.running():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    draining = threading.Thread(target=executor.drain, args=(30.0,))
+    draining.start()
+    time.sleep(0.3)
+    (queued,) = start_builds(client, targets)
+    executor.submit(queued)
+    with sessions() as session:
+        before = build_store.get_any(session, build_id)
+        assert before is not None and before.heartbeat_at is not None
+    time.sleep(0.5)  # five heartbeat periods
+    with sessions() as session:
+        after = build_store.get_any(session, build_id)
+        assert after is not None and after.heartbeat_at is not None
+        assert after.heartbeat_at > before.heartbeat_at
+        build_store.request_abort(session, build_id)
+        session.commit()
+    build = wait_for(sessions, build_id, timeout=5)
+    assert build.status == BuildStatus.ABORTED
+    draining.join(5)
+    assert not draining.is_alive()
+    with sessions() as session:
+        still = build_store.get_any(session, queued)
+        assert still is not None and still.status == BuildStatus.QUEUED  # nothing claimed
+
+
 def test_recovery_of_builds_left_by_a_dead_process(
     client: TestClient,
     targets: dict[str, str],

@@ -83,6 +83,8 @@ def build_out(build: Build) -> dict[str, Any]:
         "buildConcludedAt": int(build.concluded_at.timestamp()) if build.concluded_at else None,
         # Redacted again on the way out: rows queued before migration 0004 hold the raw URL.
         "bundleUrl": redact_bundle_url(build.bundle_url) if build.bundle_url else None,
+        # Log retention removed the build's log lines (one line in the log says so).
+        "logsExpiredAt": iso_ms(build.logs_expired_at) if build.logs_expired_at else None,
     }
     return {
         "id": build.id,

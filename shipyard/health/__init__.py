@@ -1,0 +1,1 @@
+"""Liveness and readiness for systemd and load balancers (issue 11, item 8)."""
