@@ -23,8 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.builds import pull_credentials
 from shipyard.builds import service as build_service
+from shipyard.builds.fairness import Limits
 from shipyard.builds.relevant_commit import PathRules
 from shipyard.builds.status import BuildStatus
+from shipyard.executors.dispatch import Dispatcher
 from shipyard.pipeline.errors import Cancelled, PipelineError, TimedOut
 from shipyard.pipeline.logsink import BuildLog, LogLimits
 from shipyard.pipeline.redact import Redactor
@@ -115,6 +117,7 @@ class LocalExecutor:
         log_limits: LogLimits | None = None,
         log_fail_after_s: float = 5.0,
         ballast: Ballast | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._ballast = ballast or Ballast(None, 0)
         self._log_limits = log_limits
@@ -123,6 +126,8 @@ class LocalExecutor:
         self._box = box
         self._pipeline = pipeline
         self._concurrency = max(1, concurrency)
+        # The global limit counts every worker's builds; alone, this pool is the whole fleet.
+        self._dispatcher = Dispatcher(sessions, limits or Limits(global_max=self._concurrency))
         self._heartbeat_s = heartbeat_s
         self._lease = timedelta(seconds=lease_s)
         self.worker_prefix = f"local:{socket.gethostname()}:"
@@ -241,27 +246,17 @@ class LocalExecutor:
                 log.exception("dispatch failed")
 
     def _fill_slots(self) -> None:
+        """Claim what the fairness policy lets start (shipyard/executors/dispatch.py); with
+        no free slot the pass still refreshes the queued builds' ``Queued: …`` lines."""
         with self._lock:
-            free = self._concurrency - len(self._running)
-        if free <= 0:
-            return
-        with self._sessions() as session:
-            candidates = build_store.queued_ids(session, free * 2)
-        for build_id in candidates:
-            if free <= 0 or self._stopping.is_set():
-                return
-            with self._sessions() as session:
-                attempt = build_store.claim(session, build_id, self.worker_id)
-                session.commit()
-            if attempt is None:
-                continue
-            run = _Running(build_id, attempt)
+            free = max(0, self._concurrency - len(self._running))
+        for claim in self._dispatcher.dispatch(self.worker_id, free):
+            run = _Running(claim.build_id, claim.attempt)
             run.thread = threading.Thread(
-                target=self._execute, args=(run,), name=f"build-{build_id}", daemon=True
+                target=self._execute, args=(run,), name=f"build-{claim.build_id}", daemon=True
             )
             with self._lock:
-                self._running[build_id] = run
-            free -= 1
+                self._running[claim.build_id] = run
             run.thread.start()
 
     def _execute(self, run: _Running) -> None:

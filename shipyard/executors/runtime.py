@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from shipyard.builds import fairness
 from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
 from shipyard.gc.collector import GarbageCollector, Report, Schedule
@@ -118,6 +119,7 @@ class LocalRuntime:
             box,
             pipeline,
             concurrency=settings.max_concurrent_builds,
+            limits=limits_of(settings),
             heartbeat_s=settings.heartbeat_s,
             lease_s=settings.lease_s,
             log_limits=LogLimits(settings.build_max_log_lines, settings.build_max_log_bytes),
@@ -226,6 +228,15 @@ def loopback_port(host: str) -> int | None:
     if name in ("127.0.0.1", "localhost", "[::1]") and port.isdigit():
         return int(port)
     return None
+
+
+def limits_of(settings: Settings) -> fairness.Limits:
+    """The fairness limits (shipyard/builds/fairness.py) from the settings."""
+    return fairness.Limits(
+        global_max=max(1, settings.max_concurrent_builds),
+        project_max=settings.project_max_running,
+        service_max=settings.service_max_running,
+    )
 
 
 def executor_for(settings: Settings, sessions: sessionmaker[Session], box: SecretBox) -> Executor:
