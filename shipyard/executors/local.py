@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +27,7 @@ from shipyard.builds.fairness import Limits
 from shipyard.builds.relevant_commit import PathRules
 from shipyard.builds.status import BuildStatus
 from shipyard.executors.dispatch import Dispatcher
+from shipyard.monitoring.worker import WorkerMetrics
 from shipyard.pipeline.errors import Cancelled, PipelineError, TimedOut
 from shipyard.pipeline.logsink import BuildLog, LogLimits
 from shipyard.pipeline.redact import Redactor
@@ -34,6 +35,7 @@ from shipyard.pipeline.run import BuildJob, Outcome, Pipeline
 from shipyard.sandbox.sandbox import SandboxRequest
 from shipyard.store import builds as build_store
 from shipyard.store import projects as project_store
+from shipyard.store import workers as worker_store
 from shipyard.store import workloads as workload_store
 from shipyard.store.ballast import Ballast, is_disk_full
 from shipyard.store.crypto import SecretBox
@@ -59,6 +61,16 @@ class _Running:
     failure: str | None = None  # why the build was stopped when reason is "failure"
     thread: threading.Thread | None = None
     sink: BuildLog | None = None
+    queued_at: datetime | None = None  # the build's creation: its queue wait ends at the claim
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    stage: str = BuildStatus.STARTING.value
+    stage_since: float = field(default_factory=time.monotonic)
+
+    def enter(self, stage: str) -> tuple[str, float]:
+        """Move to ``stage``; returns the stage left and how long it lasted."""
+        left, lasted = self.stage, time.monotonic() - self.stage_since
+        self.stage, self.stage_since = stage, time.monotonic()
+        return left, lasted
 
     def fail(self, message: str) -> None:
         """Stop the build through the abort path; it ends FAILURE with ``message``."""
@@ -74,10 +86,17 @@ class _Running:
 
 
 class _Reporter:
-    def __init__(self, sessions: sessionmaker[Session], run: _Running, log_sink: BuildLog) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        run: _Running,
+        log_sink: BuildLog,
+        metrics: WorkerMetrics,
+    ) -> None:
         self._sessions = sessions
         self._run = run
         self.line = log_sink
+        self._metrics = metrics
 
     def _write(self, **values: object) -> None:
         with self._sessions() as session:
@@ -90,6 +109,7 @@ class _Reporter:
 
     def stage(self, status: BuildStatus) -> None:
         self.line(f"==> {status.value.lower()}")
+        self._metrics.stage(*self._run.enter(status.value))
         self._write(status=status)
 
     def metrics(self, samples: Mapping[str, list[tuple[str, float]]]) -> None:
@@ -118,6 +138,7 @@ class LocalExecutor:
         log_fail_after_s: float = 5.0,
         ballast: Ballast | None = None,
         limits: Limits | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._ballast = ballast or Ballast(None, 0)
         self._log_limits = log_limits
@@ -137,6 +158,8 @@ class LocalExecutor:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.metrics = metrics or WorkerMetrics()
+        self.metrics.bind(self.worker_id, self._concurrency, lambda: len(self.running()))
 
     # --- Executor interface -------------------------------------------------------------
 
@@ -152,6 +175,7 @@ class LocalExecutor:
     def start(self) -> None:
         self._ballast.ensure()
         self._recover()
+        self._beat_worker()
         for target, name in ((self._dispatch, "dispatcher"), (self._heartbeat, "heartbeat")):
             thread = threading.Thread(target=target, name=f"shipyard-{name}", daemon=True)
             thread.start()
@@ -183,6 +207,12 @@ class LocalExecutor:
         self.drain(0.0)
         for thread in self._threads:
             thread.join(timeout=15)
+        try:
+            with self._sessions() as session:
+                worker_store.remove(session, self.worker_id)
+                session.commit()
+        except Exception:  # a killed worker's row stays too; it just shows as not alive
+            log.exception("could not remove worker %s", self.worker_id)
 
     def running(self) -> list[str]:
         with self._lock:
@@ -231,6 +261,27 @@ class LocalExecutor:
                 self._sweep_leases()
             except Exception:
                 log.exception("lease sweep failed")
+            self._beat_worker()
+
+    def _beat_worker(self) -> None:
+        """This process's row in ``workers`` (GET /v1/workers, liveness metrics): inserted
+        at start (and again if it was removed), renewed each heartbeat round."""
+        try:
+            with self._sessions() as session:
+                running = len(self.running())
+                if not worker_store.beat(session, self.worker_id, running):
+                    worker_store.register(
+                        session,
+                        self.worker_id,
+                        socket.gethostname(),
+                        os.getpid(),
+                        self._concurrency,
+                    )
+                    worker_store.beat(session, self.worker_id, running)
+                session.commit()
+            self.metrics.heartbeat()
+        except Exception:  # the worker list is for people; builds go on without it
+            log.exception("could not renew worker %s", self.worker_id)
 
     # --- dispatch ----------------------------------------------------------------------
 
@@ -251,7 +302,7 @@ class LocalExecutor:
         with self._lock:
             free = max(0, self._concurrency - len(self._running))
         for claim in self._dispatcher.dispatch(self.worker_id, free):
-            run = _Running(claim.build_id, claim.attempt)
+            run = _Running(claim.build_id, claim.attempt, queued_at=claim.queued_at)
             run.thread = threading.Thread(
                 target=self._execute, args=(run,), name=f"build-{claim.build_id}", daemon=True
             )
@@ -328,7 +379,7 @@ class LocalExecutor:
         try:
             sink(f"Build {run.build_id} (attempt {run.attempt}) on {self.worker_id}")
             outcome = self._pipeline.run(
-                job, _Reporter(self._sessions, run, sink), run.cancel,
+                job, _Reporter(self._sessions, run, sink, self.metrics), run.cancel,
                 reuse=partial(self._reusable, build_id=run.build_id, reuse_key=reuse_key),
             )  # fmt: skip
             status, message = BuildStatus.SUCCESS, "Image successfully built"
@@ -369,10 +420,15 @@ class LocalExecutor:
         while True:
             try:
                 with self._sessions() as session:
-                    build_store.conclude(
+                    landed = build_store.conclude(
                         session, run.build_id, run.attempt, status, message, **values
                     )
                     session.commit()
+                if landed:
+                    self.metrics.stage(*run.enter(status.value))
+                    self.metrics.concluded(
+                        status.value, run.queued_at, run.started_at, datetime.now(UTC)
+                    )
                 return
             except Exception as exc:
                 if is_disk_full(exc) and self._ballast.release():

@@ -15,6 +15,7 @@ from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
 from shipyard.gc.collector import GarbageCollector, Report, Schedule
 from shipyard.gc.retention import Policy
+from shipyard.monitoring.worker import WorkerMetrics
 from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.logsink import LogLimits
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
@@ -128,6 +129,11 @@ class LocalRuntime:
                 settings.resolved_database_url, settings.disk_reserve_mb << 20
             ),
         )
+
+    @property
+    def metrics(self) -> WorkerMetrics:
+        """The in-process worker's histograms and gauges (the API's /metrics adds them)."""
+        return self.executor.metrics
 
     def _build_target(self, settings: Settings) -> BuildTarget | None:
         embedded = self.embedded
