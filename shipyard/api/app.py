@@ -29,6 +29,7 @@ from shipyard.api.routers import (
     registry,
     repository,
     tokens,
+    workers,
     workload_edit,
     workloads,
 )
@@ -97,6 +98,7 @@ def create_app(
         registry,
         pull_credentials,
         tokens,
+        workers,
         metrics,
         gc,
     ):

@@ -5,6 +5,7 @@ time, and queued builds say in their log why they wait."""
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import subprocess
 import time
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.images import BUSYBOX_IMAGE
-from tests.helpers.live import LiveServer
+from tests.helpers.live import BIN, LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -97,3 +98,22 @@ def test_projects_interleave_and_services_build_one_at_a_time(live: LiveServer, 
     for build_id in svc_of:
         queued = [line.split("; ", 1)[1] for line in logs[build_id] if line.startswith("Queued")]
         assert all(x != y for x, y in itertools.pairwise(queued)), queued
+
+    # What the run left in the metrics and the worker list (the API runs the local executor).
+    with live.client() as c:
+        text = c.get("/metrics").text
+        (worker,) = c.get("/v1/workers").json()["data"]["workers"]
+    assert 'shipyard_build_duration_seconds_count{outcome="SUCCESS"} 5.0' in text
+    assert 'shipyard_build_queue_wait_seconds_count{outcome="SUCCESS"} 5.0' in text
+    for stage in ("starting", "cloning", "building", "uploading"):
+        assert f'shipyard_build_stage_duration_seconds_count{{stage="{stage}"}} 5.0' in text
+    assert (
+        f'shipyard_worker_up{{hostname="{worker["hostname"]}",worker="{worker["id"]}"}} 1.0' in text
+    )
+    assert worker["alive"] is True and worker["builds"] == [] and worker["concurrency"] == 2
+    shown = subprocess.run(
+        [str(BIN / "shipyard"), "workers"],
+        env={**os.environ, "SHIPYARD_URL": live.url, "SHIPYARD_TOKEN": live.token, "COLUMNS": "250"},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert worker["id"] in shown.stdout and "alive" in shown.stdout, shown.stdout
