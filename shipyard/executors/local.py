@@ -48,6 +48,8 @@ SHUTDOWN_MESSAGE = (
     "SHIPYARD_SHUTDOWN_GRACE_S); start the build again"
 )
 LEASE_MESSAGE = "the worker running this build stopped responding (lease expired)"
+# A worker row not renewed for this long is deleted (until then it lists as not alive).
+WORKER_ROW_KEPT = timedelta(days=1)
 # How long a build's final status write is retried (the database may be briefly away).
 CONCLUDE_RETRY_S = 30.0
 
@@ -229,6 +231,11 @@ class LocalExecutor:
                 build_store.conclude(
                     session, build.id, build.attempt, BuildStatus.CRASHED, CRASH_MESSAGE
                 )
+            # Worker rows of dead processes on this host (a crash or kill -9 left them).
+            for worker in worker_store.every(session):
+                if worker.id.startswith(self.worker_prefix) and not _pid_alive(worker.id):
+                    worker_store.remove(session, worker.id)
+            worker_store.forget_stale(session, WORKER_ROW_KEPT)
             session.commit()
         self._sweep_leases()
 
@@ -306,9 +313,9 @@ class LocalExecutor:
             run.thread = threading.Thread(
                 target=self._execute, args=(run,), name=f"build-{claim.build_id}", daemon=True
             )
-            with self._lock:
+            with self._lock:  # started under the lock: drain() never joins an unstarted one
                 self._running[claim.build_id] = run
-            run.thread.start()
+                run.thread.start()
 
     def _execute(self, run: _Running) -> None:
         try:

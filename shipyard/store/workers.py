@@ -65,6 +65,12 @@ def remove(session: Session, worker_id: str) -> None:
     session.execute(delete(Worker).where(Worker.id == worker_id))
 
 
+def forget_stale(session: Session, older_than: timedelta) -> int:
+    """Delete rows of workers silent for ``older_than`` (killed, or their machine gone)."""
+    result = session.execute(delete(Worker).where(Worker.last_heartbeat_at < now() - older_than))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def every(session: Session) -> list[Worker]:
     return list(session.scalars(select(Worker).order_by(Worker.started_at, Worker.id)))
 

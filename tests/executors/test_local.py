@@ -359,3 +359,28 @@ def test_stored_ci_ignore_flags_reach_services_but_not_jobs(
         "job": None,  # a job builds its branch's tip
         "off": None,  # flags not enabled, no path rules: nothing to walk for
     }
+
+
+def test_start_forgets_worker_rows_of_dead_processes(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    make_executor: Callable[..., LocalExecutor],
+) -> None:
+    from shipyard.store import workers as worker_store
+
+    executor = make_executor(succeed)
+    dead_here = f"{executor.worker_prefix}999999999:old"
+    with sessions() as session:
+        worker_store.register(session, dead_here, "here", 999999999, 2)
+        worker_store.register(session, "procrastinate:far:1:gone", "far", 1, 2)
+        worker_store.register(session, "procrastinate:far:2:alive", "far", 2, 2)
+        session.execute(
+            update(worker_store.Worker)
+            .where(worker_store.Worker.id == "procrastinate:far:1:gone")
+            .values(last_heartbeat_at=datetime.now(UTC) - timedelta(days=2))
+        )
+        session.commit()
+    executor.start()
+    with sessions() as session:
+        ids = {w.id for w in worker_store.every(session)}
+    assert ids == {executor.worker_id, "procrastinate:far:2:alive"}
