@@ -30,7 +30,20 @@ class Settings(BaseSettings):
     registry_password: SecretStr | None = None
     registry_port: int = 5000
     registry_insecure: bool = True
-    max_concurrent_builds: int = 2
+    max_concurrent_builds: int = Field(
+        default=2, description="Builds running at once, across every worker (global limit)"
+    )
+    project_max_running: int | None = Field(
+        default=None,
+        ge=1,
+        description="Builds of one project running at once; unset = only the global limit "
+        "(projects still take turns: README, 'Fairness and limits')",
+    )
+    service_max_running: int = Field(
+        default=1,
+        ge=0,
+        description="Builds of one service or job running at once (Northflank: one); 0 = no limit",
+    )
     build_timeout_s: int = 3600
     max_bundle_bytes: int = 512 * 1024 * 1024
     bundle_timeout_s: float = 300.0

@@ -32,6 +32,7 @@ from shipyard.api.routers import (
     repository,
     tokens,
     webhooks,
+    workers,
     workload_edit,
     workloads,
 )
@@ -104,6 +105,7 @@ def create_app(
         registry,
         pull_credentials,
         tokens,
+        workers,
         metrics,
         gc,
         webhooks,

@@ -1,12 +1,14 @@
 """``GET /metrics`` for Prometheus: build counts by status and the queue's age, read from the
-database at scrape time (the build table is the truth, whichever process ran the builds), and
-disk use (``shipyard_disk_bytes``)."""
+database at scrape time (the build table is the truth, whichever process ran the builds), the
+fleet's queue depth, workers and heartbeats (``shipyard.monitoring.fleet``), disk use
+(``shipyard_disk_bytes``), and, when this process runs builds (the local executor), its
+worker histograms (``shipyard.monitoring.worker``)."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
@@ -21,6 +23,8 @@ from shipyard.api.deps import AppState, State
 from shipyard.builds.errors import Unauthenticated
 from shipyard.builds.status import BuildStatus
 from shipyard.gc.disk import Cached, store_dirs, total, usage
+from shipyard.monitoring.fleet import FleetCollector
+from shipyard.monitoring.worker import WorkerMetrics
 from shipyard.sandbox.sandbox import default_root
 from shipyard.store import logs as log_store
 from shipyard.store.models import Build
@@ -138,4 +142,8 @@ def metrics(
     registry.register(
         WebhookRejectionCollector(getattr(request.app.state, "webhook_rejections", None))
     )
+    registry.register(FleetCollector(state.sessions, timedelta(seconds=state.settings.lease_s)))
+    worker = getattr(state.executor, "metrics", None)
+    if isinstance(worker, WorkerMetrics):
+        registry.register(worker)
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

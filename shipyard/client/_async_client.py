@@ -137,6 +137,15 @@ class AsyncShipyard:
         """The token stops working at once; an unknown id answers 404."""
         await self._data(Call("DELETE", f"/v1/tokens/{int(token_id)}"))
 
+    # --- workers (the admin token only) --------------------------------------------------
+
+    async def list_workers(self) -> list[dict[str, Any]]:
+        """The processes that run builds: ``id``, ``hostname``, ``pid``, ``startedAt``,
+        ``lastHeartbeatAt``, ``heartbeatAgeS``, ``alive``, ``concurrency``, ``running`` and
+        ``builds`` (the ids it holds now)."""
+        data: dict[str, Any] = await self._data(Call("GET", "/v1/workers"))
+        return list(data["workers"])
+
     # --- services and jobs -------------------------------------------------------------
 
     async def create_service(

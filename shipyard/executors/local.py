@@ -16,15 +16,18 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.builds import pull_credentials
 from shipyard.builds import service as build_service
+from shipyard.builds.fairness import Limits
 from shipyard.builds.relevant_commit import PathRules
 from shipyard.builds.status import BuildStatus
+from shipyard.executors.dispatch import Dispatcher
+from shipyard.monitoring.worker import WorkerMetrics
 from shipyard.pipeline.errors import Cancelled, PipelineError, TimedOut
 from shipyard.pipeline.logsink import BuildLog, LogLimits
 from shipyard.pipeline.redact import Redactor
@@ -32,6 +35,7 @@ from shipyard.pipeline.run import BuildJob, Outcome, Pipeline
 from shipyard.sandbox.sandbox import SandboxRequest
 from shipyard.store import builds as build_store
 from shipyard.store import projects as project_store
+from shipyard.store import workers as worker_store
 from shipyard.store import workloads as workload_store
 from shipyard.store.ballast import Ballast, is_disk_full
 from shipyard.store.crypto import SecretBox
@@ -44,6 +48,8 @@ SHUTDOWN_MESSAGE = (
     "SHIPYARD_SHUTDOWN_GRACE_S); start the build again"
 )
 LEASE_MESSAGE = "the worker running this build stopped responding (lease expired)"
+# A worker row not renewed for this long is deleted (until then it lists as not alive).
+WORKER_ROW_KEPT = timedelta(days=1)
 # How long a build's final status write is retried (the database may be briefly away).
 CONCLUDE_RETRY_S = 30.0
 
@@ -57,6 +63,16 @@ class _Running:
     failure: str | None = None  # why the build was stopped when reason is "failure"
     thread: threading.Thread | None = None
     sink: BuildLog | None = None
+    queued_at: datetime | None = None  # the build's creation: its queue wait ends at the claim
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    stage: str = BuildStatus.STARTING.value
+    stage_since: float = field(default_factory=time.monotonic)
+
+    def enter(self, stage: str) -> tuple[str, float]:
+        """Move to ``stage``; returns the stage left and how long it lasted."""
+        left, lasted = self.stage, time.monotonic() - self.stage_since
+        self.stage, self.stage_since = stage, time.monotonic()
+        return left, lasted
 
     def fail(self, message: str) -> None:
         """Stop the build through the abort path; it ends FAILURE with ``message``."""
@@ -72,10 +88,17 @@ class _Running:
 
 
 class _Reporter:
-    def __init__(self, sessions: sessionmaker[Session], run: _Running, log_sink: BuildLog) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        run: _Running,
+        log_sink: BuildLog,
+        metrics: WorkerMetrics,
+    ) -> None:
         self._sessions = sessions
         self._run = run
         self.line = log_sink
+        self._metrics = metrics
 
     def _write(self, **values: object) -> None:
         with self._sessions() as session:
@@ -88,6 +111,7 @@ class _Reporter:
 
     def stage(self, status: BuildStatus) -> None:
         self.line(f"==> {status.value.lower()}")
+        self._metrics.stage(*self._run.enter(status.value))
         self._write(status=status)
 
     def metrics(self, samples: Mapping[str, list[tuple[str, float]]]) -> None:
@@ -115,6 +139,8 @@ class LocalExecutor:
         log_limits: LogLimits | None = None,
         log_fail_after_s: float = 5.0,
         ballast: Ballast | None = None,
+        limits: Limits | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._ballast = ballast or Ballast(None, 0)
         self._log_limits = log_limits
@@ -123,6 +149,8 @@ class LocalExecutor:
         self._box = box
         self._pipeline = pipeline
         self._concurrency = max(1, concurrency)
+        # The global limit counts every worker's builds; alone, this pool is the whole fleet.
+        self._dispatcher = Dispatcher(sessions, limits or Limits(global_max=self._concurrency))
         self._heartbeat_s = heartbeat_s
         self._lease = timedelta(seconds=lease_s)
         self.worker_prefix = f"local:{socket.gethostname()}:"
@@ -136,6 +164,8 @@ class LocalExecutor:
         self._draining = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.metrics = metrics or WorkerMetrics()
+        self.metrics.bind(self.worker_id, self._concurrency, lambda: len(self.running()))
 
     # --- Executor interface -------------------------------------------------------------
 
@@ -151,6 +181,7 @@ class LocalExecutor:
     def start(self) -> None:
         self._ballast.ensure()
         self._recover()
+        self._beat_worker()
         for target, name in ((self._dispatch, "dispatcher"), (self._heartbeat, "heartbeat")):
             thread = threading.Thread(target=target, name=f"shipyard-{name}", daemon=True)
             thread.start()
@@ -183,6 +214,12 @@ class LocalExecutor:
         self._stopping.set()
         for thread in self._threads:
             thread.join(timeout=15)
+        try:
+            with self._sessions() as session:
+                worker_store.remove(session, self.worker_id)
+                session.commit()
+        except Exception:  # a killed worker's row stays too; it just shows as not alive
+            log.exception("could not remove worker %s", self.worker_id)
 
     @property
     def started(self) -> bool:
@@ -208,6 +245,11 @@ class LocalExecutor:
                 build_store.conclude(
                     session, build.id, build.attempt, BuildStatus.CRASHED, CRASH_MESSAGE
                 )
+            # Worker rows of dead processes on this host (a crash or kill -9 left them).
+            for worker in worker_store.every(session):
+                if worker.id.startswith(self.worker_prefix) and not _pid_alive(worker.id):
+                    worker_store.remove(session, worker.id)
+            worker_store.forget_stale(session, WORKER_ROW_KEPT)
             session.commit()
         self._sweep_leases()
 
@@ -240,6 +282,27 @@ class LocalExecutor:
                 self._sweep_leases()
             except Exception:
                 log.exception("lease sweep failed")
+            self._beat_worker()
+
+    def _beat_worker(self) -> None:
+        """This process's row in ``workers`` (GET /v1/workers, liveness metrics): inserted
+        at start (and again if it was removed), renewed each heartbeat round."""
+        try:
+            with self._sessions() as session:
+                running = len(self.running())
+                if not worker_store.beat(session, self.worker_id, running):
+                    worker_store.register(
+                        session,
+                        self.worker_id,
+                        socket.gethostname(),
+                        os.getpid(),
+                        self._concurrency,
+                    )
+                    worker_store.beat(session, self.worker_id, running)
+                session.commit()
+            self.metrics.heartbeat()
+        except Exception:  # the worker list is for people; builds go on without it
+            log.exception("could not renew worker %s", self.worker_id)
 
     # --- dispatch ----------------------------------------------------------------------
 
@@ -255,28 +318,20 @@ class LocalExecutor:
                 log.exception("dispatch failed")
 
     def _fill_slots(self) -> None:
+        """Claim what the fairness policy lets start (shipyard/executors/dispatch.py); with
+        no free slot the pass still refreshes the queued builds' ``Queued: …`` lines."""
         with self._lock:
-            free = self._concurrency - len(self._running)
-        if free <= 0:
-            return
-        with self._sessions() as session:
-            candidates = build_store.queued_ids(session, free * 2)
-        for build_id in candidates:
-            if free <= 0 or self._draining.is_set():
-                return
-            with self._sessions() as session:
-                attempt = build_store.claim(session, build_id, self.worker_id)
-                session.commit()
-            if attempt is None:
-                continue
-            run = _Running(build_id, attempt)
+            free = max(0, self._concurrency - len(self._running))
+        if self._draining.is_set():
+            free = 0  # shutting down: claim nothing, only refresh the queued lines
+        for claim in self._dispatcher.dispatch(self.worker_id, free):
+            run = _Running(claim.build_id, claim.attempt, queued_at=claim.queued_at)
             run.thread = threading.Thread(
-                target=self._execute, args=(run,), name=f"build-{build_id}", daemon=True
+                target=self._execute, args=(run,), name=f"build-{claim.build_id}", daemon=True
             )
-            with self._lock:
-                self._running[build_id] = run
-            free -= 1
-            run.thread.start()
+            with self._lock:  # started under the lock: drain() never joins an unstarted one
+                self._running[claim.build_id] = run
+                run.thread.start()
 
     def _execute(self, run: _Running) -> None:
         try:
@@ -347,7 +402,7 @@ class LocalExecutor:
         try:
             sink(f"Build {run.build_id} (attempt {run.attempt}) on {self.worker_id}")
             outcome = self._pipeline.run(
-                job, _Reporter(self._sessions, run, sink), run.cancel,
+                job, _Reporter(self._sessions, run, sink, self.metrics), run.cancel,
                 reuse=partial(self._reusable, build_id=run.build_id, reuse_key=reuse_key),
             )  # fmt: skip
             status, message = BuildStatus.SUCCESS, "Image successfully built"
@@ -392,10 +447,15 @@ class LocalExecutor:
         while True:
             try:
                 with self._sessions() as session:
-                    build_store.conclude(
+                    landed = build_store.conclude(
                         session, run.build_id, run.attempt, status, message, **values
                     )
                     session.commit()
+                if landed:
+                    self.metrics.stage(*run.enter(status.value))
+                    self.metrics.concluded(
+                        status.value, run.queued_at, run.started_at, datetime.now(UTC)
+                    )
                 return
             except Exception as exc:
                 if is_disk_full(exc) and self._ballast.release():

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from shipyard.builds import fairness
 from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
 from shipyard.gc.collector import GarbageCollector, Report, Schedule
@@ -17,6 +18,7 @@ from shipyard.gc.log_retention import LogPolicy, LogRetention
 from shipyard.gc.retention import Policy
 from shipyard.health import checks
 from shipyard.health.checks import Check
+from shipyard.monitoring.worker import WorkerMetrics
 from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.logsink import LogLimits
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
@@ -138,6 +140,7 @@ class LocalRuntime:
             box,
             pipeline,
             concurrency=settings.max_concurrent_builds,
+            limits=limits_of(settings),
             heartbeat_s=settings.heartbeat_s,
             lease_s=settings.lease_s,
             log_limits=LogLimits(settings.build_max_log_lines, settings.build_max_log_bytes),
@@ -146,6 +149,11 @@ class LocalRuntime:
                 settings.resolved_database_url, settings.disk_reserve_mb << 20
             ),
         )
+
+    @property
+    def metrics(self) -> WorkerMetrics:
+        """The in-process worker's histograms and gauges (the API's /metrics adds them)."""
+        return self.executor.metrics
 
     def _build_target(self, settings: Settings) -> BuildTarget | None:
         embedded = self.embedded
@@ -257,6 +265,15 @@ def loopback_port(host: str) -> int | None:
     if name in ("127.0.0.1", "localhost", "[::1]") and port.isdigit():
         return int(port)
     return None
+
+
+def limits_of(settings: Settings) -> fairness.Limits:
+    """The fairness limits (shipyard/builds/fairness.py) from the settings."""
+    return fairness.Limits(
+        global_max=max(1, settings.max_concurrent_builds),
+        project_max=settings.project_max_running,
+        service_max=settings.service_max_running,
+    )
 
 
 def executor_for(settings: Settings, sessions: sessionmaker[Session], box: SecretBox) -> Executor:

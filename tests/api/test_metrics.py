@@ -50,3 +50,46 @@ def test_metrics_token_when_set(guarded: TestClient, settings: Settings) -> None
 def test_metrics_open_by_default(client: TestClient, settings: Settings) -> None:
     assert settings.metrics_token is None
     assert client.get("/metrics", headers={"Authorization": ""}).status_code == 200
+
+
+def test_fleet_metrics(client: TestClient, targets: dict[str, str]) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from shipyard.store import builds as build_store
+    from shipyard.store import workers as worker_store
+    from shipyard.store.models import Build
+
+    sessions = client.app.state.shipyard.sessions  # type: ignore[attr-defined]
+    project = targets["project"]
+    path = f"/v1/projects/{project}/services/{targets['build']}/build"
+    held, _, _ = (client.post(path, json={"branch": "main"}).json()["data"]["id"] for _ in range(3))
+    with sessions() as session:
+        assert build_store.claim(session, held, "w-live") == 1
+        worker_store.register(session, "w-live", "host-a", 11, 2)
+        worker_store.register(session, "w-dead", "host-b", 12, 4)
+        session.execute(
+            update(worker_store.Worker)
+            .where(worker_store.Worker.id == "w-dead")
+            .values(last_heartbeat_at=build_store.now() - timedelta(minutes=5))
+        )
+        session.execute(
+            update(Build)
+            .where(Build.id == held)
+            .values(heartbeat_at=build_store.now() - timedelta(seconds=7))
+        )
+        session.commit()
+    text = client.get("/metrics", headers={"Authorization": ""}).text
+    assert f'shipyard_queue_depth{{project="{project}"}} 2.0' in text
+    assert 'shipyard_worker_running_builds{worker="w-live"} 1.0' in text
+    assert 'shipyard_worker_running_builds{worker="w-dead"} 0.0' in text
+    assert 'shipyard_worker_up{hostname="host-a",worker="w-live"} 1.0' in text
+    assert 'shipyard_worker_up{hostname="host-b",worker="w-dead"} 0.0' in text
+    assert 'shipyard_worker_slots{worker="w-dead"} 4.0' in text
+    (age,) = [
+        line for line in text.splitlines()
+        if line.startswith(f'shipyard_build_heartbeat_age_seconds{{build_id="{held}"')
+    ]  # fmt: skip
+    assert 'worker="w-live"' in age and 7 <= float(age.rsplit(" ", 1)[1]) < 60
+    assert "shipyard_worker_heartbeat_age_seconds" in text

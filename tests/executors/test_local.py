@@ -3,6 +3,7 @@ and fence by attempt, heartbeat-carried abort, lease expiry, crash recovery, shu
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -168,12 +169,39 @@ def test_concurrency_limit(
     sessions: sessionmaker[Session],
     make_executor: Callable[..., LocalExecutor],
 ) -> None:
-    ids = start_builds(client, targets, 5)
+    project = targets["project"]
+    # Two services (one build of a service runs at a time): both slots stay busy.
+    project = targets["project"]
+    paths = [
+        (f"services/{targets['build']}", {"branch": "main"}),
+        (f"services/{targets['combined']}", {}),
+    ] * 2
+    ids = [
+        client.post(f"/v1/projects/{project}/{path}/build", json=body).json()["data"]["id"]
+        for path, body in paths
+    ]
     executor = make_executor(slow_success, concurrency=2)
     executor.start()
     for build_id in ids:
         assert wait_for(sessions, build_id).status == BuildStatus.SUCCESS
     assert executor._pipeline.peak == 2  # type: ignore[attr-defined]
+
+
+def test_one_build_per_service_at_a_time(
+    client: TestClient,
+    targets: dict[str, str],
+    sessions: sessionmaker[Session],
+    make_executor: Callable[..., LocalExecutor],
+) -> None:
+    ids = start_builds(client, targets, 3)
+    executor = make_executor(slow_success, concurrency=2)
+    executor.start()
+    builds = [wait_for(sessions, build_id) for build_id in ids]
+    assert all(b.status == BuildStatus.SUCCESS for b in builds)
+    assert executor._pipeline.peak == 1  # type: ignore[attr-defined]
+    for earlier, later in itertools.pairwise(builds):
+        assert earlier.concluded_at and later.started_at
+        assert later.started_at >= earlier.concluded_at
 
 
 def test_abort_reaches_the_worker_through_the_heartbeat(
@@ -371,3 +399,28 @@ def test_stored_ci_ignore_flags_reach_services_but_not_jobs(
         "job": None,  # a job builds its branch's tip
         "off": None,  # flags not enabled, no path rules: nothing to walk for
     }
+
+
+def test_start_forgets_worker_rows_of_dead_processes(
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    make_executor: Callable[..., LocalExecutor],
+) -> None:
+    from shipyard.store import workers as worker_store
+
+    executor = make_executor(succeed)
+    dead_here = f"{executor.worker_prefix}999999999:old"
+    with sessions() as session:
+        worker_store.register(session, dead_here, "here", 999999999, 2)
+        worker_store.register(session, "procrastinate:far:1:gone", "far", 1, 2)
+        worker_store.register(session, "procrastinate:far:2:alive", "far", 2, 2)
+        session.execute(
+            update(worker_store.Worker)
+            .where(worker_store.Worker.id == "procrastinate:far:1:gone")
+            .values(last_heartbeat_at=datetime.now(UTC) - timedelta(days=2))
+        )
+        session.commit()
+    executor.start()
+    with sessions() as session:
+        ids = {w.id for w in worker_store.every(session)}
+    assert ids == {executor.worker_id, "procrastinate:far:2:alive"}

@@ -131,7 +131,11 @@ def test_disk_full_while_logging_ends_the_build_failure(
         unmount_under(store.root)
 
 
-@pytest.mark.parametrize("server", [{"SHIPYARD_MAX_CONCURRENT_BUILDS": "2"}], indirect=True)
+@pytest.mark.parametrize(
+    "server",
+    [{"SHIPYARD_MAX_CONCURRENT_BUILDS": "2", "SHIPYARD_SERVICE_MAX_RUNNING": "0"}],
+    indirect=True,
+)
 def test_aborts_at_random_moments_leave_nothing(server: LiveServer, sample_app: SampleApp) -> None:
     """Two builds of one project at a time, each aborted 0 to 1.5 s after it was started (in
     buildah's first moments, during the source fetch, in RUN): nothing is left."""

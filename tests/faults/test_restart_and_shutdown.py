@@ -109,7 +109,12 @@ def test_sigterm_drains_running_builds_keeps_queued_and_ends_streams(
     data = tmp_path / "data"
     store = seed_base_image(data)
     grace = 2.0
-    env = {"SHIPYARD_MAX_CONCURRENT_BUILDS": "2", "SHIPYARD_SHUTDOWN_GRACE_S": str(grace)}
+    env = {
+        "SHIPYARD_MAX_CONCURRENT_BUILDS": "2",
+        "SHIPYARD_SHUTDOWN_GRACE_S": str(grace),
+        # Two running builds of the one service: lift the one-build-per-service rule.
+        "SHIPYARD_SERVICE_MAX_RUNNING": "0",
+    }
     proc, live = start_server(data, **env)
     try:
         svc = create_service(live, sample_app.url)

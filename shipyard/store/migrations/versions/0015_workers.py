@@ -1,0 +1,33 @@
+"""Workers: one row per process that runs builds (its identity, slots and last heartbeat),
+for ``GET /v1/workers``, ``shipyard workers`` and the liveness metrics.
+
+Revision ID: 0015_workers
+Revises: 0012_pull_credentials
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0015_workers"
+down_revision = "0012_pull_credentials"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "workers",
+        sa.Column("id", sa.Text(), primary_key=True),
+        sa.Column("hostname", sa.Text(), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("concurrency", sa.Integer(), nullable=False),
+        sa.Column("running", sa.Integer(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("workers")
