@@ -22,4 +22,6 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "queue": ("bench.queue_drain", "main", "5. queue drain and enqueue→start latency"),
     "profile": ("bench.profiling", "main", "6. where the time goes; prototypes of the fixes"),
     "restart": ("bench.restart", "main", "7. restart after kill -9 mid-build; build concluded"),
+    "fresh": ("bench.fresh_worker", "main",
+              "8. fresh worker's first build of a known service vs cold (registry cache)"),
 }  # fmt: skip
