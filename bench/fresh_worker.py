@@ -78,7 +78,7 @@ def _cache_lines(server: Server) -> dict[str, int]:
     return {
         "pulled": sum(1 for line in lines if "Cache pulled from remote" in line),
         "hits": sum(1 for line in lines if "Using cache" in line),
-        "steps": sum(1 for line in lines if line.startswith("STEP ")),
+        "steps": sum(1 for line in lines if "STEP " in line and "FROM " not in line),
     }
 
 
@@ -94,7 +94,8 @@ def run(opts: Options) -> dict[str, Any]:
             round_root = root / f"round-{i}"
             data = round_root / "shipyard" / "data"
             seed_base_image(base_images_store(data), round_root / "shipyard" / "seed")
-            server = start_server(data)
+            # The registry cache as scale-out workers have it (off for the local executor).
+            server = start_server(data, SHIPYARD_BUILD_CACHE_REGISTRY="true")
             try:
                 create_service(server, PROJECT, SERVICE, repo.url)
                 results = fresh_worker_round(server, repo, f"round-{i}")
@@ -152,4 +153,3 @@ def main(opts: Options) -> dict[str, Any]:
     result = run(opts)
     write_result("fresh", opts, result)
     return result
-

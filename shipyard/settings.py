@@ -71,11 +71,12 @@ class Settings(BaseSettings):
     )
 
     # Layer cache across workers (docs/build-cache.md; shipyard.pipeline.build_cache)
-    build_cache_registry: bool = Field(
-        default=True,
+    build_cache_registry: bool | None = Field(
+        default=None,
         description="Push every build's steps to a cache repository per service in the "
         "registry, and let a worker's first build of a service read it (buildah "
-        "--cache-to/--cache-from); false = each worker's own store only",
+        "--cache-to/--cache-from). Unset = on for scale-out executors (workers with stores "
+        "of their own), off for the local executor (one store: no fresh workers)",
     )
     build_cache_repository: str = Field(
         default="{service}/cache",

@@ -14,7 +14,7 @@ from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
 from shipyard.gc.collector import GarbageCollector, Report, Schedule
 from shipyard.gc.retention import Policy
-from shipyard.pipeline.build_cache import RegistryCache
+from shipyard.pipeline import build_cache
 from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.logsink import LogLimits
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
@@ -96,9 +96,11 @@ class LocalRuntime:
                     settings.max_checkout_bytes, settings.max_checkout_entries
                 ),
                 push_stall_timeout_s=settings.push_stall_timeout_s,
-                build_cache=RegistryCache(settings.build_cache_repository)
-                if settings.build_cache_registry
-                else None,
+                build_cache=build_cache.configured(
+                    settings.build_cache_registry,
+                    settings.executor,
+                    settings.build_cache_repository,
+                ),
             ),
             self.sandbox,
             target,

@@ -13,16 +13,26 @@ import io
 import json
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shipyard.pipeline.builder import unmount_under
 from shipyard.sandbox.layout import UserDirs
 from shipyard.sandbox.sandbox import empty_store
 from shipyard.sandbox.users import user_name
 from tests.helpers.images import BUSYBOX_IMAGE
-from tests.helpers.live import LiveServer, instance_id, sandbox_dir
+from tests.helpers.live import (
+    LiveServer,
+    instance_id,
+    remove_sandbox,
+    sandbox_dir,
+    seed_base_image,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +51,21 @@ ARG GREETING=hi
 LABEL greeting=$GREETING
 RUN echo $GREETING > /greeting
 """
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server with the registry cache on, as scale-out workers have it (the local
+    executor's default is off: one store, never a fresh worker)."""
+    data_dir = tmp_path_factory.mktemp("shipyard") / "data"
+    store = seed_base_image(data_dir)
+    proc, server = start_server(data_dir, SHIPYARD_BUILD_CACHE_REGISTRY="true")
+    try:
+        yield server
+    finally:
+        stop_server(proc)
+        unmount_under(store.root)
+        remove_sandbox(data_dir)
 
 
 def build(live: LiveServer, svc: str, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

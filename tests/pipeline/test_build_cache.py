@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.pipeline.build_cache import RegistryCache
+from shipyard.pipeline.build_cache import RegistryCache, configured
 from shipyard.pipeline.builder import Buildah, BuildahStore, BuildSpec, stores_repository
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.registryauth.scopes import Grant, allowed_actions
@@ -88,3 +88,11 @@ def test_another_projects_build_credential_gets_nothing_on_a_cache_repository() 
     own = Grant("build:b", pull=frozenset({"b"}), push=frozenset({"b"}))
     assert allowed_actions(own, "b/web/cache", ["shared"]) == {"pull", "push"}
     assert allowed_actions(own, "a/web/cache", ["shared"]) == frozenset()
+
+
+def test_on_by_default_only_where_workers_have_stores_of_their_own() -> None:
+    assert configured(None, "local", "{service}/cache") is None
+    assert configured(None, "none", "{service}/cache") is None
+    assert configured(None, "procrastinate", "{service}/cache") == RegistryCache()
+    assert configured(True, "local", "c/{service}") == RegistryCache("c/{service}")
+    assert configured(False, "procrastinate", "{service}/cache") is None
