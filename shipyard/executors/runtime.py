@@ -27,6 +27,7 @@ from shipyard.sandbox.sandbox import Sandbox, SandboxSettings, default_root
 from shipyard.settings import Settings
 from shipyard.store.ballast import Ballast
 from shipyard.store.crypto import SecretBox
+from shipyard.store.models import Workload
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class LocalRuntime:
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], box: SecretBox) -> None:
         data = settings.data_dir
+        self._sessions = sessions
         self.embedded: EmbeddedRegistry | None = None
         self._starting: threading.Thread | None = None
         if settings.registry:
@@ -154,6 +156,26 @@ class LocalRuntime:
     def reset_cache(self, project_id: str, workload_id: int) -> None:
         # One layer store per project: every workload of it starts from a cold cache.
         self._background(f"reset-{project_id}", self.sandbox.reset_cache, project_id)
+        cache = self.pipeline.settings.build_cache
+        if cache is None:
+            return
+        with self._sessions() as session:
+            workload = session.get(Workload, workload_id)
+            slug = workload.slug if workload is not None else None
+        if slug is None:
+            return
+        repository = self.registry.repository(project_id, cache.name(slug))
+
+        def drop(_project_id: str) -> None:
+            # The registry cache too, or a fresh worker would bring every layer back.
+            if self.registry.username is None:
+                log.warning("cannot drop the registry cache %s: no registry credential",
+                            repository)  # fmt: skip
+                return
+            gone = build_cache.drop(self.registry, repository)
+            log.info("dropped %d entries of the registry build cache %s", gone, repository)
+
+        self._background(f"reset-registry-cache-{project_id}", drop, project_id)
 
     @staticmethod
     def _background(name: str, fn: Callable[[str], None], project_id: str) -> None:

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.gc.registry import RegistryAdmin
 from shipyard.pipeline.builder import stores_repository
 from shipyard.pipeline.registry import RegistryTarget
 
@@ -96,3 +97,21 @@ def configured(enabled: bool | None, executor: str, repository: str) -> Registry
     if enabled is None:
         enabled = executor not in SINGLE_STORE_EXECUTORS
     return RegistryCache(repository) if enabled else None
+
+
+def drop(admin: RegistryTarget, repository: str) -> int:
+    """Delete every manifest of the cache ``repository`` (``host/…/project/…``), as a reset
+    of the service's build cache asks: its next build on any worker builds every step.
+    ``admin``: Shipyard's own identity, the only one the embedded registry lets delete.
+    Returns how many manifests went; the registry's garbage collection frees their blobs."""
+    name = repository.split("/", 1)[1]
+    client = RegistryAdmin(admin)
+    deleted = 0
+    try:
+        digests = {client.resolve(name, tag) for tag in client.tags(name)}
+        for digest in sorted(d for d in digests if d):
+            client.delete(name, digest)
+            deleted += 1
+    finally:
+        client.close()
+    return deleted

@@ -13,6 +13,7 @@ import io
 import json
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -223,4 +224,33 @@ def test_a_project_never_reads_another_projects_cache(live: LiveServer, tmp_path
     _, logs = build(live, other, body(sha, "config 1\n", "token 1"))
     says = [line for line in logs if line.startswith("Layer cache:")]
     assert says and "/iso-b/s/cache" in says[0] and "iso-a" not in says[0], logs[:30]
+    assert not pulled(logs) and not cache_hits(logs), logs
+
+
+def cache_tags(live: LiveServer, project: str) -> list[str]:
+    done = subprocess.run(
+        ["skopeo", "list-tags", "--tls-verify=false", "--authfile", str(live.authfile),
+         f"docker://{live.registry}/{project}/s/cache"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    tags: list[str] = json.loads(done.stdout)["Tags"] if done.returncode == 0 else []
+    return tags
+
+
+def test_resetting_the_build_cache_drops_the_registry_cache_too(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    repo, sha = make_repo(tmp_path)
+    svc = create(live, "reset-a", repo)
+    build(live, svc, body(sha, "config 1\n", "token 1"))
+    assert cache_tags(live, "reset-a")
+    with live.client() as c:
+        c.delete(f"{svc}/build-cache").raise_for_status()
+    deadline = time.monotonic() + 60
+    while cache_tags(live, "reset-a"):
+        assert time.monotonic() < deadline, "the registry cache was not dropped"
+        time.sleep(0.2)
+    # Nothing of the earlier build is used: no image reuse, no layer from the registry.
+    _, logs = build(live, svc, body(sha, "config 1\n", "token 1"))
+    assert not any("Reusing the image" in line for line in logs)
     assert not pulled(logs) and not cache_hits(logs), logs
