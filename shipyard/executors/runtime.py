@@ -119,6 +119,7 @@ class LocalRuntime:
             registry=target,
             embedded=self.embedded,
             store_budget_bytes=int(settings.gc_store_budget_gb * (1 << 30)),
+            layer_cache=pipeline.settings.build_cache,
         )
         self._gc_schedule = Schedule(self.collector.run, settings.gc_interval_s)
         self.executor = LocalExecutor(

@@ -254,3 +254,33 @@ def test_resetting_the_build_cache_drops_the_registry_cache_too(
     _, logs = build(live, svc, body(sha, "config 1\n", "token 1"))
     assert not any("Reusing the image" in line for line in logs)
     assert not pulled(logs) and not cache_hits(logs), logs
+
+
+def test_garbage_collection_prunes_old_registry_cache_entries(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shipyard.gc.build_cache import prune
+    from shipyard.gc.registry import RegistryAdmin
+    from shipyard.pipeline.registry import RegistryTarget
+    from shipyard.registryauth import RegistryCredentials
+
+    repo, sha = make_repo(tmp_path)
+    svc = create(live, "gc-cache", repo)
+    build(live, svc, body(sha, "config 1\n", "token 1"))
+    entries = len(cache_tags(live, "gc-cache"))
+    assert entries >= 5
+    secret = (live.data_dir / "secret-key").read_text().strip()
+    user, password = RegistryCredentials(secret).internal_credential()
+    admin = RegistryAdmin(RegistryTarget(host=live.registry, username=user, password=password))
+    try:
+        now = datetime.now(UTC)
+        # Entries of today stay, even with keepDays 0 (a build may be about to read them).
+        assert prune(admin, "gc-cache/s/cache", now=now, keep_days=0) == 0
+        assert len(cache_tags(live, "gc-cache")) == entries
+        later = now + timedelta(days=15)
+        assert prune(admin, "gc-cache/s/cache", now=later, keep_days=14) == entries
+    finally:
+        admin.close()
+    assert cache_tags(live, "gc-cache") == []

@@ -96,3 +96,14 @@ def test_on_by_default_only_where_workers_have_stores_of_their_own() -> None:
     assert configured(None, "procrastinate", "{service}/cache") == RegistryCache()
     assert configured(True, "local", "c/{service}") == RegistryCache("c/{service}")
     assert configured(False, "procrastinate", "{service}/cache") is None
+
+
+def test_cache_entry_ages_read_from_go_timestamps() -> None:
+    from datetime import UTC, datetime
+
+    from shipyard.gc.build_cache import created_at
+
+    got = created_at("2026-12-04T17:44:10.123456789Z")
+    assert got == datetime(2026, 12, 4, 17, 44, 10, 123456, tzinfo=UTC)
+    assert created_at("2026-12-04T17:44:10Z") == datetime(2026, 12, 4, 17, 44, 10, tzinfo=UTC)
+    assert created_at("yesterday") is None and created_at(None) is None
