@@ -23,4 +23,6 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "profile": ("bench.profiling", "main", "6. where the time goes; prototypes of the fixes"),
     "restart": ("bench.restart", "main", "7. restart after kill -9 mid-build; build concluded"),
     "load": ("bench.load", "main", "8. SQLite at 16/32/64 clients with builds running"),
+    "fresh": ("bench.fresh_worker", "main",
+              "9. fresh worker's first build of a known service vs cold (registry cache)"),
 }  # fmt: skip

@@ -83,6 +83,20 @@ class Settings(BaseSettings):
         "this long fails instead of waiting for the build timeout",
     )
 
+    # Layer cache across workers (docs/build-cache.md; shipyard.pipeline.build_cache)
+    build_cache_registry: bool | None = Field(
+        default=None,
+        description="Push every build's steps to a cache repository per service in the "
+        "registry, and let a worker's first build of a service read it (buildah "
+        "--cache-to/--cache-from). Unset = on for scale-out executors (workers with stores "
+        "of their own), off for the local executor (one store: no fresh workers)",
+    )
+    build_cache_repository: str = Field(
+        default="{service}/cache",
+        description="The cache repository inside <registry>/<project>/, with {service} for "
+        "the service or job name",
+    )
+
     # Sandbox (SECURITY.md): every build runs rootless as its project's own host user.
     sandbox_dir: Path | None = Field(
         default=None,

@@ -19,6 +19,7 @@ from shipyard.gc.retention import Policy
 from shipyard.health import checks
 from shipyard.health.checks import Check
 from shipyard.monitoring.worker import WorkerMetrics
+from shipyard.pipeline import build_cache
 from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.logsink import LogLimits
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
@@ -32,6 +33,7 @@ from shipyard.settings import Settings
 from shipyard.store.ballast import Ballast
 from shipyard.store.crypto import SecretBox
 from shipyard.store.db import worker_sessions
+from shipyard.store.models import Workload
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class LocalRuntime:
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], box: SecretBox) -> None:
         data = settings.data_dir
+        self._sessions = sessions
         self.embedded: EmbeddedRegistry | None = None
         self._starting: threading.Thread | None = None
         if settings.registry:
@@ -102,6 +105,11 @@ class LocalRuntime:
                 ),
                 push_stall_timeout_s=settings.push_stall_timeout_s,
                 mirror_root=data / "mirrors" if settings.git_mirrors else None,
+                build_cache=build_cache.configured(
+                    settings.build_cache_registry,
+                    settings.executor,
+                    settings.build_cache_repository,
+                ),
             ),
             self.sandbox,
             target,
@@ -123,6 +131,7 @@ class LocalRuntime:
             embedded=self.embedded,
             store_budget_bytes=int(settings.gc_store_budget_gb * (1 << 30)),
             log_retention=self.log_retention if self.log_retention.policy.active else None,
+            layer_cache=pipeline.settings.build_cache,
         )
         self._gc_schedule = Schedule(self.collector.run, settings.gc_interval_s)
         self._log_schedule = Schedule(
@@ -176,6 +185,26 @@ class LocalRuntime:
     def reset_cache(self, project_id: str, workload_id: int) -> None:
         # One layer store per project: every workload of it starts from a cold cache.
         self._background(f"reset-{project_id}", self.sandbox.reset_cache, project_id)
+        cache = self.pipeline.settings.build_cache
+        if cache is None:
+            return
+        with self._sessions() as session:
+            workload = session.get(Workload, workload_id)
+            slug = workload.slug if workload is not None else None
+        if slug is None:
+            return
+        repository = self.registry.repository(project_id, cache.name(slug))
+
+        def drop(_project_id: str) -> None:
+            # The registry cache too, or a fresh worker would bring every layer back.
+            if self.registry.username is None:
+                log.warning("cannot drop the registry cache %s: no registry credential",
+                            repository)  # fmt: skip
+                return
+            gone = build_cache.drop(self.registry, repository)
+            log.info("dropped %d entries of the registry build cache %s", gone, repository)
+
+        self._background(f"reset-registry-cache-{project_id}", drop, project_id)
 
     @staticmethod
     def _background(name: str, fn: Callable[[str], None], project_id: str) -> None:

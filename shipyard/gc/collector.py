@@ -22,10 +22,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.builds.status import BuildStatus
-from shipyard.gc import stores
+from shipyard.gc import build_cache, stores
 from shipyard.gc.disk import usage
 from shipyard.gc.registry import Blobs, RegistryAdmin, RegistryAdminError, unique_bytes
 from shipyard.gc.retention import ImageBuild, Plan, Policy, plan
+from shipyard.pipeline.build_cache import RegistryCache
 from shipyard.pipeline.push_gate import PushGate
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
 from shipyard.pipeline.registry_tags import tag_for_branch
@@ -146,6 +147,7 @@ class GarbageCollector:
         embedded: EmbeddedRegistry | None,
         store_budget_bytes: int,
         log_retention: LogRetention | None = None,
+        layer_cache: RegistryCache | None = None,
     ) -> None:
         """``registry``: Shipyard's own identity on the embedded registry; None with an
         external registry (its retention is its operator's: only stores are pruned)."""
@@ -157,6 +159,7 @@ class GarbageCollector:
         self._embedded = embedded
         self._budget = store_budget_bytes
         self._log_retention = log_retention
+        self._layer_cache = layer_cache  # the services' registry cache repositories
         self._running = threading.Lock()  # one collection at a time
 
     # --- planning -----------------------------------------------------------------------
@@ -279,7 +282,8 @@ class GarbageCollector:
             else:
                 with self._gate.maintenance():
                     verdicts = self._plan(admin, datetime.now(UTC), policy)
-                    self._delete(admin, verdicts, report)
+                    pruned = self._prune_layer_cache(admin, verdicts, report)
+                    self._delete(admin, verdicts, report, already=pruned)
         finally:
             if admin is not None:
                 admin.close()
@@ -300,9 +304,32 @@ class GarbageCollector:
         report.registry_after = usage(storage) if storage is not None else 0
         return verdicts
 
-    def _delete(self, admin: RegistryAdmin, verdicts: list[_Verdict], report: Report) -> None:
-        """Manifests first, then the builds' marks, then the blobs (read-only registry)."""
-        deleted = 0
+    def _prune_layer_cache(
+        self, admin: RegistryAdmin, verdicts: list[_Verdict], report: Report
+    ) -> int:
+        """Old entries of every service's registry layer cache (``gc.build_cache``)."""
+        if self._layer_cache is None:
+            return 0
+        now, deleted = datetime.now(UTC), 0
+        for v in verdicts:
+            name = f"{v.service.project_id}/{self._layer_cache.name(v.service.slug)}"
+            if self._registry is not None and self._registry.prefix:
+                name = f"{self._registry.prefix}/{name}"
+            try:
+                deleted += build_cache.prune(admin, name, now=now,
+                                             keep_days=v.service.policy.keep_days)  # fmt: skip
+            except RegistryAdminError as exc:
+                report.errors.append(f"{name}: {exc}")
+        if deleted:
+            log.info("garbage collection: %d old registry layer-cache entries deleted", deleted)
+        return deleted
+
+    def _delete(
+        self, admin: RegistryAdmin, verdicts: list[_Verdict], report: Report, already: int = 0
+    ) -> None:
+        """Manifests first, then the builds' marks, then the blobs (read-only registry).
+        ``already``: manifests deleted before (old layer-cache entries): blobs to free too."""
+        deleted = already
         now = datetime.now(UTC)
         for v in verdicts:
             gone = True

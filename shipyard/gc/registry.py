@@ -106,6 +106,20 @@ class RegistryAdmin:
         body: dict[str, object] = got.json()
         return body
 
+    def config(self, name: str, digest: str) -> dict[str, object] | None:
+        """The image config of manifest ``digest`` (None for an index or a missing one)."""
+        config = (self.manifest(name, digest) or {}).get("config")
+        if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
+            return None
+        got = self._request("GET", name, f"blobs/{config['digest']}")
+        if got.status_code != 200:
+            return None
+        try:
+            body = got.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
     def blobs(self, name: str, digest: str) -> Blobs:
         body = self.manifest(name, digest) or {}
         sizes: dict[str, int] = {}

@@ -98,6 +98,10 @@ class BuildSpec:
     # "never": use only images already in the store (their ONBUILD triggers were checked;
     # buildah's default would fetch a newer one after the check).
     pull: str | None = None
+    # The registry layer cache (``shipyard.pipeline.build_cache``): every step this build
+    # makes is pushed to ``cache_to``; ``cache_from`` is read for steps the store lacks.
+    cache_to: str | None = None
+    cache_from: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("context_dir", "dockerfile", "tmpdir"):
@@ -108,6 +112,11 @@ class BuildSpec:
         for key in self.build_args:
             if not key or "=" in key:
                 raise ValueError(f"invalid build arg name {key!r}")
+        for repository in (self.cache_to, self.cache_from):
+            if repository is not None and (
+                not repository or repository.startswith("-") or "://" in repository
+            ):
+                raise ValueError(f"invalid cache repository {repository!r}")
         for secret_id, path in self.secrets.items():
             # ``--secret`` is parsed as comma-separated key=value pairs.
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", secret_id):
@@ -231,6 +240,10 @@ class Buildah:
             argv += ["--target", spec.target]
         if spec.timestamp is not None:
             argv += ["--timestamp", str(spec.timestamp)]
+        if spec.cache_to is not None:
+            argv += ["--cache-to", spec.cache_to]
+        if spec.cache_from is not None and spec.layers:
+            argv += ["--cache-from", spec.cache_from]
         for key, value in spec.build_args.items():
             argv += ["--build-arg", key if _via_env(key) else f"{key}={value}"]
         for secret_id, path in spec.secrets.items():
@@ -500,6 +513,21 @@ def stored_image_id(root: Path, reference: str) -> str | None:
         if isinstance(entry, dict) and reference in (entry.get("names") or []):
             return str(entry.get("id", "")) or None
     return None
+
+
+def stores_repository(root: Path, repository: str) -> bool:
+    """Whether the overlay store at ``root`` holds any image named ``repository:<tag>`` (an
+    earlier build of that service on this worker), from containers/storage's own index."""
+    try:
+        entries = json.loads((root / "overlay-images" / "images.json").read_text())
+    except (OSError, ValueError):
+        return False
+    prefix = f"{repository}:"
+    for entry in entries if isinstance(entries, list) else []:
+        names = entry.get("names") if isinstance(entry, dict) else None
+        if any(isinstance(n, str) and n.startswith(prefix) for n in names or ()):
+            return True
+    return False
 
 
 def remote_image_exists(

@@ -17,6 +17,7 @@ from shipyard.builds.relevant_commit import PathRules
 from shipyard.builds.request import BuildRequest, SourceKind
 from shipyard.builds.status import BuildStatus
 from shipyard.pipeline import context as build_context
+from shipyard.pipeline.build_cache import CachePlan, RegistryCache
 from shipyard.pipeline.builder import (
     BuildSpec,
     remote_digest,
@@ -113,6 +114,8 @@ class PipelineSettings:
     push_stall_timeout_s: float | None = None
     # Persistent per-project git mirrors (shipyard.pipeline.mirror); None = fetch afresh.
     mirror_root: Path | None = None
+    # The layer cache across workers (a cache repository per service); None = off.
+    build_cache: RegistryCache | None = None
 
 
 # The registry target a build pushes (and pulls base images) with: its own project's
@@ -452,7 +455,16 @@ class Pipeline:
             stall_timeout_s=self.settings.push_stall_timeout_s,
         )
 
+        cache = CachePlan(None, None)
+        if self.settings.build_cache is not None:
+            cache = self.settings.build_cache.plan(
+                self.registry, job.project_id, job.workload_slug, store_root=buildah.store.root,
+                image_repository=repository, use_cache=job.use_cache,
+            )  # fmt: skip
+
         report.stage(BuildStatus.BUILDING)
+        if (says := cache.describe()) is not None:
+            report.line(says)
         # buildah also runs the ONBUILD triggers of every image a stage starts FROM: they are
         # checked like the Dockerfile, and bud then uses exactly the images checked.
         bases: dict[str, str] = {}
@@ -477,6 +489,8 @@ class Pipeline:
             network=box.run_network,
             authfile=authfile,
             pull="never",
+            cache_to=cache.to,
+            cache_from=cache.source,
         )
         image_id = buildah.bud(
             spec, on_line=report.line, cancel=cancel, timeout_s=self._remaining(deadline)
