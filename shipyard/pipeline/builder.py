@@ -94,6 +94,7 @@ class BuildSpec:
     layers: bool = True  # False = ignore the cache (``--no-cache``); layers are still written
     network: str = "none"  # RUN steps' network: "none", "host" or a CNI network name
     timestamp: int | None = None  # ``--timestamp``: reproducible digests (e.g. commit time)
+    labels: Mapping[str, str] = field(default_factory=dict)  # ``--label``: OCI annotations
     authfile: Path | None = None  # registry credentials for pulling base images
     # "never": use only images already in the store (their ONBUILD triggers were checked;
     # buildah's default would fetch a newer one after the check).
@@ -108,6 +109,9 @@ class BuildSpec:
         for key in self.build_args:
             if not key or "=" in key:
                 raise ValueError(f"invalid build arg name {key!r}")
+        for key in self.labels:
+            if not key or "=" in key or key.startswith("-"):
+                raise ValueError(f"invalid label name {key!r}")
         for secret_id, path in self.secrets.items():
             # ``--secret`` is parsed as comma-separated key=value pairs.
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", secret_id):
@@ -231,6 +235,8 @@ class Buildah:
             argv += ["--target", spec.target]
         if spec.timestamp is not None:
             argv += ["--timestamp", str(spec.timestamp)]
+        for key, value in sorted(spec.labels.items()):
+            argv += ["--label", f"{key}={value}"]
         for key, value in spec.build_args.items():
             argv += ["--build-arg", key if _via_env(key) else f"{key}={value}"]
         for secret_id, path in spec.secrets.items():

@@ -41,6 +41,7 @@ from shipyard.sandbox.dockerfile import (
     with_secret_key,
 )
 from shipyard.sandbox.sandbox import BuildSandbox, Sandbox, SandboxRequest
+from shipyard.supply.labels import Origin, newest_mtime, public_url
 
 
 @dataclass(frozen=True)
@@ -357,6 +358,7 @@ class Pipeline:
                 cancel=cancel,
             )
             sha, branch = source.sha, source.branch
+            origin = Origin(public_url(source.bundle_url), sha, newest_mtime(root))
         else:
             if not job.repository_url:
                 raise PipelineError("the service has no vcsData.projectUrl to build from")
@@ -381,6 +383,12 @@ class Pipeline:
                 timeout_s=self._remaining(deadline, self.settings.git_timeout_s),
             )
             root, sha, branch = fetched.path, fetched.sha, fetched.branch or source.branch
+            created = fetched.commit_time
+            origin = Origin(
+                public_url(job.repository_url),
+                sha,
+                created if created is not None else newest_mtime(root),
+            )
             if not job.include_git_folder:
                 # Northflank's default: the repository's .git is not part of the context (nor
                 # of images that COPY . .); includeGitFolder keeps it.
@@ -458,6 +466,9 @@ class Pipeline:
             network=box.run_network,
             authfile=authfile,
             pull="never",
+            # The commit's time: the same commit and settings give the same digest.
+            timestamp=origin.created,
+            labels=origin.labels(),
         )
         image_id = buildah.bud(
             spec, on_line=report.line, cancel=cancel, timeout_s=self._remaining(deadline)

@@ -13,6 +13,7 @@ reading, so a compression bomb stops at ``max_bytes``.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import ipaddress
 import os
@@ -511,6 +512,9 @@ def _extract_zip(archive: Path, dest: Path, max_bytes: int) -> int:
                         raise SourceError(f"bundle is larger than {max_bytes} bytes when extracted")
                     out.write(chunk)
             target.chmod(0o755 if (info.external_attr >> 16) & 0o111 else 0o644)
+            # The archive's time (read as UTC), like tar: the image's timestamp comes from it.
+            stamp = calendar.timegm((*info.date_time, 0, 0, 0))
+            os.utime(target, (stamp, stamp))
             files += 1
     return files
 
