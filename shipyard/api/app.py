@@ -29,6 +29,7 @@ from shipyard.api.routers import (
     registry,
     repository,
     tokens,
+    uploads,
     workload_edit,
     workloads,
 )
@@ -99,6 +100,7 @@ def create_app(
         tokens,
         metrics,
         gc,
+        uploads,
     ):
         app.include_router(module.router)
     app.add_middleware(LimitBody)

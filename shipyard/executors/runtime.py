@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +27,7 @@ from shipyard.sandbox.sandbox import Sandbox, SandboxSettings, default_root
 from shipyard.settings import Settings
 from shipyard.store.ballast import Ballast
 from shipyard.store.crypto import SecretBox
+from shipyard.uploads import store as uploads
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ class LocalRuntime:
                     settings.max_checkout_bytes, settings.max_checkout_entries
                 ),
                 push_stall_timeout_s=settings.push_stall_timeout_s,
+                data_dir=settings.data_dir,
+                max_upload_bytes=settings.max_upload_bytes,
             ),
             self.sandbox,
             target,
@@ -111,6 +115,9 @@ class LocalRuntime:
             registry=target,
             embedded=self.embedded,
             store_budget_bytes=int(settings.gc_store_budget_gb * (1 << 30)),
+            upload_sweep=partial(
+                uploads.sweep, sessions, settings.data_dir, ttl_s=settings.upload_ttl_s
+            ),
         )
         self._gc_schedule = Schedule(self.collector.run, settings.gc_interval_s)
         self.executor = LocalExecutor(

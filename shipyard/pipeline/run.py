@@ -28,7 +28,7 @@ from shipyard.pipeline.push_gate import PushGate
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.registry_tags import add_tags, image_tags
 from shipyard.pipeline.remote_policy import check_remote
-from shipyard.pipeline.source_bundle import fetch_bundle
+from shipyard.pipeline.source_bundle import extract_archive, fetch_bundle
 from shipyard.pipeline.source_git import CheckoutLimits, fetch_source, list_remote_head
 from shipyard.sandbox.dockerfile import (
     SECRET_KEY_ARG,
@@ -42,6 +42,7 @@ from shipyard.sandbox.dockerfile import (
 )
 from shipyard.sandbox.sandbox import BuildSandbox, Sandbox, SandboxRequest
 from shipyard.supply.labels import Origin, newest_mtime, public_url
+from shipyard.uploads import store as uploads
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ class PipelineSettings:
     allowed_networks: tuple[str, ...] = ()
     checkout_limits: CheckoutLimits = field(default_factory=CheckoutLimits)
     push_stall_timeout_s: float | None = None
+    # Uploaded contexts (``shipyard.uploads``): where they are and their extracted cap.
+    data_dir: Path | None = None
+    max_upload_bytes: int = 512 * 1024 * 1024
 
 
 # The registry target a build pushes (and pulls base images) with: its own project's
@@ -222,6 +226,9 @@ class Pipeline:
             ) from exc
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            if job.request.source.upload_id and self.settings.data_dir is not None:
+                # An upload is stored for its one build only.
+                uploads.discard(self.settings.data_dir, job.request.source.upload_id)
 
     def clean_leftovers(self) -> int:
         """After a crash: stop what killed builds left (processes, namespaces, mounts) and
@@ -327,6 +334,22 @@ class Pipeline:
             return remote_digest(reference, target=self.registry, tmpdir=scratch, cancel=cancel)
         return None
 
+    def _unpack_upload(self, job: BuildJob, dest: Path, report: Reporter) -> Path:
+        upload_id = job.request.source.upload_id
+        if upload_id is None or self.settings.data_dir is None:
+            raise PipelineError("this build's upload cannot be found")
+        archive = uploads.archive_path(self.settings.data_dir, upload_id)
+        if not archive.is_file():
+            raise PipelineError(
+                f"upload {upload_id} is gone (deleted after its build or by garbage "
+                "collection): upload the directory again"
+            )
+        report.line(f"Extracting upload {upload_id} ({archive.stat().st_size} bytes)")
+        files = extract_archive(archive, dest, max_bytes=self.settings.max_upload_bytes)
+        uploads.discard(self.settings.data_dir, upload_id)  # the build has its copy now
+        report.line(f"Extracted {files} files")
+        return dest
+
     def _remaining(self, deadline: float, cap: float | None = None) -> float:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -359,6 +382,11 @@ class Pipeline:
             )
             sha, branch = source.sha, source.branch
             origin = Origin(public_url(source.bundle_url), sha, newest_mtime(root))
+        elif source.kind is SourceKind.UPLOAD:
+            root = self._unpack_upload(job, workdir / "src", report)
+            sha, branch = source.sha, source.branch
+            # No public place to point at; the archive's newest file time pins the digest.
+            origin = Origin(None, sha, newest_mtime(root))
         else:
             if not job.repository_url:
                 raise PipelineError("the service has no vcsData.projectUrl to build from")

@@ -358,6 +358,14 @@ def _human(size: int) -> str:
 # --- extraction -----------------------------------------------------------------------------
 
 
+def extract_archive(archive: Path, dest: Path, *, max_bytes: int) -> int:
+    """Unpack a local archive (an upload) with the same checks as a downloaded bundle:
+    no absolute paths, ``..``, links out of ``dest``, devices or FIFOs; at most ``max_bytes``
+    extracted. Returns the number of files. Raises ``SourceError``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    return _extract(archive, dest, max_bytes=max_bytes)
+
+
 def _extract(archive: Path, dest: Path, *, max_bytes: int) -> int:
     """Unpack by content, not by name: the URL's extension says nothing reliable."""
     with archive.open("rb") as f:
