@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # from is kept before garbage collection deletes it.
     max_upload_bytes: int = 512 * 1024 * 1024
     upload_ttl_s: float = 3600.0
+    # Supply chain: an SBOM and SLSA provenance attached to every image as OCI referrers
+    # (false: neither is made). The provenance's builder id (default: one per instance).
+    supply_chain: bool = True
+    builder_id: str | None = None
     allow_private_urls: bool = False
     build_network: Literal["isolated", "none", "host"] = Field(
         default="isolated",

@@ -28,6 +28,7 @@ from shipyard.api.routers import (
     pull_credentials,
     registry,
     repository,
+    supply,
     tokens,
     uploads,
     workload_edit,
@@ -101,6 +102,7 @@ def create_app(
         metrics,
         gc,
         uploads,
+        supply,
     ):
         app.include_router(module.router)
     app.add_middleware(LimitBody)

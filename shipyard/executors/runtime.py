@@ -99,6 +99,8 @@ class LocalRuntime:
                 push_stall_timeout_s=settings.push_stall_timeout_s,
                 data_dir=settings.data_dir,
                 max_upload_bytes=settings.max_upload_bytes,
+                supply_chain=settings.supply_chain,
+                builder_id=settings.builder_id or f"urn:shipyard:builder:{settings.instance_id}",
             ),
             self.sandbox,
             target,

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from shipyard.pipeline.builder import Buildah, BuildahStore, unmount_under
@@ -20,6 +22,7 @@ from tests.helpers.live import LiveServer, remove_sandbox, start_server, stop_se
 
 pytestmark = pytest.mark.slow
 
+SECRET = "value-never-in-provenance-0451"
 COMMIT_TIME = 1_700_000_000  # 2023-11-14T22:13:20Z
 
 DOCKERFILE = f"""\
@@ -144,7 +147,8 @@ def create_service(live: LiveServer, repo: Path, name: str) -> str:
 
 def build(live: LiveServer, svc: str) -> dict[str, Any]:
     with live.client() as c:
-        r = c.post(f"{svc}/build", json={})
+        # A build argument no ARG declares: its name goes in the provenance, never its value.
+        r = c.post(f"{svc}/build", json={"overrides": {"buildArguments": {"GREETING": SECRET}}})
         assert r.status_code == 200, r.text
         build_id = r.json()["data"]["id"]
     done = live.wait(f"{svc}/build/{build_id}", timeout=300)
@@ -192,3 +196,95 @@ def test_two_cold_builds_of_one_commit_on_fresh_data_dirs_give_one_digest(
         second = build(live, svc)
     digest = first.build["registry"]["uri"].split("@", 1)[1]
     assert second["registry"]["uri"].split("@", 1)[1] == digest
+
+
+def registry_get(live: LiveServer, name: str, path: str, accept: str = "") -> httpx.Response:
+    """A plain HTTP read of the registry with the admin token (distribution's token auth)."""
+    url = f"http://{live.registry}/v2/{name}/{path}"
+    headers = {"Accept": accept} if accept else {}
+    first = httpx.get(url, headers=headers, trust_env=False)
+    if first.status_code != 401:
+        return first
+    challenge = dict(re.findall(r'(\w+)="([^"]*)"', first.headers["www-authenticate"]))
+    realm = challenge.pop("realm")
+    token = httpx.get(realm, params={**challenge, "scope": f"repository:{name}:pull"},
+                      auth=("admin", live.token), trust_env=False).json()["token"]  # fmt: skip
+    return httpx.get(url, headers={**headers, "Authorization": f"Bearer {token}"},
+                     trust_env=False)  # fmt: skip
+
+
+EXPECTED = {
+    ("deb", "libfake1", "1.2.3-4"),
+    ("deb", "fake-utils", "2:9.8-1"),
+    ("apk", "musl-fake", "1.2.4-r2"),
+    ("apk", "busybox-fake", "1.36.1-r5"),
+    ("pypi", "requests-fake", "2.31.0"),
+    ("npm", "left-pad", "1.3.0"),
+    ("npm", "@scope/tool", "0.4.1"),
+}
+
+
+def _packages(sbom: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {(c["purl"].split(":", 1)[1].split("/", 1)[0], c["name"], c["version"])
+            for c in sbom["components"]}  # fmt: skip
+
+
+def test_sbom_and_provenance_from_the_api(first: Built, repo: tuple[Path, str]) -> None:
+    build_id = first.build["id"]
+    digest = first.build["registry"]["uri"].split("@", 1)[1]
+    with first.live.client() as c:
+        r = c.get(f"{first.svc}/build/{build_id}/sbom")
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("application/vnd.cyclonedx+json")
+        sbom = r.json()
+        r = c.get(f"{first.svc}/build/{build_id}/provenance")
+        assert r.status_code == 200, r.text
+        provenance = r.json()
+        missing = c.get(f"{first.svc}/build/nope-nope-0000/sbom")
+        assert missing.status_code == 404
+    # The right packages, and none that dpkg marks removed nor the app's own package.json.
+    assert _packages(sbom) == EXPECTED
+    assert provenance["_type"] == "https://in-toto.io/Statement/v1"
+    assert provenance["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert provenance["subject"][0]["digest"] == {"sha256": digest.split(":", 1)[1]}
+    definition = provenance["predicate"]["buildDefinition"]
+    source = definition["resolvedDependencies"][0]
+    assert source == {"uri": f"git+file://{repo[0]}", "digest": {"gitCommit": repo[1]},
+                      "annotations": {"branch": "main"}}  # fmt: skip
+    assert definition["externalParameters"]["buildArgs"] == ["GREETING"]
+    assert SECRET not in json.dumps(provenance)
+    bases = {d["uri"]: d for d in definition["resolvedDependencies"][1:]}
+    assert bases[f"docker://{BUSYBOX_IMAGE}"]["digest"]["sha256"]
+    assert provenance["predicate"]["runDetails"]["metadata"]["invocationId"] == build_id
+    logs = first.live.logs(f"{first.svc}/build-logs", build_id)
+    assert any("SBOM: 7 package(s)" in line for line in logs), logs[-10:]
+
+
+def test_sbom_and_provenance_are_referrers_in_the_registry(first: Built) -> None:
+    repository, digest = first.build["registry"]["uri"].split("@", 1)
+    name = repository.split("/", 1)[1]
+    # distribution 2.8 has no referrers API: the tag schema's index lists both artifacts.
+    index = registry_get(first.live, name, f"manifests/{digest.replace(':', '-')}",
+                         "application/vnd.oci.image.index.v1+json")  # fmt: skip
+    assert index.status_code == 200, index.text
+    children = index.json()["manifests"]
+    assert {c["artifactType"] for c in children} == {
+        "application/vnd.cyclonedx+json", "application/vnd.in-toto+json"
+    }  # fmt: skip
+    for child in children:
+        manifest = registry_get(first.live, name, f"manifests/{child['digest']}",
+                                "application/vnd.oci.image.manifest.v1+json").json()  # fmt: skip
+        assert manifest["subject"]["digest"] == digest
+        blob = registry_get(first.live, name, f"blobs/{manifest['layers'][0]['digest']}")
+        document = blob.json()
+        if child["artifactType"] == "application/vnd.cyclonedx+json":
+            assert _packages(document) == EXPECTED
+        else:
+            assert document["subject"][0]["digest"]["sha256"] == digest.split(":", 1)[1]
+    # skopeo sees the index too (a client that knows the tag schema finds it).
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", "--authfile",
+         str(first.live.authfile), f"docker://{repository}:{digest.replace(':', '-')}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert len(json.loads(raw.stdout)["manifests"]) == 2
