@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,9 @@ _ACCEPT = ", ".join((
 ))  # fmt: skip
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+# The fallback index is read, extended and written back: two builds of one image (identical
+# builds) attaching at once would lose an entry. One Shipyard process writes them all.
+_INDEX_LOCK = threading.Lock()
 
 
 class ReferrerError(RuntimeError):
@@ -205,6 +209,10 @@ class OciClient:
         return Attached(digest, len(manifest), via_tag=True)
 
     def _list_in_fallback_index(self, name: str, subject: str, entry: dict[str, Any]) -> None:
+        with _INDEX_LOCK:
+            self._extend_index(name, subject, entry)
+
+    def _extend_index(self, name: str, subject: str, entry: dict[str, Any]) -> None:
         tag = fallback_tag(subject)
         found = self.manifest(name, tag)
         index: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}

@@ -288,3 +288,13 @@ def test_sbom_and_provenance_are_referrers_in_the_registry(first: Built) -> None
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert len(json.loads(raw.stdout)["manifests"]) == 2
+
+
+def test_a_reused_build_serves_the_documents_of_its_image(first: Built) -> None:
+    again = build(first.live, first.svc)
+    assert again["registry"]["uri"] == first.build["registry"]["uri"]
+    with first.live.client() as c:
+        for kind in ("sbom", "provenance"):
+            one = c.get(f"{first.svc}/build/{first.build['id']}/{kind}")
+            two = c.get(f"{first.svc}/build/{again['id']}/{kind}")
+            assert two.status_code == 200 and two.content == one.content
