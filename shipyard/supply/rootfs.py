@@ -29,16 +29,22 @@ class RootfsError(Exception):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class File:
     layer: Path  # the layer's diff dir
-    parts: tuple[str, ...]  # the path inside it
-    size: int
+    relative: str  # the path inside it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Link:
-    target: str
+    real: str  # the link in its layer; read when a lookup crosses it
+
+    @property
+    def target(self) -> str:
+        try:
+            return os.readlink(self.real)
+        except OSError:
+            return ""
 
 
 Node = dict[str, "Node | File | Link"]
@@ -79,10 +85,10 @@ class ImageTree:
         self.entries = 0
         self.truncated = False
         for layer in layers:
-            self._merge(self.root, layer, layer, ())
+            self._merge(self.root, layer, str(layer), "")
 
-    def _merge(self, node: Node, layer: Path, real: Path, parts: tuple[str, ...]) -> None:
-        if _is_opaque(real):
+    def _merge(self, node: Node, layer: Path, real: str, relative: str) -> None:
+        if node and _is_opaque(real):
             node.clear()
         try:
             with os.scandir(real) as scan:
@@ -100,23 +106,22 @@ class ImageTree:
             if self.entries > MAX_ENTRIES:
                 self.truncated = True
                 return
+            # The entry's type from the directory itself (d_type): no stat per file.
             try:
-                info = entry.stat(follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    child = node.get(name)
+                    if not isinstance(child, dict):
+                        child = {}
+                        node[name] = child
+                    self._merge(child, layer, entry.path, f"{relative}{name}/")
+                elif entry.is_symlink():
+                    node[name] = Link(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    node[name] = File(layer, relative + name)
+                else:  # a whiteout (0/0 character device), or a device the image ships
+                    node.pop(name, None)
             except OSError:
                 continue
-            mode = info.st_mode
-            if stat.S_ISDIR(mode):
-                child = node.get(name)
-                if not isinstance(child, dict):
-                    child = {}
-                    node[name] = child
-                self._merge(child, layer, Path(entry.path), (*parts, name))
-            elif stat.S_ISLNK(mode):
-                node[name] = Link(os.readlink(entry.path))
-            elif stat.S_ISREG(mode):
-                node[name] = File(layer, (*parts, name), info.st_size)
-            else:  # a whiteout (0/0 character device), or a device the image ships
-                node.pop(name, None)
 
     def lookup(self, path: str) -> File | None:
         """The regular file at ``path`` (links resolved inside the image), or None."""
@@ -169,37 +174,37 @@ class ImageTree:
                     todo.append((f"{path}/{name}" if path else name, child))
 
 
-def _is_opaque(real: Path) -> bool:
+def _is_opaque(real: str) -> bool:
     for attr in _OPAQUE_ATTRS:
         with contextlib.suppress(OSError):
             if os.getxattr(real, attr, follow_symlinks=False) == b"y":
                 return True
-    return (real / _OPAQUE_MARK).exists()
+    return os.path.lexists(os.path.join(real, _OPAQUE_MARK))
 
 
 def read_file(file: File, limit: int) -> bytes | None:
     """At most ``limit`` bytes of ``file``, opened component by component beneath its layer
     with ``O_NOFOLLOW`` (a link swapped in on the way fails the open); None if it is not a
     regular file any more or is larger than ``limit``."""
-    if file.size > limit:
-        return None
+    parts = file.relative.split("/")
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(file.layer, flags | os.O_DIRECTORY)
     except OSError:
         return None
     try:
-        for part in file.parts[:-1]:
+        for part in parts[:-1]:
             next_fd = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
             os.close(fd)
             fd = next_fd
-        leaf = os.open(file.parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
+        leaf = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
     except OSError:
         os.close(fd)
         return None
     os.close(fd)
     with os.fdopen(leaf, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
             return None
         data = handle.read(limit + 1)
     return data if len(data) <= limit else None
