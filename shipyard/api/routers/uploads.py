@@ -19,7 +19,24 @@ from shipyard.uploads import store as uploads
 router = APIRouter(prefix="/v1/projects/{projectId}", tags=["uploads"])
 
 
-@router.post("/uploads", summary="Upload a build context (tar)", response_model=None)
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The build context as a tar, optionally gzip/bzip2/xz compressed",
+        "content": {
+            media: {"schema": {"type": "string", "format": "binary"}}
+            for media in ("application/gzip", "application/x-tar", "application/octet-stream")
+        },
+    }
+}
+
+
+@router.post(
+    "/uploads",
+    summary="Upload a build context (tar)",
+    response_model=None,
+    openapi_extra=_BODY,
+)
 async def create_upload(
     projectId: str, request: Request, session: DB, state: State, caller: Caller
 ) -> dict[str, Any]:
