@@ -130,7 +130,7 @@ def fresh_server(root: Path) -> Iterator[LiveServer]:
         remove_sandbox(data_dir)
 
 
-def create_service(live: LiveServer, repo: Path, name: str) -> str:
+def create_service(live: LiveServer, repo: Path, name: str, **extra: Any) -> str:
     with live.client() as c:
         r = c.post("/v1/projects", json={"name": name})
         assert r.status_code == 200, r.text
@@ -139,6 +139,7 @@ def create_service(live: LiveServer, repo: Path, name: str) -> str:
             "name": name,
             "vcsData": {"projectUrl": f"file://{repo}", "projectType": "self-hosted",
                         "projectBranch": "main"},
+            **extra,
         }  # fmt: skip
         r = c.post(f"/v1/projects/{project}/services/combined", json=body)
         assert r.status_code == 200, r.text
@@ -298,3 +299,41 @@ def test_a_reused_build_serves_the_documents_of_its_image(first: Built) -> None:
             one = c.get(f"{first.svc}/build/{first.build['id']}/{kind}")
             two = c.get(f"{first.svc}/build/{again['id']}/{kind}")
             assert two.status_code == 200 and two.content == one.content
+
+
+def test_gc_deletes_the_artifacts_with_their_image(first: Built, tmp_path: Path) -> None:
+    repo = write_app(tmp_path / "gc-repo")
+    _git(repo, "init", "-q", "--initial-branch=main")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "one")
+    svc = create_service(first.live, repo, "supply-gc", retention={"keepLast": 1, "keepDays": 0})
+    old = build(first.live, svc)
+    (repo / "rootfs" / "second").write_text("2\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "two", when=COMMIT_TIME + 60)
+    new = build(first.live, svc)
+    repository, old_digest = old["registry"]["uri"].split("@", 1)
+    name = repository.split("/", 1)[1]
+    index = f"manifests/{old_digest.replace(':', '-')}"
+    assert (
+        registry_get(first.live, name, index, "application/vnd.oci.image.index.v1+json").status_code
+        == 200
+    )
+    with first.live.client() as c:
+        r = c.post("/v1/gc", timeout=300)
+        assert r.status_code == 200, r.text
+        assert old["id"] in json.dumps(r.json())
+        gone = c.get(f"{svc}/build/{old['id']}/sbom")
+        assert gone.status_code == 404 and "garbage collection" in gone.json()["error"]["message"]
+        assert c.get(f"{svc}/build/{new['id']}/sbom").status_code == 200
+    assert (
+        registry_get(first.live, name, index, "application/vnd.oci.image.index.v1+json").status_code
+        == 404
+    )
+    new_index = f"manifests/{new['registry']['uri'].split('@', 1)[1].replace(':', '-')}"
+    assert (
+        registry_get(
+            first.live, name, new_index, "application/vnd.oci.image.index.v1+json"
+        ).status_code
+        == 200
+    )
