@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     build_timeout_s: int = 3600
     max_bundle_bytes: int = 512 * 1024 * 1024
     bundle_timeout_s: float = 300.0
+    # Uploaded build contexts (``POST /v1/projects/{p}/uploads``): the largest accepted
+    # archive (413 above it; extracted, the same cap), and how long one no build was started
+    # from is kept before garbage collection deletes it.
+    max_upload_bytes: int = 512 * 1024 * 1024
+    upload_ttl_s: float = 3600.0
+    # Supply chain: an SBOM and SLSA provenance attached to every image as OCI referrers
+    # (false: neither is made). The provenance's builder id (default: one per instance).
+    supply_chain: bool = True
+    builder_id: str | None = None
     allow_private_urls: bool = False
     build_network: Literal["isolated", "none", "host"] = Field(
         default="isolated",

@@ -30,7 +30,9 @@ from shipyard.api.routers import (
     pull_credentials,
     registry,
     repository,
+    supply,
     tokens,
+    uploads,
     webhooks,
     workers,
     workload_edit,
@@ -111,6 +113,8 @@ def create_app(
         webhooks,
         notifications,
         health,
+        uploads,
+        supply,
     ):
         app.include_router(module.router)
     app.add_middleware(LimitBody)

@@ -22,6 +22,7 @@ from shipyard.builds.errors import (
     Upstream,
 )
 from shipyard.store.write_gate import WriteGateTimeout
+from shipyard.uploads.store import PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ STATUS_OF: dict[type[ShipyardError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    PayloadTooLarge: 413,
     Upstream: 502,
 }
 
@@ -67,7 +69,11 @@ def error_response(
 def _field_path(loc: tuple[Any, ...]) -> str:
     # Drop "body" and pydantic's union tags so the message names the user's field.
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    parts = [p for p in parts if not p.startswith("tagged-union") and p not in ("git", "bundle")]
+    parts = [
+        p
+        for p in parts
+        if not p.startswith("tagged-union") and p not in ("git", "bundle", "upload")
+    ]
     return ".".join(parts) or "body"
 
 

@@ -13,13 +13,20 @@ from shipyard.builds.request import MAX_SECRETS_TOTAL_BYTES
 MAX_BODY_BYTES = MAX_SECRETS_TOTAL_BYTES * 4 // 3 + 1024 * 1024
 
 
+def is_upload(scope: Scope) -> bool:
+    """``POST /v1/projects/{p}/uploads``: a streamed archive with its own, larger cap
+    (``SHIPYARD_MAX_UPLOAD_BYTES``, checked while it is written to disk)."""
+    path = str(scope.get("path", ""))
+    return scope.get("method") == "POST" and path.startswith("/v1/") and path.endswith("/uploads")
+
+
 class LimitBody:
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or is_upload(scope):
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length")

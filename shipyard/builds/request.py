@@ -34,6 +34,7 @@ class WorkloadKind(StrEnum):
 class SourceKind(StrEnum):
     GIT = "git"
     BUNDLE = "bundle"
+    UPLOAD = "upload"  # a context uploaded to Shipyard (shipyard.uploads), built like a bundle
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class SourceSpec:
     branch: str | None = None
     pull_request_id: int | None = None
     bundle_url: str | None = None
+    upload_id: str | None = None
 
 
 # ``overrides.docker.dockerfileContents``: an inline Dockerfile, at most this many UTF-8 bytes.
@@ -132,21 +134,24 @@ def resolve_source(
     branch: str | None,
     pull_request_id: int | None,
     bundle_url: str | None,
+    upload_id: str | None = None,
 ) -> SourceSpec:
-    """Apply the seeds' rules on which source fields each kind of target accepts."""
-    if bundle_url is not None:
+    """Apply the seeds' rules on which source fields each kind of target accepts. An upload
+    follows the bundle rules (services only, no pull request)."""
+    if bundle_url is not None or upload_id is not None:
+        field = "bundleUrl" if bundle_url is not None else "uploadId"
         if kind.is_job:
-            raise InvalidRequest(
-                "bundleUrl is not supported for job builds", {"bundleUrl": "unsupported"}
-            )
+            raise InvalidRequest(f"{field} is not supported for job builds", {field: "unsupported"})
         if pull_request_id is not None:
             raise InvalidRequest(
-                "pullRequestId cannot be combined with bundleUrl", {"pullRequestId": "unsupported"}
+                f"pullRequestId cannot be combined with {field}", {"pullRequestId": "unsupported"}
             )
         if branch is not None and not is_valid_branch(branch):
             raise InvalidRequest(
                 f"branch '{branch}' is not a valid branch name", {"branch": "invalid"}
             )
+        if upload_id is not None:
+            return SourceSpec(SourceKind.UPLOAD, sha=sha, branch=branch, upload_id=upload_id)
         return SourceSpec(SourceKind.BUNDLE, sha=sha, branch=branch, bundle_url=bundle_url)
 
     if kind is WorkloadKind.BUILD:

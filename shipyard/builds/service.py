@@ -27,6 +27,7 @@ from shipyard.builds.status import BuildStatus
 from shipyard.store import builds as build_store
 from shipyard.store.crypto import SecretBox
 from shipyard.store.models import Build, Workload
+from shipyard.uploads import store as uploads
 
 
 def workload_context(workload: Workload) -> str:
@@ -118,6 +119,7 @@ def start(
         pull_request_id=source.pull_request_id,
         # Shown form only; the real URL is sealed below, bound to the build's id.
         bundle_url=None if source.bundle_url is None else redact_bundle_url(source.bundle_url),
+        upload_id=source.upload_id,
         dockerfile_path=docker.dockerfile_path,
         docker_work_dir=docker.work_dir,
         docker_target=docker.target,
@@ -146,6 +148,9 @@ def start(
         if existing is None:
             raise
         return _replay(existing, fingerprint), False
+    if source.upload_id is not None:
+        # After the insert (which may redraw the id), in the same transaction.
+        uploads.claim(session, source.upload_id, workload.project_id, build.id)
     return build, True
 
 
@@ -194,6 +199,7 @@ def load_request(box: SecretBox, workload: Workload, build: Build) -> BuildReque
         branch=build.branch,
         pull_request_id=build.pull_request_id,
         bundle_url=fetch_bundle_url(box, build),
+        upload_id=build.upload_id,
     )
     return BuildRequest(source=source, overrides=merged)
 

@@ -121,5 +121,9 @@ def show_report(report: dict[str, Any]) -> None:
         stdout.out(line, highlight=False)
     if report.get("logs"):
         stdout.out(f"logs: {report['logs']}", highlight=False)
+    if report.get("uploadsRemoved"):
+        stdout.out(
+            f"uploads: {report['uploadsRemoved']} orphaned upload(s) removed", highlight=False
+        )
     for error in report.get("errors") or []:
         stderr.print(Text.assemble(("error: ", "red"), text(error)))

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from shipyard.builds.permissions import ALL, Permission
 from shipyard.cli import backup as backup_cmds
-from shipyard.cli import builds, gc, images, registry, resources
+from shipyard.cli import builds, gc, images, registry, resources, upload
 from shipyard.cli import tokens as token_cmds
 from shipyard.cli import webhooks as webhook_cmds
 from shipyard.cli import workers as worker_cmds
@@ -38,6 +38,7 @@ app.add_typer(images.images_app, name="images")
 app.command()(resources.login)
 app.command("gc")(gc.gc)
 app.command("workers")(worker_cmds.workers)
+app.command("build")(upload.build)
 app.command("backup")(backup_cmds.backup)
 app.command("restore")(backup_cmds.restore)
 app.command("deliveries")(webhook_cmds.deliveries)

@@ -252,6 +252,7 @@ class AsyncShipyard:
         branch: str | None = None,
         pull_request_id: int | None = None,
         bundle_url: str | None = None,
+        upload_id: str | None = None,
         build_arguments: Mapping[str, str] | None = None,
         build_files: Mapping[str, Content] | None = None,
         secret_mounts: Mapping[str, Content] | None = None,
@@ -261,7 +262,8 @@ class AsyncShipyard:
         idempotency_key: str | None = None,
     ) -> Build:
         """Start a build of a git commit (``sha``/``branch``/``pull_request_id``; none: the
-        service's most recent relevant commit) or of ``bundle_url``. File contents given as
+        service's most recent relevant commit) or of ``bundle_url``, or of
+        an uploaded context (``upload_id``, from ``upload_context``). File contents given as
         ``bytes`` are sent base64-encoded, ``str`` as utf-8 text. A repeated call with the
         same ``idempotency_key`` and arguments returns the first build."""
         overrides = overrides_body(
@@ -278,6 +280,7 @@ class AsyncShipyard:
             pull_request_id=pull_request_id,
             bundle_url=bundle_url,
             overrides=overrides,
+            upload_id=upload_id,
         )
         call = start_build_call(project_id, service_id, None, body, idempotency_key)
         return parse(build_parser(project_id, service_id, None), await self._data(call))

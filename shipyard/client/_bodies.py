@@ -63,12 +63,16 @@ def start_build_body(
     pull_request_id: int | None = None,
     bundle_url: str | None = None,
     overrides: Mapping[str, Any] | None = None,
+    upload_id: str | None = None,
 ) -> dict[str, Any]:
     """The bundle variant (``bundleUrl`` first, ``branch``/``sha`` as labels) when a bundle URL
     is given, else the git variant. ``{}`` builds the workload's configured source."""
     if bundle_url is not None:
         fields: dict[str, Any] = {"bundleUrl": bundle_url, "branch": branch, "sha": sha}
         fields["pullRequestId"] = pull_request_id  # not in the variant: the server says so
+    elif upload_id is not None:  # Shipyard's own variant: an uploaded context
+        fields = {"uploadId": upload_id, "branch": branch, "sha": sha}
+        fields["pullRequestId"] = pull_request_id
     else:
         fields = {"sha": sha, "branch": branch, "pullRequestId": pull_request_id}
     fields["overrides"] = None if overrides is None else dict(overrides)

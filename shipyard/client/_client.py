@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, overload
+from urllib.parse import quote
 
 import httpx
 
@@ -249,6 +250,7 @@ class Shipyard:
         branch: str | None = None,
         pull_request_id: int | None = None,
         bundle_url: str | None = None,
+        upload_id: str | None = None,
         build_arguments: Mapping[str, str] | None = None,
         build_files: Mapping[str, Content] | None = None,
         secret_mounts: Mapping[str, Content] | None = None,
@@ -258,7 +260,8 @@ class Shipyard:
         idempotency_key: str | None = None,
     ) -> Build:
         """Start a build of a git commit (``sha``/``branch``/``pull_request_id``; none: the
-        service's most recent relevant commit) or of ``bundle_url``. File contents given as
+        service's most recent relevant commit) or of ``bundle_url``, or of
+        an uploaded context (``upload_id``, from ``upload_context``). File contents given as
         ``bytes`` are sent base64-encoded, ``str`` as utf-8 text. A repeated call with the
         same ``idempotency_key`` and arguments returns the first build."""
         overrides = overrides_body(
@@ -275,6 +278,7 @@ class Shipyard:
             pull_request_id=pull_request_id,
             bundle_url=bundle_url,
             overrides=overrides,
+            upload_id=upload_id,
         )
         call = start_build_call(project_id, service_id, None, body, idempotency_key)
         return parse(build_parser(project_id, service_id, None), self._data(call))
@@ -460,6 +464,21 @@ class Shipyard:
         return self._follow(resolve_ref(target, build_id, service_id, job_id))
 
     # --- transport -----------------------------------------------------------------------
+
+    def upload_context(self, project_id: str, chunks: Iterable[bytes]) -> dict[str, Any]:
+        """Stream a build context (tar or tar.gz chunks) to ``POST /v1/projects/{p}/uploads``;
+        returns its ``{id, size, digest, createdAt, expiresAt}``. Build it with
+        ``start_service_build(…, upload_id=id)``."""
+        try:
+            response = self._http.post(
+                f"/v1/projects/{quote(project_id, safe='')}/uploads",
+                content=iter(chunks),
+                headers={"Content-Type": "application/gzip"},
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+        data: dict[str, Any] = envelope(response)["data"]
+        return data
 
     def _send(self, call: Call) -> dict[str, Any]:
         try:

@@ -413,6 +413,8 @@ class LocalExecutor:
                 "image_digest": outcome.digest,
                 "reuse_key": reuse_key,
                 "base_images": dict(outcome.base_images),
+                "sbom_digest": outcome.sbom_digest,
+                "provenance_digest": outcome.provenance_digest,
             }
             sink(f"Image available at {outcome.image}")
         except Cancelled:
@@ -482,6 +484,9 @@ class LocalExecutor:
             digest=earlier.image_digest,
             reused_from=earlier.id,
             base_images=earlier.base_images,
+            # The same image: the SBOM and provenance attached to it are the earlier build's.
+            sbom_digest=earlier.sbom_digest,
+            provenance_digest=earlier.provenance_digest,
         )
 
     def _pipeline_secrets(self) -> list[str]:

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +35,7 @@ from shipyard.store.ballast import Ballast
 from shipyard.store.crypto import SecretBox
 from shipyard.store.db import worker_sessions
 from shipyard.store.models import Workload
+from shipyard.uploads import store as uploads
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,10 @@ class LocalRuntime:
                     settings.executor,
                     settings.build_cache_repository,
                 ),
+                data_dir=settings.data_dir,
+                max_upload_bytes=settings.max_upload_bytes,
+                supply_chain=settings.supply_chain,
+                builder_id=settings.builder_id or f"urn:shipyard:builder:{settings.instance_id}",
             ),
             self.sandbox,
             target,
@@ -132,6 +138,9 @@ class LocalRuntime:
             store_budget_bytes=int(settings.gc_store_budget_gb * (1 << 30)),
             log_retention=self.log_retention if self.log_retention.policy.active else None,
             layer_cache=pipeline.settings.build_cache,
+            upload_sweep=partial(
+                uploads.sweep, sessions, settings.data_dir, ttl_s=settings.upload_ttl_s
+            ),
         )
         self._gc_schedule = Schedule(self.collector.run, settings.gc_interval_s)
         self._log_schedule = Schedule(

@@ -78,6 +78,7 @@ class Report:
     registry_after: int = 0
     stores: list[stores.StoreResult] = field(default_factory=list)
     logs: str = ""
+    uploads_removed: int = 0  # orphaned uploaded contexts deleted (shipyard.uploads)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -101,6 +102,7 @@ class Report:
                 for r in self.stores
             ],
             "logs": self.logs,
+            "uploadsRemoved": self.uploads_removed,
             "errors": self.errors,
         }
 
@@ -148,6 +150,7 @@ class GarbageCollector:
         store_budget_bytes: int,
         log_retention: LogRetention | None = None,
         layer_cache: RegistryCache | None = None,
+        upload_sweep: Callable[[], int] | None = None,
     ) -> None:
         """``registry``: Shipyard's own identity on the embedded registry; None with an
         external registry (its retention is its operator's: only stores are pruned)."""
@@ -160,6 +163,8 @@ class GarbageCollector:
         self._budget = store_budget_bytes
         self._log_retention = log_retention
         self._layer_cache = layer_cache  # the services' registry cache repositories
+        # Deletes uploaded contexts no build will read (``shipyard.uploads.store.sweep``).
+        self._upload_sweep = upload_sweep
         self._running = threading.Lock()  # one collection at a time
 
     # --- planning -----------------------------------------------------------------------
@@ -266,6 +271,8 @@ class GarbageCollector:
                 verdicts = self._registry_phase(report, dry_run, policy or self._policy)
                 self._store_phase(report, verdicts, dry_run)
                 self._logs_phase(report, dry_run)
+                if self._upload_sweep is not None and not dry_run:
+                    report.uploads_removed = self._upload_sweep()
             except Exception as exc:  # reported, and logged with its traceback
                 log.exception("garbage collection failed")
                 report.errors.append(f"{type(exc).__name__}: {exc}")

@@ -94,6 +94,7 @@ class BuildSpec:
     layers: bool = True  # False = ignore the cache (``--no-cache``); layers are still written
     network: str = "none"  # RUN steps' network: "none", "host" or a CNI network name
     timestamp: int | None = None  # ``--timestamp``: reproducible digests (e.g. commit time)
+    labels: Mapping[str, str] = field(default_factory=dict)  # ``--label``: OCI annotations
     authfile: Path | None = None  # registry credentials for pulling base images
     # "never": use only images already in the store (their ONBUILD triggers were checked;
     # buildah's default would fetch a newer one after the check).
@@ -117,6 +118,9 @@ class BuildSpec:
                 not repository or repository.startswith("-") or "://" in repository
             ):
                 raise ValueError(f"invalid cache repository {repository!r}")
+        for key in self.labels:
+            if not key or "=" in key or key.startswith("-"):
+                raise ValueError(f"invalid label name {key!r}")
         for secret_id, path in self.secrets.items():
             # ``--secret`` is parsed as comma-separated key=value pairs.
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", secret_id):
@@ -244,6 +248,8 @@ class Buildah:
             argv += ["--cache-to", spec.cache_to]
         if spec.cache_from is not None and spec.layers:
             argv += ["--cache-from", spec.cache_from]
+        for key, value in sorted(spec.labels.items()):
+            argv += ["--label", f"{key}={value}"]
         for key, value in spec.build_args.items():
             argv += ["--build-arg", key if _via_env(key) else f"{key}={value}"]
         for secret_id, path in spec.secrets.items():

@@ -4,6 +4,7 @@ database: the executor hands in a ``BuildJob`` and a ``Reporter`` and writes the
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 import threading
 import time
@@ -31,7 +32,7 @@ from shipyard.pipeline.push_gate import PushGate
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.registry_tags import add_tags, image_tags
 from shipyard.pipeline.remote_policy import check_remote
-from shipyard.pipeline.source_bundle import fetch_bundle
+from shipyard.pipeline.source_bundle import extract_archive, fetch_bundle
 from shipyard.pipeline.source_git import (
     CheckoutLimits,
     FetchedSource,
@@ -49,6 +50,10 @@ from shipyard.sandbox.dockerfile import (
     with_secret_key,
 )
 from shipyard.sandbox.sandbox import BuildSandbox, Sandbox, SandboxRequest
+from shipyard.supply.attach import Attachments, SbomJob, attach
+from shipyard.supply.labels import Origin, newest_mtime, public_url
+from shipyard.supply.provenance import BuildFacts
+from shipyard.uploads import store as uploads
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,9 @@ class Outcome:
     # What each base image reference resolved to ("sha256:…" manifest digest, or "id:…" for a
     # shared local image); reuse requires them unchanged.
     base_images: Mapping[str, str] = field(default_factory=dict)
+    # Manifest digests of the SBOM and provenance artifacts attached to the image.
+    sbom_digest: str | None = None
+    provenance_digest: str | None = None
 
 
 _GC_WAIT = "Waiting for the registry's garbage collection to finish before pushing"
@@ -116,6 +124,12 @@ class PipelineSettings:
     mirror_root: Path | None = None
     # The layer cache across workers (a cache repository per service); None = off.
     build_cache: RegistryCache | None = None
+    # Uploaded contexts (``shipyard.uploads``): where they are and their extracted cap.
+    data_dir: Path | None = None
+    max_upload_bytes: int = 512 * 1024 * 1024
+    # Supply chain: SBOM + provenance attached to every image (``shipyard.supply``).
+    supply_chain: bool = True
+    builder_id: str = "urn:shipyard:builder"
 
 
 # The registry target a build pushes (and pulls base images) with: its own project's
@@ -233,6 +247,9 @@ class Pipeline:
             ) from exc
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            if job.request.source.upload_id and self.settings.data_dir is not None:
+                # An upload is stored for its one build only.
+                uploads.discard(self.settings.data_dir, job.request.source.upload_id)
 
     def clean_leftovers(self) -> int:
         """After a crash: stop what killed builds left (processes, namespaces, mounts) and
@@ -338,6 +355,25 @@ class Pipeline:
             return remote_digest(reference, target=self.registry, tmpdir=scratch, cancel=cancel)
         return None
 
+    def _unpack_upload(self, job: BuildJob, dest: Path, report: Reporter) -> tuple[Path, str]:
+        """The upload extracted into ``dest``, and the archive's digest (for provenance)."""
+        upload_id = job.request.source.upload_id
+        if upload_id is None or self.settings.data_dir is None:
+            raise PipelineError("this build's upload cannot be found")
+        archive = uploads.archive_path(self.settings.data_dir, upload_id)
+        if not archive.is_file():
+            raise PipelineError(
+                f"upload {upload_id} is gone (deleted after its build or by garbage "
+                "collection): upload the directory again"
+            )
+        report.line(f"Extracting upload {upload_id} ({archive.stat().st_size} bytes)")
+        with archive.open("rb") as handle:
+            digest = "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
+        files = extract_archive(archive, dest, max_bytes=self.settings.max_upload_bytes)
+        uploads.discard(self.settings.data_dir, upload_id)  # the build has its copy now
+        report.line(f"Extracted {files} files")
+        return dest, digest
+
     def _remaining(self, deadline: float, cap: float | None = None) -> float:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -355,6 +391,8 @@ class Pipeline:
         workdir = box.workdir
         request = job.request
         source = request.source
+        started = time.time()
+        upload_digest = None
         # Shared base images go into the project's store while the source is fetched.
         importing = box.start_base_import()
         if source.kind is SourceKind.BUNDLE:
@@ -369,6 +407,12 @@ class Pipeline:
                 cancel=cancel,
             )
             sha, branch = source.sha, source.branch
+            origin = Origin(public_url(source.bundle_url), sha, newest_mtime(root))
+        elif source.kind is SourceKind.UPLOAD:
+            root, upload_digest = self._unpack_upload(job, workdir / "src", report)
+            sha, branch = source.sha, source.branch
+            # No public place to point at; the archive's newest file time pins the digest.
+            origin = Origin(None, sha, newest_mtime(root))
         else:
             if not job.repository_url:
                 raise PipelineError("the service has no vcsData.projectUrl to build from")
@@ -403,6 +447,12 @@ class Pipeline:
                 timeout_s=self._remaining(deadline, self.settings.git_timeout_s),
             )
             root, sha, branch = fetched.path, fetched.sha, fetched.branch or source.branch
+            created = fetched.commit_time
+            origin = Origin(
+                public_url(job.repository_url),
+                sha,
+                created if created is not None else newest_mtime(root),
+            )
             if not job.include_git_folder:
                 # Northflank's default: the repository's .git is not part of the context (nor
                 # of images that COPY . .); includeGitFolder keeps it.
@@ -491,10 +541,38 @@ class Pipeline:
             pull="never",
             cache_to=cache.to,
             cache_from=cache.source,
+            # The commit's time: the same commit and settings give the same digest.
+            timestamp=origin.created,
+            labels=origin.labels(),
         )
         image_id = buildah.bud(
             spec, on_line=report.line, cancel=cancel, timeout_s=self._remaining(deadline)
         )
+
+        # The SBOM is read from the image's layers while buildah pushes.
+        sbom = (
+            SbomJob(box.store.root, image_id, image=repository, created=origin.created)
+            if self.settings.supply_chain
+            else None
+        )
+        facts = BuildFacts(
+            build_id=job.build_id,
+            builder_id=self.settings.builder_id,
+            source_kind=str(source.kind),
+            origin=origin,
+            branch=branch,
+            upload_digest=upload_digest,
+            dockerfile="(inline)" if request.overrides.docker.dockerfile_contents
+            else prepared.display_dockerfile,
+            context=request.overrides.docker.work_dir or "/",
+            target=request.overrides.docker.target,
+            build_args=tuple(request.overrides.build_arguments),
+            build_files=tuple(request.overrides.build_files),
+            secret_mounts=tuple(request.overrides.secret_mounts),
+            use_cache=job.use_cache,
+            base_images=bases,
+            started=started,
+        )  # fmt: skip
 
         report.stage(BuildStatus.UPLOADING)
         tags = image_tags(job.build_id, sha, branch, job.default_branch)[1:]
@@ -510,6 +588,47 @@ class Pipeline:
                 timeout_s=self._remaining(deadline),
             )
             add_tags(target, repository, digest, tags, timeout_s=self._remaining(deadline, 60))
+            report.line(f"Pushed {local_tag} ({digest}), also tagged :{', :'.join(tags)}")
+            # Under the gate: garbage collection deletes an image with its artifacts.
+            attached = (
+                self._attach(target, repository, digest, sbom, facts, report)
+                if sbom is not None
+                else None
+            )
         image = f"{repository}@{digest}"
-        report.line(f"Pushed {local_tag} ({digest}), also tagged :{', :'.join(tags)}")
-        return Outcome(image=image, tag=local_tag, digest=digest, base_images=bases)
+        return Outcome(
+            image=image, tag=local_tag, digest=digest, base_images=bases,
+            sbom_digest=attached.sbom_digest if attached else None,
+            provenance_digest=attached.provenance_digest if attached else None,
+        )  # fmt: skip
+
+    def _attach(
+        self,
+        target: RegistryTarget,
+        repository: str,
+        digest: str,
+        sbom: SbomJob,
+        facts: BuildFacts,
+        report: Reporter,
+    ) -> Attachments | None:
+        """SBOM and provenance as referrers of the image. A failure here is reported in the
+        log and leaves the build successful: the image itself is complete."""
+        document = None
+        try:
+            made = sbom.result()
+            document = made.document
+            report.line(
+                f"SBOM: {made.packages} package(s) found in the image ({made.seconds:.2f} s)"
+            )
+        except Exception as exc:
+            report.line(f"Warning: no SBOM: {type(exc).__name__}: {exc}")
+        facts = dataclasses.replace(facts, finished=time.time())
+        try:
+            attached = attach(target, repository, digest, sbom=document, facts=facts)
+        except Exception as exc:
+            report.line(f"Warning: could not attach the SBOM and provenance: {exc}")
+            return None
+        how = "referrers tag schema" if attached.via_tag else "referrers API"
+        report.line(f"Attached SBOM {attached.sbom_digest or '(none)'} and provenance "
+                    f"{attached.provenance_digest} to {digest} ({how})")  # fmt: skip
+        return attached

@@ -13,6 +13,7 @@ reading, so a compression bomb stops at ``max_bytes``.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import ipaddress
 import os
@@ -357,6 +358,14 @@ def _human(size: int) -> str:
 # --- extraction -----------------------------------------------------------------------------
 
 
+def extract_archive(archive: Path, dest: Path, *, max_bytes: int) -> int:
+    """Unpack a local archive (an upload) with the same checks as a downloaded bundle:
+    no absolute paths, ``..``, links out of ``dest``, devices or FIFOs; at most ``max_bytes``
+    extracted. Returns the number of files. Raises ``SourceError``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    return _extract(archive, dest, max_bytes=max_bytes)
+
+
 def _extract(archive: Path, dest: Path, *, max_bytes: int) -> int:
     """Unpack by content, not by name: the URL's extension says nothing reliable."""
     with archive.open("rb") as f:
@@ -511,6 +520,9 @@ def _extract_zip(archive: Path, dest: Path, max_bytes: int) -> int:
                         raise SourceError(f"bundle is larger than {max_bytes} bytes when extracted")
                     out.write(chunk)
             target.chmod(0o755 if (info.external_attr >> 16) & 0o111 else 0o644)
+            # The archive's time (read as UTC), like tar: the image's timestamp comes from it.
+            stamp = calendar.timegm((*info.date_time, 0, 0, 0))
+            os.utime(target, (stamp, stamp))
             files += 1
     return files
 

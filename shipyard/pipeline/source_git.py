@@ -131,6 +131,8 @@ class FetchedSource:
     sha: str
     branch: str | None
     path: Path
+    # Committer time (unix seconds): the image's ``created`` and buildah's ``--timestamp``.
+    commit_time: int | None = None
 
 
 def strip_userinfo(text: str) -> str:
@@ -738,7 +740,10 @@ def _fetch(
         if branch is not None:
             git.log(f"Pull request {pull_request_id} is the head of branch '{branch}'")
     git.log(f"Checked out {sha}")
-    return FetchedSource(sha=sha, branch=branch, path=dest)
+    rc, out = git.output("show", "-s", "--format=%ct", sha)
+    when = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
+    commit_time = int(when) if when.isdigit() else None
+    return FetchedSource(sha=sha, branch=branch, path=dest, commit_time=commit_time)
 
 
 @contextlib.contextmanager

@@ -146,6 +146,11 @@ class Build(Base):
     # and the size of its log (characters + newlines), measured once after it concluded.
     logs_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     log_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # The uploaded context a build was started from (``uploads``; source_kind "upload").
+    upload_id: Mapped[str | None] = mapped_column(String(64))
+    # Manifest digests of the SBOM and provenance artifacts attached to the image.
+    sbom_digest: Mapped[str | None] = mapped_column(String(128))
+    provenance_digest: Mapped[str | None] = mapped_column(String(128))
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -156,6 +161,21 @@ class Build(Base):
     worker_id: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     abort_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Upload(Base):
+    """A build context uploaded as a tar (``shipyard build PATH``): kept on disk only until
+    the one build started from it concludes (``shipyard.uploads``)."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    size: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str] = mapped_column(String(80))  # sha256 of the archive as received
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Set in the transaction that starts the build: an upload builds once.
+    build_id: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class BuildLogLine(Base):

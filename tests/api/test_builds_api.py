@@ -97,9 +97,11 @@ def test_openapi_publishes_both_body_variants(client: TestClient) -> None:
         "requestBody"
     ]
     variants = body["content"]["application/json"]["schema"]["anyOf"]
+    # The seed's two, plus Shipyard's own upload variant (``uploadId``).
     assert {v["$ref"].rsplit("/", 1)[1] for v in variants} == {
         "StartBuildFromBundle",
         "StartBuildFromGit",
+        "StartBuildFromUpload",
     }
     assert "/v1/projects/{projectId}/jobs/{jobId}/build" in spec["paths"]
 

@@ -31,9 +31,15 @@ def make_busybox_context(directory: Path) -> Path:
 
 
 def build_busybox_base(
-    buildah: Buildah, workdir: Path, *, tag: str = BUSYBOX_IMAGE, timeout_s: float = 120
+    buildah: Buildah,
+    workdir: Path,
+    *,
+    tag: str = BUSYBOX_IMAGE,
+    timeout_s: float = 120,
+    timestamp: int | None = None,
 ) -> str:
-    """Build the busybox base into ``buildah``'s store under ``tag``; returns ``tag``."""
+    """Build the busybox base into ``buildah``'s store under ``tag``; returns ``tag``.
+    ``timestamp``: pinned (``--timestamp``), so every store gets the same image id."""
     context = make_busybox_context(workdir.resolve() / "busybox-context")
     spec = BuildSpec(
         context_dir=context,
@@ -42,6 +48,7 @@ def build_busybox_base(
         tag=tag,
         tmpdir=workdir.resolve() / "busybox-tmp",
         network="none",
+        timestamp=timestamp,
     )
     buildah.bud(spec, on_line=lambda _line: None, cancel=threading.Event(), timeout_s=timeout_s)
     return tag

@@ -80,7 +80,11 @@ def commit_count(path: Path) -> int:
 
 def test_sha_fetches_exactly_that_one_commit(repo: SampleRepo, fetch: Fetch) -> None:
     result = fetch(repo.url, sha=repo.shas["c3"])
-    assert result == FetchedSource(sha=repo.shas["c3"], branch=None, path=fetch.dest)
+    # The committer time of c3 (the image's created time and --timestamp).
+    committed = int(git(repo.bare, "show", "-s", "--format=%ct", repo.shas["c3"]))
+    assert result == FetchedSource(
+        sha=repo.shas["c3"], branch=None, path=fetch.dest, commit_time=committed
+    )
     assert git(fetch.dest, "rev-parse", "HEAD") == repo.shas["c3"]
     assert git(fetch.dest, "rev-parse", "--is-shallow-repository") == "true"
     assert commit_count(fetch.dest) == 1

@@ -16,6 +16,7 @@ from shipyard.api.schemas.builds import (
     SecretOverrides,
     StartBuildFromBundle,
     StartBuildFromGit,
+    StartBuildFromUpload,
     StartJobBuildBody,
     StartServiceBuildBody,
 )
@@ -85,6 +86,7 @@ def build_out(build: Build) -> dict[str, Any]:
         "bundleUrl": redact_bundle_url(build.bundle_url) if build.bundle_url else None,
         # Log retention removed the build's log lines (one line in the log says so).
         "logsExpiredAt": iso_ms(build.logs_expired_at) if build.logs_expired_at else None,
+        "uploadId": build.upload_id,  # Shipyard's own: built from an uploaded context
     }
     return {
         "id": build.id,
@@ -169,8 +171,11 @@ def start_service_build(
     body = payload if payload is not None else StartBuildFromGit()
     caller.require(permissions.DEPLOY_BUILD["service"], projectId)
     workload = workload_store.get(session, projectId, "service", serviceId)
+    upload_id = None
     if isinstance(body, StartBuildFromBundle):
         pull_request_id, bundle_url = None, body.bundleUrl
+    elif isinstance(body, StartBuildFromUpload):
+        pull_request_id, bundle_url, upload_id = None, None, body.uploadId
     else:
         pull_request_id, bundle_url = body.pullRequestId, None
     source = resolve_source(
@@ -180,6 +185,7 @@ def start_service_build(
         branch=body.branch,
         pull_request_id=pull_request_id,
         bundle_url=bundle_url,
+        upload_id=upload_id,
     )
     request = BuildRequest(source=source, overrides=to_overrides(body.overrides))
     fingerprint = _fingerprint(

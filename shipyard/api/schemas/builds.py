@@ -113,6 +113,16 @@ class StartBuildFromBundle(Strict):
         return value
 
 
+class StartBuildFromUpload(Strict):
+    """Build from an uploaded context (Shipyard's own: ``POST /v1/projects/{p}/uploads``
+    answers the id). Built like a bundle; the upload is used once."""
+
+    uploadId: Annotated[str, StringConstraints(pattern=r"^upload-[0-9a-f]{24}$")]
+    branch: str | None = None
+    sha: Sha | None = None
+    overrides: BuildOverrides | None = None
+
+
 class StartBuildFromGit(Strict):
     """Build from git repository."""
 
@@ -129,11 +139,17 @@ def _variant(value: Any) -> str:
         return "bundle"
     if isinstance(value, BaseModel) and hasattr(value, "bundleUrl"):
         return "bundle"
+    if isinstance(value, dict) and "uploadId" in value:
+        return "upload"
+    if isinstance(value, BaseModel) and hasattr(value, "uploadId"):
+        return "upload"
     return "git"
 
 
 StartServiceBuildBody = Annotated[
-    Annotated[StartBuildFromBundle, Tag("bundle")] | Annotated[StartBuildFromGit, Tag("git")],
+    Annotated[StartBuildFromBundle, Tag("bundle")]
+    | Annotated[StartBuildFromUpload, Tag("upload")]
+    | Annotated[StartBuildFromGit, Tag("git")],
     Discriminator(_variant),
 ]
 

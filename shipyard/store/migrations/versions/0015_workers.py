@@ -2,7 +2,7 @@
 for ``GET /v1/workers``, ``shipyard workers`` and the liveness metrics.
 
 Revision ID: 0015_workers
-Revises: 0012_pull_credentials
+Revises: 0014_log_retention
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_workers"
-down_revision = "0012_pull_credentials"
+down_revision = "0014_log_retention"
 branch_labels = None
 depends_on = None
 
