@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 _STAGE = re.compile(r"^==> (cloning|building|uploading)\s*$")
-_STEP = re.compile(r"^STEP (\d+)/(\d+): (.*)$")
+# buildah prefixes the steps of a multi-stage build with the stage: "[2/3] STEP 1/4: …".
+_STEP = re.compile(r"^(?:\[(\d+)/(\d+)\] )?STEP (\d+)/(\d+): (.*)$")
 _CACHE = re.compile(r"Using cache\b")
 
 STAGES = ("queued", "cloning", "building", "uploading")
@@ -22,6 +23,7 @@ class Step:
     total: int
     text: str
     started: datetime
+    stage: str = ""  # "2/3" in a multi-stage build
     ended: datetime | None = None
     cached: bool = False
     line: int = 0  # 1-based line number in the log
@@ -78,8 +80,16 @@ def summarise(
         if step:
             if steps and steps[-1].ended is None:
                 steps[-1].ended = ts
+            stage_of = f"{step.group(1)}/{step.group(2)}" if step.group(1) else ""
             steps.append(
-                Step(int(step.group(1)), int(step.group(2)), step.group(3), ts, line=seq + 1)
+                Step(
+                    int(step.group(3)),
+                    int(step.group(4)),
+                    step.group(5),
+                    ts,
+                    stage=stage_of,
+                    line=seq + 1,
+                )
             )
             continue
         if _CACHE.search(text) and steps:

@@ -97,8 +97,8 @@ def search(session: Session, build_id: str, text: str, limit: int) -> list[Build
     )
 
 
-# Prefixes of the lines a summary reads; everything else stays in the database.
-SUMMARY_PATTERNS: Sequence[str] = ("==> %", "STEP %", "%Using cache%")
+# The lines a summary reads (SQL LIKE: only % is special here); the rest stays in the database.
+SUMMARY_PATTERNS: Sequence[str] = ("==> %", "STEP %", "[%] STEP %", "%Using cache%")
 
 
 def summary_lines(session: Session, build_id: str, limit: int = 5000) -> list[BuildLogLine]:

@@ -120,6 +120,8 @@
   }
 
   function updateRange() {
+    // The line-number column fits the largest number of this log.
+    view.style.setProperty("--ln-digits", String(Math.max(4, String(total).length)));
     const shown = lastShown >= firstShown ? (firstShown + 1).toLocaleString() + "–" + (lastShown + 1).toLocaleString() : "no lines";
     rangeLabel.textContent = total ? "lines " + shown + " of " + total.toLocaleString() : (concluded ? "the log is empty" : "waiting for the first line…");
     document.getElementById("log-prev").disabled = firstShown <= 0;
