@@ -10,7 +10,7 @@ import httpx
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from shipyard.web.pages import page
+from shipyard.web.pages import page, webhook_urls
 from shipyard.web.viewer import CurrentViewer
 
 router = APIRouter(include_in_schema=False)
@@ -28,56 +28,44 @@ async def api_get(
         )
 
 
-def _outcomes(value: Any) -> list[dict[str, str]]:
-    """Per-service outcomes as ``[{service, outcome, build}]`` from either a list of objects
-    or a mapping service -> outcome text."""
-    items: list[tuple[str, Any]] = []
-    if isinstance(value, dict):
-        items = list(value.items())
-    elif isinstance(value, list):
-        for entry in value:
-            if isinstance(entry, dict):
-                name = entry.get("service") or entry.get("serviceId") or entry.get("workload") or ""
-                items.append((str(name), entry))
-    out = []
-    for service, raw in items:
-        if isinstance(raw, dict):
-            text = raw.get("outcome") or raw.get("result") or raw.get("status") or ""
-            build = raw.get("buildId")
-            reason = raw.get("reason")
-            if not text and build:
-                text = f"started {build}"
-            elif not text and reason:
-                text = f"skipped: {reason}"
-        else:
-            text, build = str(raw), None
-        text = str(text)
-        if build is None and text.startswith("started "):
-            build = text.removeprefix("started ").strip() or None
-        out.append(
-            {
-                "service": service,
-                "outcome": text,
-                "build": str(build) if build else "",
-                "started": "yes" if build or text.startswith("started") else "",
-            }
-        )
-    return out
+def _outcome(entry: Any) -> dict[str, str]:
+    """One service's or job's outcome: ``{"entity", "id", "outcome": "started"|"skipped",
+    "buildId"?, "reason"?, "text"?}`` (the webhooks API), read leniently."""
+    if not isinstance(entry, dict):
+        return {"entity": "service", "name": "", "text": str(entry), "build": ""}
+    build = entry.get("buildId") or ""
+    text = entry.get("text")
+    if not text:
+        started = entry.get("outcome") == "started" or build
+        reason = entry.get("reason", "no reason given")
+        text = f"started {build}" if started else f"skipped: {reason}"
+    entity = "job" if entry.get("entity") == "job" else "service"
+    name = entry.get("id") or entry.get("service") or entry.get("serviceId") or ""
+    return {"entity": entity, "name": str(name), "text": str(text), "build": str(build)}
 
 
 def _delivery(raw: dict[str, Any]) -> dict[str, Any]:
+    results = raw.get("results", raw.get("outcomes")) or []
     return {
         "id": str(raw.get("id", "")),
         "provider": raw.get("provider", ""),
         "event": raw.get("event", ""),
+        "action": raw.get("action", ""),
         "repository": raw.get("repository", ""),
         "ref": raw.get("ref", ""),
+        "pull_request": raw.get("pullRequestId"),
         "before": raw.get("before", ""),
         "after": raw.get("after", ""),
-        "received": raw.get("receivedAt") or raw.get("received") or raw.get("createdAt"),
-        "outcomes": _outcomes(raw.get("outcomes", raw.get("services"))),
-        "message": raw.get("message") or raw.get("error") or "",
+        "received": raw.get("receivedAt") or raw.get("createdAt"),
+        "note": raw.get("note") or "",
+        "outcomes": [_outcome(e) for e in results] if isinstance(results, list) else [],
     }
+
+
+def _json(response: httpx.Response) -> Any:
+    if not response.headers.get("content-type", "").startswith("application/json"):
+        return {}
+    return response.json()
 
 
 @router.get("/ui/projects/{projectId}/deliveries", response_class=HTMLResponse)
@@ -93,11 +81,7 @@ async def deliveries(
     response = await api_get(
         request, viewer.session.token, f"/v1/projects/{projectId}/webhook/deliveries", params
     )
-    body: Any = (
-        response.json()
-        if response.headers.get("content-type", "").startswith("application/json")
-        else {}
-    )
+    body: Any = _json(response)
     error = body.get("error") if isinstance(body, dict) else None
     available = True
     items: list[dict[str, Any]] = []
@@ -115,6 +99,13 @@ async def deliveries(
         pagination = body.get("pagination") or {}
         if pagination.get("hasNextPage"):
             next_cursor = pagination.get("cursor")
+    # Whether the project has a webhook secret (GET …/webhook); unknown on older servers.
+    configured = None
+    if available and error is None:
+        hook = await api_get(request, viewer.session.token, f"/v1/projects/{projectId}/webhook", {})
+        data = _json(hook).get("data") if hook.status_code == 200 else None
+        if isinstance(data, dict):
+            configured = bool(data.get("configured"))
     return page(
         request,
         "deliveries.html",
@@ -125,4 +116,6 @@ async def deliveries(
         error=error,
         next_cursor=next_cursor,
         first_page=cursor is None,
+        configured=configured,
+        webhooks=webhook_urls(request, projectId),
     )

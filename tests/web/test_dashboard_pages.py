@@ -173,3 +173,59 @@ def test_docs_load_swagger_ui_from_shipyard_itself(settings: Settings) -> None:
         for asset in sources:
             assert browser.get(asset).status_code == 200, asset
         assert browser.get("/redoc").status_code == 404
+
+
+def test_deliveries_page_without_and_with_the_webhooks_endpoint(
+    settings: Settings, client: TestClient, factory: Factory
+) -> None:
+    project = factory.project("Demo")
+    assert settings.admin_token is not None
+    app = create_app(settings, lambda *_: NullExecutor())
+    with TestClient(app, follow_redirects=False) as browser:
+        _sign_in(browser, settings.admin_token.get_secret_value())
+        page = browser.get(f"/ui/projects/{project}/deliveries")
+        assert page.status_code == 200
+        assert "No deliveries yet" in page.text and "does not receive webhooks" in page.text
+
+        # The webhooks API's shape (GET …/webhook/deliveries), as that branch answers it.
+        def deliveries(projectId: str) -> dict[str, Any]:
+            return {
+                "data": {
+                    "deliveries": [
+                        {
+                            "id": "d-1",
+                            "provider": "github",
+                            "event": "push",
+                            "receivedAt": "2026-12-04T12:00:00.000Z",
+                            "state": "processed",
+                            "repository": "https://github.com/acme/shop",
+                            "ref": "refs/heads/main",
+                            "before": "a" * 40,
+                            "after": "b" * 40,
+                            "results": [
+                                {"entity": "service", "id": "web", "outcome": "started",
+                                 "buildId": "brave-ship-0001", "text": "started brave-ship-0001"},
+                                {"entity": "job", "id": "migrate", "outcome": "skipped",
+                                 "reason": "only docs/ changed", "text": "skipped: only docs/ changed"},
+                            ],
+                        }
+                    ]
+                },
+                "pagination": {"hasNextPage": False, "count": 1},
+            }  # fmt: skip
+
+        app.add_api_route("/v1/projects/{projectId}/webhook/deliveries", deliveries)
+        page = browser.get(f"/ui/projects/{project}/deliveries")
+        assert 'id="delivery-d-1"' in page.text
+        assert f"/ui/projects/{project}/services/web/builds/brave-ship-0001" in page.text
+        assert "skipped: only docs/ changed" in page.text
+        assert "bbbbbbbb" in page.text
+
+
+def test_trigger_column_reads_the_builds_trigger() -> None:
+    from shipyard.web.formatting import trigger_of
+
+    assert trigger_of({})["label"] == "API"
+    assert trigger_of({"trigger": {"type": "api"}})["label"] == "API"
+    hook = trigger_of({"trigger": {"type": "webhook", "deliveryId": "d-1", "provider": "gitea"}})
+    assert hook == {"type": "webhook", "label": "webhook · gitea", "delivery": "d-1"}
