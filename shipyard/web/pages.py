@@ -69,8 +69,10 @@ def _signin_page(request: Request, error: str | None, status: int = 200) -> HTML
     return response
 
 
-@router.get("/signin", response_class=HTMLResponse)
-def signin_form(request: Request, reason: str | None = None) -> HTMLResponse:
+@router.get("/signin", response_model=None)
+def signin_form(request: Request, state: State, reason: str | None = None) -> Response:
+    if reason is None and web_session.from_request(state.box, request) is not None:
+        return RedirectResponse("/", status_code=303)  # already signed in
     return _signin_page(request, reason)
 
 
