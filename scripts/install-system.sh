@@ -21,6 +21,9 @@ command -v nsenter >/dev/null || need+=(util-linux)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 # The CLI tests drive `--follow` on a real terminal.
 command -v tmux >/dev/null || need+=(tmux)
+# The dashboard's browser tests: headless Chromium and its WebDriver, from Debian.
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

@@ -30,6 +30,7 @@ from shipyard.api.routers import (
     pull_credentials,
     registry,
     repository,
+    rerun,
     supply,
     tokens,
     uploads,
@@ -45,6 +46,7 @@ from shipyard.registryauth import RegistryAuth
 from shipyard.settings import Settings
 from shipyard.store.crypto import SecretBox
 from shipyard.store.db import make_engine, make_sessionmaker, migrate
+from shipyard.web.install import install as install_dashboard
 
 ExecutorFactory = Callable[[Settings, sessionmaker[Session], SecretBox], Executor]
 
@@ -83,6 +85,9 @@ def create_app(
         version=__version__,
         description="Self-hosted container builds behind Northflank's v1 build API.",
         lifespan=lifespan,
+        # /docs is the dashboard's, from local assets (FastAPI's loads Swagger UI from a CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.shipyard = AppState(
         settings=settings,
@@ -99,6 +104,7 @@ def create_app(
         workloads,
         workload_edit,
         builds,
+        rerun,
         logs,
         build_arguments,
         build_metrics,
@@ -117,6 +123,7 @@ def create_app(
         supply,
     ):
         app.include_router(module.router)
+    install_dashboard(app)
     app.add_middleware(LimitBody)
     app.add_middleware(NormalisePath)
     _publish_body_as_any_of(app)
