@@ -328,6 +328,8 @@ def fetch_via_mirror(
             )  # fmt: skip
             _checkout(checkout, fetcher, mirror, sha, limits=limits,
                       self_contained=include_git_folder or full_clone)  # fmt: skip
+            # Committer time: the image's ``created`` and buildah's ``--timestamp``.
+            rc, out = git.output("show", "-s", "--format=%ct", sha)
             fetcher.gc()
         if full_clone and (dest / ".git" / "shallow").exists():
             git.log("Fetching the whole history (fullGitClone)")
@@ -337,7 +339,9 @@ def fetch_via_mirror(
             if done.returncode != 0:
                 raise SourceError("could not fetch the whole history of the commit (fullGitClone)")
     git.log(f"Checked out {sha}")
-    return FetchedSource(sha=sha, branch=branch, path=dest)
+    when = out.strip().splitlines()[-1] if rc == 0 and out.strip() else ""
+    commit_time = int(when) if when.isdigit() else None
+    return FetchedSource(sha=sha, branch=branch, path=dest, commit_time=commit_time)
 
 
 def _resolve(
