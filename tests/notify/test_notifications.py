@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from shipyard.notify.signing import verify
 from shipyard.settings import Settings, prepare
 from tests.conftest import Factory
 from tests.helpers.receiver import receiver, wait_for
+from tests.store.test_postgres import pg_url  # noqa: F401 (fixture)
 
 
 def _settings(tmp_path: Path, **extra: Any) -> Settings:
@@ -25,9 +27,13 @@ def _settings(tmp_path: Path, **extra: Any) -> Settings:
                             notify_backoff_s=0.05, notify_poll_s=0.05, **extra))  # fmt: skip
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = _settings(tmp_path, notify_allow_private_urls=True)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """On SQLite and on a scratch PostgreSQL database."""
+    database = (
+        {"database_url": request.getfixturevalue("pg_url")} if request.param != "sqlite" else {}
+    )
+    settings = _settings(tmp_path, notify_allow_private_urls=True, **database)
     with TestClient(create_app(settings, lambda *_: NullExecutor())) as c:
         assert settings.admin_token is not None
         c.headers["Authorization"] = f"Bearer {settings.admin_token.get_secret_value()}"
@@ -45,7 +51,7 @@ def _deliveries(factory: Factory, project: str, state: str) -> list[Any]:
 
 
 def test_signed_notification_per_concluded_build_with_retries(factory: Factory) -> None:
-    project = factory.project("Notified")
+    project = factory.project(f"Notified {uuid.uuid4().hex[:8]}")
     web = factory.workload(project, "services/combined", "web")
     with receiver(answers=[500]) as rx:
         endpoint = factory.ok("POST", f"/v1/projects/{project}/notifications",
