@@ -248,6 +248,10 @@ def test_bad_or_missing_signature_is_401_and_records_nothing(
         'shipyard_webhook_rejected_total{provider="github",reason="bad-signature"} 2.0' in metrics
     )
     assert 'shipyard_webhook_rejected_total{provider="github",reason="unsigned"} 1.0' in metrics
+    # An unknown project answers like a project without a secret (no existence oracle).
+    r = hooks.client.post("/v1/webhooks/github/no-such-project", content=body,
+                          headers={"Authorization": "", **wp.github_headers("push", body, "x")})  # fmt: skip
+    assert r.status_code == 401 and "no webhook secret" in r.json()["error"]["message"]
     # GitLab and Gitea too.
     gl = wp.encode(wp.gitlab_push(hooks.up.url, "refs/heads/main", before, after, "x"))
     assert hooks.send("gitlab", wp.gitlab_headers("Push Hook", "nope"), gl).status_code == 401
