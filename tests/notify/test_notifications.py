@@ -14,9 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shipyard.api.app import create_app
+from shipyard.builds.status import BuildStatus
 from shipyard.executors.base import NullExecutor
 from shipyard.notify.signing import verify
 from shipyard.settings import Settings, prepare
+from shipyard.store import builds as build_store
 from tests.conftest import Factory
 from tests.helpers.receiver import receiver, wait_for
 from tests.store.test_postgres import pg_url  # noqa: F401 (fixture)
@@ -92,3 +94,28 @@ def test_private_addresses_refused_unless_allowed(tmp_path: Path) -> None:
                 f"/v1/projects/{project}/notifications", json={"url": "http://127.0.0.1/x"}
             ).json()["error"]["message"]
         )
+
+
+def test_on_start_sends_started_then_concluded(factory: Factory) -> None:
+    project = factory.project(f"Started {uuid.uuid4().hex[:8]}")
+    web = factory.workload(project, "services/combined", "web")
+    with receiver() as rx:
+        endpoint = factory.ok("POST", f"/v1/projects/{project}/notifications",
+                              json={"url": rx.url, "onStart": True})  # fmt: skip
+        build = factory.ok("POST", f"/v1/projects/{project}/services/{web}/build", json={})
+        # A worker claims the build (it starts), then concludes it: the executor's own writes.
+        state = factory.client.app.state.shipyard  # type: ignore[attr-defined]
+        with state.sessions() as session:
+            attempt = build_store.claim(session, build["id"], "test-worker")
+            session.commit()
+        assert attempt is not None
+        wait_for(rx, 1)
+        with state.sessions() as session:
+            build_store.conclude(session, build["id"], attempt, BuildStatus.SUCCESS, "done")
+            session.commit()
+        requests = wait_for(rx, 2)
+        events = [json.loads(r.body)["event"] for r in requests]
+        assert events == ["build.started", "build.concluded"]
+        for request in requests:
+            assert verify(endpoint["secret"], request.body,
+                          request.headers["x-shipyard-signature-256"])  # fmt: skip
