@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -82,6 +82,7 @@ def show_build(build: Build, output: Output) -> None:
         ("image", build.registry_uri),
         ("message", build.message),
         ("created", build.created_at.isoformat()),
+        ("trigger", _trigger(build.trigger)),
     )
     for key, value in rows:
         if value:
@@ -89,6 +90,13 @@ def show_build(build: Build, output: Output) -> None:
                 Text(key, style="bold"), value if isinstance(value, Text) else text(value)
             )
     stdout.print(table)
+
+
+def _trigger(trigger: Mapping[str, Any]) -> str:
+    if trigger.get("type") != "webhook":
+        return str(trigger.get("type", "api"))
+    provider, event = trigger.get("provider"), trigger.get("event")
+    return f"webhook ({provider} {event}, delivery {trigger.get('deliveryId')})"
 
 
 def show_builds(builds: Iterable[Build], output: Output) -> None:

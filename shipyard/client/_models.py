@@ -138,6 +138,13 @@ class Build:
         )
 
     @property
+    def trigger(self) -> Mapping[str, Any]:
+        """What started the build: ``{"type": "webhook", "deliveryId", "provider", "event"}``
+        or ``{"type": "api"}``."""
+        value = self.raw.get("trigger")
+        return value if isinstance(value, Mapping) else {"type": "api"}
+
+    @property
     def ref(self) -> BuildRef:
         """Raises ``ValueError`` for a build made with ``from_api`` without its owner."""
         if self.project_id is None:

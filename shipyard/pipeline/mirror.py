@@ -226,16 +226,18 @@ class MirrorFetcher(_Fetcher):
 
     def update_all(self) -> dict[str, str]:
         """Fetch every branch and pull request head (``--prune``: deleted ones go); returns
-        {ref: sha} of the mirror's branch and PR refs. Refs new to an empty mirror come at
-        depth 1 (tips only)."""
-        empty = not self.has_any_ref()
+        {ref: sha} of the mirror's branch and PR refs.
+
+        Tips only (``--depth 1``): a repository with thousands of PR refs must not be cloned
+        whole by a listing, and a new branch fetched without depth brings all of its history
+        the mirror lacks. Objects the mirror has are still not sent (its refs are "haves");
+        a walk or merge base that needs more history deepens the ref it reads."""
         refspecs = [
             "+refs/heads/*:refs/heads/*",
             "+refs/pull/*/head:refs/pull/*/head",
             "+refs/merge-requests/*/head:refs/merge-requests/*/head",
         ]
-        options = ("--prune", *(("--depth", "1") if empty else ()))
-        completed = self.fetch_into(*options, refspecs=refspecs)
+        completed = self.fetch_into("--prune", "--depth", "1", refspecs=refspecs)
         if completed.returncode != 0:
             raise SourceError(
                 f"could not read from repository {self.public_url}: {_detail(completed.tail)}"
@@ -474,7 +476,7 @@ def push_diff(
         base: str | None = None
         basis = f"{before[:12]}..{after[:12]}"
         if before == ZERO_SHA:
-            base = _merge_base(fetcher, after, base_branch)
+            base = _merge_base(fetcher, after, target, base_branch)
             basis = (f"new ref: merge base {base[:12]} with '{base_branch}'" if base
                          else "new ref without a merge base: every path counts")  # fmt: skip
         elif is_valid_sha(before):
@@ -498,7 +500,12 @@ def _message(git: _Git, sha: str) -> str:
     return "\n".join(lines) if completed.returncode == 0 else ""
 
 
-def _merge_base(fetcher: MirrorFetcher, after: str, base_branch: str | None) -> str | None:
+def _merge_base(
+    fetcher: MirrorFetcher, after: str, pushed: _Ref, base_branch: str | None
+) -> str | None:
+    """The merge base of ``after`` (the tip of ``pushed``) with ``base_branch``, deepening
+    both in the mirror (shallow tips hide their parents) until one is found or the depths
+    run out."""
     if not base_branch:
         return None
     ref = _Ref(f"refs/heads/{base_branch}", f"branch '{base_branch}'", "missing")
@@ -506,10 +513,11 @@ def _merge_base(fetcher: MirrorFetcher, after: str, base_branch: str | None) -> 
         tip = fetcher.fetch_ref(ref, depth=50)
     except SourceError:
         return None
-    for deepen in (0, 200, 1000):
+    for deepen in (0, 50, 200, 1000):
         if deepen:
             try:
                 fetcher._deepen(ref, deepen)
+                fetcher._deepen(pushed, deepen)
             except SourceError:
                 return None
         rc, out = fetcher.git.output("merge-base", tip, after)

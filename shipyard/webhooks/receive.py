@@ -30,10 +30,9 @@ from shipyard.pipeline.errors import PipelineError
 from shipyard.pipeline.mirror import MirrorStore, normalise_url, push_diff
 from shipyard.pipeline.remote_policy import check_remote
 from shipyard.store import builds as build_store
-from shipyard.store import projects as project_store
 from shipyard.store import webhooks as webhook_store
 from shipyard.store.crypto import SecretBox
-from shipyard.store.models import Build, WebhookDelivery, Workload
+from shipyard.store.models import Build, Project, WebhookDelivery, Workload
 from shipyard.webhooks import rules, secret
 from shipyard.webhooks.events import (
     ZERO_SHA,
@@ -86,13 +85,16 @@ def receive(
     body: bytes,
     submit: Callable[[str], None],
 ) -> Received:
-    """Raises ``NotFound`` (no such project), ``Rejected`` (401), ``BadPayload`` (400)."""
+    """Raises ``Rejected`` (401) and ``BadPayload`` (400). An unknown project gets the same
+    401 as a project without a secret: the unauthenticated endpoint is no oracle of which
+    projects exist."""
     with sessions() as session:
-        project_store.get(session, project_id)
-        expected = secret.current(session, settings.box, project_id)
+        known = session.get(Project, project_id) is not None
+        expected = secret.current(session, settings.box, project_id) if known else None
     if expected is None:
-        raise Rejected("this project has no webhook secret (POST …/webhook creates one)",
-                       "no-secret")  # fmt: skip
+        raise Rejected("no webhook secret is configured for this project (POST "
+                       "/v1/projects/{p}/webhook creates one)",
+                       "no-secret" if known else "unknown-project")  # fmt: skip
     if not verify(provider, headers, body, expected):
         if missing_proof(provider, headers):
             raise Rejected("the delivery is not signed", "unsigned")

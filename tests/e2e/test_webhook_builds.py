@@ -93,6 +93,15 @@ class Project:
         assert entry["outcome"] == "started", entry
         return str(entry["buildId"])
 
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(BIN / "shipyard"), *args],
+            env={"SHIPYARD_URL": self.live.url, "SHIPYARD_TOKEN": self.live.token,
+                 "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return done.stdout
+
     def wait(self, service: str, build_id: str) -> Any:
         return self.live.wait(f"/v1/projects/{self.id}/services/{service}/build/{build_id}",
                               timeout=300)  # fmt: skip
@@ -123,6 +132,8 @@ def test_acceptance(project: Project, notified: Receiver) -> None:
     build = p.wait(web, build_id)
     assert build["status"] == "SUCCESS" and build["sha"] == v2, build
     assert build["trigger"]["type"] == "webhook" and build["trigger"]["deliveryId"] == data["id"]
+    shown = p.cli("get", "service", "build", "-p", p.id, "-s", web, "-b", build_id)
+    assert f"webhook (github push, delivery {data['id']})" in shown
     concluded.append(build_id)
 
     # 2. Only ignored paths: skipped with the reason, nothing started.
@@ -178,12 +189,8 @@ def test_acceptance(project: Project, notified: Receiver) -> None:
         web: "skipped: pull requests build only build services (this is a combined service)",
     }
     assert [d["provider"] for d in listed] == ["gitea", "gitlab", "github", "github", "github"]
-    cli = subprocess.run(
-        [str(BIN / "shipyard"), "deliveries", "-p", p.id, "-o", "json"],
-        env={"SHIPYARD_URL": p.live.url, "SHIPYARD_TOKEN": p.live.token, "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    rows = [json.loads(line) for line in cli.stdout.splitlines()]
+    cli = p.cli("deliveries", "-p", p.id, "-o", "json")
+    rows = [json.loads(line) for line in cli.splitlines()]
     assert [r["id"] for r in rows] == [d["id"] for d in listed]
 
     # 8. The loopback receiver got one correctly signed notification per concluded build.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shipyard.api.app import create_app
+from shipyard.builds.status import BuildStatus
 from shipyard.executors.base import NullExecutor
 from shipyard.notify.signing import verify
 from shipyard.settings import Settings, prepare
+from shipyard.store import builds as build_store
 from tests.conftest import Factory
 from tests.helpers.receiver import receiver, wait_for
+from tests.store.test_postgres import pg_url  # noqa: F401 (fixture)
 
 
 def _settings(tmp_path: Path, **extra: Any) -> Settings:
@@ -25,9 +29,13 @@ def _settings(tmp_path: Path, **extra: Any) -> Settings:
                             notify_backoff_s=0.05, notify_poll_s=0.05, **extra))  # fmt: skip
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = _settings(tmp_path, notify_allow_private_urls=True)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """On SQLite and on a scratch PostgreSQL database."""
+    database = (
+        {"database_url": request.getfixturevalue("pg_url")} if request.param != "sqlite" else {}
+    )
+    settings = _settings(tmp_path, notify_allow_private_urls=True, **database)
     with TestClient(create_app(settings, lambda *_: NullExecutor())) as c:
         assert settings.admin_token is not None
         c.headers["Authorization"] = f"Bearer {settings.admin_token.get_secret_value()}"
@@ -45,7 +53,7 @@ def _deliveries(factory: Factory, project: str, state: str) -> list[Any]:
 
 
 def test_signed_notification_per_concluded_build_with_retries(factory: Factory) -> None:
-    project = factory.project("Notified")
+    project = factory.project(f"Notified {uuid.uuid4().hex[:8]}")
     web = factory.workload(project, "services/combined", "web")
     with receiver(answers=[500]) as rx:
         endpoint = factory.ok("POST", f"/v1/projects/{project}/notifications",
@@ -86,3 +94,28 @@ def test_private_addresses_refused_unless_allowed(tmp_path: Path) -> None:
                 f"/v1/projects/{project}/notifications", json={"url": "http://127.0.0.1/x"}
             ).json()["error"]["message"]
         )
+
+
+def test_on_start_sends_started_then_concluded(factory: Factory) -> None:
+    project = factory.project(f"Started {uuid.uuid4().hex[:8]}")
+    web = factory.workload(project, "services/combined", "web")
+    with receiver() as rx:
+        endpoint = factory.ok("POST", f"/v1/projects/{project}/notifications",
+                              json={"url": rx.url, "onStart": True})  # fmt: skip
+        build = factory.ok("POST", f"/v1/projects/{project}/services/{web}/build", json={})
+        # A worker claims the build (it starts), then concludes it: the executor's own writes.
+        state = factory.client.app.state.shipyard  # type: ignore[attr-defined]
+        with state.sessions() as session:
+            attempt = build_store.claim(session, build["id"], "test-worker")
+            session.commit()
+        assert attempt is not None
+        wait_for(rx, 1)
+        with state.sessions() as session:
+            build_store.conclude(session, build["id"], attempt, BuildStatus.SUCCESS, "done")
+            session.commit()
+        requests = wait_for(rx, 2)
+        events = [json.loads(r.body)["event"] for r in requests]
+        assert events == ["build.started", "build.concluded"]
+        for request in requests:
+            assert verify(endpoint["secret"], request.body,
+                          request.headers["x-shipyard-signature-256"])  # fmt: skip

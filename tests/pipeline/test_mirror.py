@@ -189,3 +189,14 @@ def test_full_clone_has_the_whole_history(repo: SampleRepo, fetch: Fetch) -> Non
     assert not (got.path / ".git" / "shallow").exists()
     assert _git(got.path, "rev-list", "--count", "HEAD") == "5"
     _git(got.path, "fsck", "--no-dangling")
+
+
+def test_walks_deepen_past_tips_a_listing_left_shallow(
+    repo: SampleRepo, fetch: Fetch, tmp_path: Path
+) -> None:
+    refs = read_refs_via_mirror(repo.url, fetch.mirror, timeout_s=60,
+                                allowed_local_roots=(tmp_path,))  # fmt: skip
+    assert refs["refs/heads/long"] == repo.shas["long-tip"]
+    rules = PathRules(("docs/**",), False)
+    assert fetch(repo.url, branch="long", rules=rules).sha == repo.shas["c2"]
+    assert fetch(repo.url, branch="merged", rules=rules).sha == repo.shas["merge"]

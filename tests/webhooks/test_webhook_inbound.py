@@ -4,6 +4,7 @@ upstream, with deliveries shaped like each provider's documented payloads and he
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,20 +12,28 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from shipyard.api.app import create_app
 from shipyard.executors.base import NullExecutor
 from shipyard.settings import Settings, prepare
+from shipyard.store.models import ProjectWebhook
 from tests.conftest import Factory
 from tests.helpers import webhook_payloads as wp
 from tests.helpers.upstream import Upstream
+from tests.store.test_postgres import pg_url  # noqa: F401 (fixture)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return prepare(
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Every test on SQLite and on a scratch PostgreSQL database."""
+    database_url = None
+    if request.param == "postgresql":
+        database_url = request.getfixturevalue("pg_url")
+    yield prepare(
         Settings(
             data_dir=tmp_path / "data",
+            database_url=database_url,
             admin_token=None,
             secret_key=None,
             allowed_local_roots=[tmp_path],
@@ -55,7 +64,8 @@ class Hooks:
         self.client = client
         self.factory = factory
         self.up = upstream
-        self.project = factory.project("Hooks")
+        # Unique: the PostgreSQL database is shared by the module's tests.
+        self.project = factory.project(f"Hooks {uuid.uuid4().hex[:8]}")
         self.secret = factory.ok("POST", f"/v1/projects/{self.project}/webhook")["secret"]
 
     def service(self, kind: str, name: str, branch: str | None = "main", **extra: Any) -> str:
@@ -105,9 +115,11 @@ def test_secret_is_shown_once_and_rotation_invalidates_it(hooks: Hooks) -> None:
     assert hooks.secret != old
     body = wp.encode(wp.github_push(hooks.up.url, "refs/heads/main", wp.ZERO, "a" * 40, "x"))
     assert hooks.send("github", wp.github_headers("push", body, old), body).status_code == 401
-    # The secret is sealed: not in the database file in clear.
-    db = (hooks.factory.client.app.state.shipyard.settings.data_dir / "shipyard.db").read_bytes()  # type: ignore[attr-defined]
-    assert hooks.secret.encode() not in db
+    # The secret is sealed: not in the database in clear.
+    state = hooks.factory.client.app.state.shipyard  # type: ignore[attr-defined]
+    with state.sessions() as session:
+        stored = session.scalars(select(ProjectWebhook.secret_enc)).all()
+    assert stored and all(hooks.secret.encode() not in row for row in stored)
 
 
 def test_push_to_main_builds_the_combined_service(hooks: Hooks) -> None:
@@ -236,6 +248,10 @@ def test_bad_or_missing_signature_is_401_and_records_nothing(
         'shipyard_webhook_rejected_total{provider="github",reason="bad-signature"} 2.0' in metrics
     )
     assert 'shipyard_webhook_rejected_total{provider="github",reason="unsigned"} 1.0' in metrics
+    # An unknown project answers like a project without a secret (no existence oracle).
+    r = hooks.client.post("/v1/webhooks/github/no-such-project", content=body,
+                          headers={"Authorization": "", **wp.github_headers("push", body, "x")})  # fmt: skip
+    assert r.status_code == 401 and "no webhook secret" in r.json()["error"]["message"]
     # GitLab and Gitea too.
     gl = wp.encode(wp.gitlab_push(hooks.up.url, "refs/heads/main", before, after, "x"))
     assert hooks.send("gitlab", wp.gitlab_headers("Push Hook", "nope"), gl).status_code == 401
