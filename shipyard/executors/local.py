@@ -280,9 +280,10 @@ class LocalExecutor:
                 target=self._execute, args=(run,), name=f"build-{build_id}", daemon=True
             )
             with self._lock:
+                # Started under the lock: a drain that sees the run can join its thread.
                 self._running[build_id] = run
+                run.thread.start()
             free -= 1
-            run.thread.start()
 
     def _execute(self, run: _Running) -> None:
         try:
