@@ -254,8 +254,14 @@ class LocalExecutor:
         self._sweep_leases()
 
     def _sweep_leases(self) -> None:
+        with self._lock:
+            # Ours and visibly alive: a lease that ran out while the database was busy (its
+            # renewals waited) says nothing about them.
+            alive = {(r.build_id, r.attempt) for r in self._running.values() if r.alive}
         with self._sessions() as session:
             for build in build_store.expired_leases(session, self._lease):
+                if (build.id, build.attempt) in alive:
+                    continue
                 build_store.conclude(
                     session, build.id, build.attempt, BuildStatus.CRASHED, LEASE_MESSAGE
                 )

@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Expires build logs (shipyard/gc/log_retention.py); returns how many lines went. None: the
-# report says logs were left alone.
-LogRetention = Callable[[], int]
+# Expires build logs (shipyard/gc/log_retention.py) or, on a dry run, says what would go;
+# returns the report's sentence. None: the report says logs were left alone.
+LogRetention = Callable[[bool], str]
 
 
 @dataclass
@@ -403,10 +403,7 @@ class GarbageCollector:
         if self._log_retention is None:
             report.logs = "build logs are not expired: no log retention is configured"
             return
-        if dry_run:
-            report.logs = "build logs past their retention would be expired"
-            return
-        report.logs = f"{self._log_retention()} expired log lines removed"
+        report.logs = self._log_retention(dry_run)
 
 
 class Schedule(Generic[T]):

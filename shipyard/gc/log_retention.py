@@ -76,9 +76,12 @@ class LogRetention:
         self._sessions = sessions
         self.policy = policy
 
-    def __call__(self) -> int:
-        """The garbage collector's hook: expire now, return the lines removed."""
-        return self.run().lines
+    def __call__(self, dry_run: bool) -> str:
+        """The garbage collector's hook (``shipyard gc``): its report's sentence."""
+        r = self.run(dry_run=dry_run)
+        if dry_run:
+            return f"the logs of {len(r.builds)} build(s) would be removed ({r.bytes} bytes)"
+        return f"the logs of {len(r.builds)} build(s) removed ({r.lines} lines, {r.bytes} bytes)"
 
     def run(self, *, dry_run: bool = False, now: datetime | None = None) -> LogReport:
         now = now or datetime.now(UTC)

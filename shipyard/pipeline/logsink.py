@@ -20,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.pipeline.redact import Redactor
 from shipyard.store import logs as log_store
 from shipyard.store.ballast import is_disk_full
+from shipyard.store.write_gate import WriteGateTimeout
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ MAX_LINE_CHARS = 8192
 MAX_PENDING = 200_000
 MAX_PENDING_BYTES = 32 << 20
 RETRY_MAX_S = 1.0
+# A database busy with another writer (not failing) holds a build's log this long at most.
+BUSY_FAIL_AFTER_S = 60.0
 # Shipyard's own lines (``==> stage``) stored after the cap, at most.
 MAX_LINES_AFTER_CAP = 32
 
@@ -52,6 +56,14 @@ class LogLimits:
 
     max_lines: int = 100_000
     max_bytes: int = 64 * 1024 * 1024
+
+
+def is_busy(exc: BaseException) -> bool:
+    """The database is working but another writer holds it (SQLite's one writer, a pool
+    exhausted for a moment), as opposed to failing (disk full, connection lost)."""
+    if isinstance(exc, WriteGateTimeout | PoolTimeout):
+        return True
+    return "database is locked" in str(getattr(exc, "orig", None) or exc).lower()
 
 
 def store_failure_message(exc: BaseException, seconds: float) -> str:
@@ -97,6 +109,7 @@ class BuildLog:
         self._drained.set()
         self._give_up = threading.Event()  # close() ran out of time: stop retrying
         self._failing_since: float | None = None
+        self._busy_since: float | None = None  # the database was busy with other writes
         self.failure: str | None = None  # set once: the store failed for fail_after_s
         with sessions() as session:
             self._seq = log_store.next_seq(session, build_id)
@@ -178,11 +191,21 @@ class BuildLog:
                     session.commit()
             except Exception as exc:
                 now = time.monotonic()
-                if self._failing_since is None:
-                    self._failing_since = now
-                    log.warning("storing the log of %s failed: %s", self._build_id, exc)
-                if self.failure is None and now - self._failing_since >= self._fail_after_s:
-                    self.failure = store_failure_message(exc, self._fail_after_s)
+                if is_busy(exc):
+                    # Another writer holds the database (a large delete, a backup): the store
+                    # works, it is only slow. Lines wait in memory; the build fails only if
+                    # that lasts BUSY_FAIL_AFTER_S.
+                    if self._busy_since is None:
+                        self._busy_since = now
+                        log.warning("storing the log of %s waits: %s", self._build_id, exc)
+                    since, limit = self._busy_since, max(self._fail_after_s, BUSY_FAIL_AFTER_S)
+                else:
+                    if self._failing_since is None:
+                        self._failing_since = now
+                        log.warning("storing the log of %s failed: %s", self._build_id, exc)
+                    since, limit = self._failing_since, self._fail_after_s
+                if self.failure is None and now - since >= limit:
+                    self.failure = store_failure_message(exc, limit)
                     if self._on_failure is not None:
                         self._on_failure(self.failure)
                 if self._give_up.is_set():
@@ -191,7 +214,7 @@ class BuildLog:
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
             self._seq += len(batch)
-            self._failing_since = None
+            self._failing_since = self._busy_since = None
             return
 
     def _run(self) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from bench.mixload import run_mix
 from shipyard.pipeline.builder import unmount_under
-from tests.faults.helpers import GIT_ENV, create_service
+from tests.faults.helpers import GIT_ENV, create_service, start_build
 from tests.helpers.images import BUSYBOX_IMAGE
 from tests.helpers.live import (
     LiveServer,
@@ -94,6 +94,10 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     proc, live = start_server(data, SHIPYARD_MAX_CONCURRENT_BUILDS="2", SHIPYARD_LEASE_S="15")
     try:
         service = create_service(live, repo, name="load")
+        # One build first: the project's sandbox (user, disk, base image import) is ready
+        # before the load, so builds during it take seconds.
+        warm = start_build(live, service)
+        assert live.wait(f"{service}/build/{warm}", timeout=300)["status"] == "SUCCESS"
         tokens = [stored_token(data), live.token]
         yield Loaded(live, service, tokens, data / "shipyard.db")
     finally:
@@ -119,15 +123,18 @@ def test_sqlite_holds_concurrent_clients_while_builds_run(loaded: Loaded, client
     )
     summary = result.summary()
     print(f"\n{clients} clients x {SECONDS:g} s: {json.dumps(summary)}")
-    # Let the builds that ran during the load write their outcome.
-    time.sleep(3)
-    statuses = build_statuses(loaded.database)
+    # Builds ran during the load: one more has succeeded by now or does soon.
+    deadline = time.monotonic() + 90
+    while (statuses := build_statuses(loaded.database)).get("SUCCESS", 0) <= before.get(
+        "SUCCESS", 0
+    ) and time.monotonic() < deadline:
+        time.sleep(1)
     print(f"builds: {statuses}")
     assert result.server_errors == 0, summary
     assert result.requests > clients, summary
     assert result.started, summary
     assert set(statuses) <= RUNNING | {"SUCCESS"}, statuses
-    # Builds ran to the end during the load: the executor was not starved either.
+    # Builds ran to the end: the executor was not starved either.
     assert statuses.get("SUCCESS", 0) > before.get("SUCCESS", 0), statuses
     log = loaded.live.log_path.read_text(errors="replace")
     assert "QueuePool limit" not in log

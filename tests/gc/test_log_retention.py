@@ -188,3 +188,14 @@ def test_older_sqlite_file_stops_growing(settings: Settings, tmp_path: Path) -> 
     full, expired, refilled = _fill_and_expire(settings, f"sqlite:///{path}")
     print(f"older database (no auto-vacuum): {full} → {expired} → {refilled} bytes")
     assert refilled <= full * 1.1  # the freed pages took the new lines
+
+
+def test_the_garbage_collectors_hook_reports_what_went(
+    factory: Factory, targets: dict[str, str]
+) -> None:
+    """``shipyard gc`` runs retention too; its report's ``logs`` says what (would) go."""
+    _build(factory, targets, lines=10, concluded_days_ago=400)
+    retention = LogRetention(_sessions(factory.client), LogPolicy(days=30, max_bytes=0))
+    assert retention(True) == "the logs of 1 build(s) would be removed (410 bytes)"
+    assert retention(False) == "the logs of 1 build(s) removed (10 lines, 410 bytes)"
+    assert retention(False) == "the logs of 0 build(s) removed (0 lines, 0 bytes)"

@@ -6,12 +6,14 @@ cannot carry output past the cap."""
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from pytest import MonkeyPatch
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.pipeline.logsink import MAX_LINES_AFTER_CAP, BuildLog, LogLimits
 from shipyard.pipeline.redact import Redactor
-from shipyard.store.models import BuildLogLine
+from shipyard.store import db
+from shipyard.store.models import Build, BuildLogLine
 from tests.conftest import Factory
 
 
@@ -45,3 +47,28 @@ def test_a_flood_is_stored_up_to_the_cap_then_marked(
         "the build goes on, its further output is not stored"
     )
     assert len(lines) == 150_001 + MAX_LINES_AFTER_CAP
+
+
+def test_a_database_busy_with_another_writer_is_waited_for_not_failed(
+    client: TestClient, factory: Factory, targets: dict[str, str], monkeypatch: MonkeyPatch
+) -> None:
+    """A long write elsewhere (deleting a large service's logs takes seconds on SQLite)
+    holds the database longer than the log store's failure limit: the build's lines wait in
+    memory and are stored after it; the build is not failed for it."""
+    sessions: sessionmaker[Session] = client.app.state.shipyard.sessions  # type: ignore[attr-defined]
+    path = f"/v1/projects/{targets['project']}/services/{targets['build']}/build"
+    build_id = str(factory.ok("POST", path, json={"branch": "main"})["id"])
+    monkeypatch.setattr(db, "WORKER_WAIT_S", 0.2)
+    worker = db.worker_sessions(sessions)
+    failures: list[str] = []
+    sink = BuildLog(worker, build_id, 1, Redactor([]), fail_after_s=0.5, on_failure=failures.append)
+    with sessions() as hog:  # an API transaction holding SQLite's writer for 2 s
+        hog.execute(update(Build).where(Build.id == build_id).values(message="busy"))
+        for i in range(50):
+            sink(f"line {i}")
+        sink.flush(timeout_s=2)
+        hog.commit()
+    sink.close(timeout_s=30)
+    worker.kw["bind"].dispose()
+    assert failures == [] and sink.failure is None
+    assert _stored(sessions, build_id) == [f"line {i}" for i in range(50)]
