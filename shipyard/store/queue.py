@@ -53,7 +53,11 @@ def snapshot(
             Workload.entity.label("entity"),
         )
         .join(Workload, Workload.id == Build.workload_id)
-        .where(Build.concluded.is_(False), Build.status == BuildStatus.QUEUED)
+        .where(
+            Build.concluded.is_(False),
+            Build.status == BuildStatus.QUEUED,
+            Build.abort_requested.is_(False),  # never claimed; whoever aborts concludes it
+        )
     )
     if per_service is not None:
         rank = (

@@ -220,3 +220,33 @@ def test_a_long_queue_of_one_service_writes_one_line_per_build(api: TestClient) 
     for build_id in ids[1:]:
         (line,) = notices(sessions, build_id)
         assert re.fullmatch(r"Queued: position \d of \d; service one is already building \S+", line)
+
+
+def test_fleet_metrics_and_worker_list(api: TestClient) -> None:
+    """The database side of /metrics and GET /v1/workers, on both databases."""
+    from shipyard.store import workers as worker_store
+
+    sessions, q = sessions_of(api), Queue(api)
+    a1, _ = q.build("alpha", "one"), q.build("alpha", "one")
+    (claim,) = eager(sessions, Limits(global_max=2)).dispatch("w-1", 2)
+    with sessions() as session:
+        worker_store.register(session, "w-1", "host", 7, 2)
+        session.commit()
+    text = api.get("/metrics").text
+    assert 'shipyard_queue_depth{project="alpha"} 1.0' in text
+    assert 'shipyard_worker_running_builds{worker="w-1"} 1.0' in text
+    assert 'shipyard_worker_up{hostname="host",worker="w-1"} 1.0' in text
+    assert f'shipyard_build_heartbeat_age_seconds{{build_id="{a1}",worker="w-1"}}' in text
+    (worker,) = api.get("/v1/workers").json()["data"]["workers"]
+    assert worker["id"] == "w-1" and worker["alive"] and worker["builds"] == [claim.build_id]
+
+
+def test_a_queued_build_with_an_abort_request_is_passed_over(api: TestClient) -> None:
+    sessions, q = sessions_of(api), Queue(api)
+    aborting, other = q.build("alpha", "one"), q.build("alpha", "two")
+    with sessions() as session:
+        assert build_store.request_abort(session, aborting)
+        session.commit()
+    claims = eager(sessions, Limits(global_max=2)).dispatch("w", 2)
+    assert [c.build_id for c in claims] == [other]
+    assert notices(sessions, aborting) == []
