@@ -211,7 +211,7 @@ class LocalExecutor:
             thread.join(timeout=15)
         try:
             with self._sessions() as session:
-                worker_store.remove(session, self.worker_id)
+                worker_store.unregister(session, self.worker_id)
                 session.commit()
         except Exception:  # a killed worker's row stays too; it just shows as not alive
             log.exception("could not remove worker %s", self.worker_id)
@@ -232,10 +232,10 @@ class LocalExecutor:
                     session, build.id, build.attempt, BuildStatus.CRASHED, CRASH_MESSAGE
                 )
             # Worker rows of dead processes on this host (a crash or kill -9 left them).
-            for worker in worker_store.every(session):
+            for worker in worker_store.listed(session):
                 if worker.id.startswith(self.worker_prefix) and not _pid_alive(worker.id):
-                    worker_store.remove(session, worker.id)
-            worker_store.forget_stale(session, WORKER_ROW_KEPT)
+                    worker_store.unregister(session, worker.id)
+            worker_store.prune(session, WORKER_ROW_KEPT)
             session.commit()
         self._sweep_leases()
 
@@ -276,7 +276,7 @@ class LocalExecutor:
         try:
             with self._sessions() as session:
                 running = len(self.running())
-                if not worker_store.beat(session, self.worker_id, running):
+                if not worker_store.heartbeat(session, self.worker_id, running):
                     worker_store.register(
                         session,
                         self.worker_id,
@@ -284,7 +284,7 @@ class LocalExecutor:
                         os.getpid(),
                         self._concurrency,
                     )
-                    worker_store.beat(session, self.worker_id, running)
+                    worker_store.heartbeat(session, self.worker_id, running)
                 session.commit()
             self.metrics.heartbeat()
         except Exception:  # the worker list is for people; builds go on without it

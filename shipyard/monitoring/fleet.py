@@ -37,7 +37,7 @@ class FleetCollector(Collector):
                     Build.status.in_([s.value for s in RUNNING]), Build.concluded.is_(False)
                 )
             ).all()
-            workers = worker_store.every(session)
+            workers = worker_store.listed(session)
         at = now()
 
         queue = GaugeMetricFamily(
@@ -82,7 +82,9 @@ class FleetCollector(Collector):
             "shipyard_worker_slots", "Builds each worker may run at once", labels=["worker"]
         )
         for w in workers:
-            up.add_metric([w.id, w.hostname], 1.0 if w.alive(self._lease, at) else 0.0)
+            up.add_metric(
+                [w.id, w.hostname], 1.0 if worker_store.alive(w, self._lease, at) else 0.0
+            )
             age.add_metric([w.id], max(0.0, (at - w.last_heartbeat_at).total_seconds()))
             slots.add_metric([w.id], float(w.concurrency))
         yield up

@@ -45,7 +45,7 @@ def test_worker_metrics_and_worker_row(client: TestClient, targets: dict[str, st
         outcomes = {wait_for(sessions, b).status for b in ok_and_failed}
         assert outcomes == {BuildStatus.FAILURE, BuildStatus.SUCCESS}
         with sessions() as session:
-            (row,) = worker_store.every(session)
+            (row,) = worker_store.listed(session)
         assert row.id == executor.worker_id and row.concurrency == 2
         text = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
     finally:
@@ -61,7 +61,7 @@ def test_worker_metrics_and_worker_row(client: TestClient, targets: dict[str, st
     assert sample(text, f"shipyard_process_running_builds{{{worker}}}") == 0
     assert sample(text, f"shipyard_process_heartbeat_age_seconds{{{worker}}}") >= 0
     with sessions() as session:
-        assert worker_store.every(session) == []  # a stopped worker removes its row
+        assert worker_store.listed(session) == []  # a stopped worker removes its row
 
 
 def test_unbound_metrics_have_only_histograms() -> None:
