@@ -61,18 +61,12 @@ class _Running:
     cancel: threading.Event = field(default_factory=threading.Event)
     reason: str = "abort"  # "abort" | "shutdown" | "failure"
     failure: str | None = None  # why the build was stopped when reason is "failure"
-    thread: threading.Thread | None = None
-    sink: BuildLog | None = None
     queued_at: datetime | None = None  # the build's creation: its queue wait ends at the claim
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     stage: str = BuildStatus.STARTING.value
     stage_since: float = field(default_factory=time.monotonic)
-
-    def enter(self, stage: str) -> tuple[str, float]:
-        """Move to ``stage``; returns the stage left and how long it lasted."""
-        left, lasted = self.stage, time.monotonic() - self.stage_since
-        self.stage, self.stage_since = stage, time.monotonic()
-        return left, lasted
+    thread: threading.Thread | None = None
+    sink: BuildLog | None = None
 
     def fail(self, message: str) -> None:
         """Stop the build through the abort path; it ends FAILURE with ``message``."""
@@ -85,6 +79,12 @@ class _Running:
         """The lease proves the pipeline is alive: its thread runs and its log is stored."""
         thread_ok = self.thread is None or self.thread.is_alive()
         return thread_ok and (self.sink is None or self.sink.healthy)
+
+    def enter(self, stage: str) -> tuple[str, float]:
+        """Move to ``stage``; returns the stage left and how long it lasted."""
+        left, lasted = self.stage, time.monotonic() - self.stage_since
+        self.stage, self.stage_since = stage, time.monotonic()
+        return left, lasted
 
 
 class _Reporter:
@@ -136,11 +136,11 @@ class LocalExecutor:
         concurrency: int,
         heartbeat_s: float,
         lease_s: float,
+        limits: Limits | None = None,
+        metrics: WorkerMetrics | None = None,
         log_limits: LogLimits | None = None,
         log_fail_after_s: float = 5.0,
         ballast: Ballast | None = None,
-        limits: Limits | None = None,
-        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._ballast = ballast or Ballast(None, 0)
         self._log_limits = log_limits

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.builds.status import RUNNING, BuildStatus
+from shipyard.store import worker_status
 from shipyard.store import workers as worker_store
 from shipyard.store.builds import now
 from shipyard.store.models import Build, Workload
@@ -83,7 +84,7 @@ class FleetCollector(Collector):
         )
         for w in workers:
             up.add_metric(
-                [w.id, w.hostname], 1.0 if worker_store.alive(w, self._lease, at) else 0.0
+                [w.id, w.hostname], 1.0 if worker_status.alive(w, self._lease, at) else 0.0
             )
             age.add_metric([w.id], max(0.0, (at - w.last_heartbeat_at).total_seconds()))
             slots.add_metric([w.id], float(w.concurrency))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from shipyard.builds.status import RUNNING
 from shipyard.store.builds import now
-from shipyard.store.models import Build, Worker
+from shipyard.store.models import Worker
 
 
 def register(session: Session, worker_id: str, hostname: str, pid: int, concurrency: int) -> None:
@@ -52,21 +50,3 @@ def prune(session: Session, older_than: timedelta) -> int:
     cutoff: datetime = now() - older_than
     result = session.execute(delete(Worker).where(Worker.last_heartbeat_at < cutoff))
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def alive(worker: Worker, lease: timedelta, at: datetime | None = None) -> bool:
-    """Renewed within the lease (a build's lease: the same clock for both)."""
-    return (at or now()) - worker.last_heartbeat_at <= lease
-
-
-def running_builds(session: Session) -> dict[str, list[str]]:
-    """Build ids each worker holds now (from the build rows, the truth), by worker id."""
-    rows = session.execute(
-        select(Build.worker_id, Build.id)
-        .where(Build.status.in_([s.value for s in RUNNING]), Build.concluded.is_(False))
-        .order_by(Build.started_at, Build.id)
-    )
-    held: dict[str, list[str]] = defaultdict(list)
-    for worker_id, build_id in rows:
-        held[worker_id or ""].append(build_id)
-    return dict(held)

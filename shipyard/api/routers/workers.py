@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from shipyard.api.deps import DB, Caller, State
 from shipyard.api.schemas.common import envelope, iso_ms
+from shipyard.store import worker_status
 from shipyard.store import workers as worker_store
 from shipyard.store.builds import now
 from shipyard.store.models import Worker
@@ -25,7 +26,7 @@ def worker_out(row: Worker, builds: list[str], lease: timedelta, at: datetime) -
         "startedAt": iso_ms(row.started_at),
         "lastHeartbeatAt": iso_ms(row.last_heartbeat_at),
         "heartbeatAgeS": round(max(0.0, (at - row.last_heartbeat_at).total_seconds()), 3),
-        "alive": worker_store.alive(row, lease, at),
+        "alive": worker_status.alive(row, lease, at),
         "concurrency": row.concurrency,
         "running": len(builds),
         "builds": builds,
@@ -53,7 +54,7 @@ def unregistered_out(worker_id: str, builds: list[str]) -> dict[str, Any]:
 def list_workers(session: DB, caller: Caller, state: State) -> dict[str, Any]:
     caller.require_admin()
     lease = timedelta(seconds=state.settings.lease_s)
-    held = worker_store.running_builds(session)
+    held = worker_status.running_builds(session)
     at = now()
     listed = [
         worker_out(row, held.pop(row.id, []), lease, at) for row in worker_store.listed(session)
