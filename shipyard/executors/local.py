@@ -161,7 +161,7 @@ class LocalExecutor:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.metrics = metrics or WorkerMetrics()
-        self.metrics.bind(self.worker_id, self._concurrency, lambda: len(self.running()))
+        self.metrics.bind(lambda: self.worker_id, self._concurrency, lambda: len(self.running()))
 
     # --- Executor interface -------------------------------------------------------------
 

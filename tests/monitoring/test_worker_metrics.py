@@ -67,3 +67,15 @@ def test_worker_metrics_and_worker_row(client: TestClient, targets: dict[str, st
 def test_unbound_metrics_have_only_histograms() -> None:
     text = generate_latest(WorkerMetrics().registry()).decode()
     assert "shipyard_build_duration_seconds" in text and "shipyard_process_" not in text
+
+
+def test_the_worker_label_follows_an_identity_set_after_construction(client: TestClient) -> None:
+    """A subclass (the scale-out worker) names itself after LocalExecutor.__init__."""
+    sessions: sessionmaker[Session] = client.app.state.shipyard.sessions  # type: ignore[attr-defined]
+    executor = LocalExecutor(
+        sessions, client.app.state.shipyard.box, FakePipeline(succeed),  # type: ignore[arg-type, attr-defined]
+        concurrency=3, heartbeat_s=1.0, lease_s=5.0,
+    )  # fmt: skip
+    executor.worker_id = "worker:elsewhere:1:abc"
+    text = generate_latest(executor.metrics.registry()).decode()
+    assert 'shipyard_process_build_slots{worker="worker:elsewhere:1:abc"} 3.0' in text
