@@ -73,6 +73,9 @@ class Dispatcher:
             # The heads of each service's queue are all a claim can pick from.
             heads = self.limits.service_max or self.limits.global_max
             waiting, running = queue.snapshot(session, per_service=heads) if free > 0 else ([], [])
+            # No queued build at all (the heads are empty) and no notice to retire: an idle
+            # queue costs one snapshot a pass.
+            idle = free > 0 and not waiting and not self._said
             claims: list[Claim] = []
             misses = 0
             while len(claims) < free and misses <= _RACE_RETRIES:
@@ -93,7 +96,7 @@ class Dispatcher:
                 claims.append(Claim(build.build_id, attempt, build.created_at))
             # The claims are committed first: a failing notice must not undo them.
             session.commit()
-            if not due:
+            if not due or idle:
                 return claims
             self._explained = time.monotonic()
             try:
