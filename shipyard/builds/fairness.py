@@ -146,3 +146,13 @@ def slot_reason(running: int, limits: Limits) -> str:
     """What a build waits on when the limits allow it but no slot is free for it: the
     global limit is reached, or the worker's free slots went to builds ahead of it."""
     return f"waiting for a free build slot ({running} of {limits.global_max} running)"
+
+
+def waits_on(reason: str) -> str:
+    """What a reason says the build waits on, without the details that change while it
+    waits (counts, the build holding its service): ``service web``, ``project limit``,
+    ``waiting for a free build slot``. A new notice is written only when this changes."""
+    for marker in (" is already building", ":", " ("):
+        if marker in reason:
+            return reason.split(marker, 1)[0]
+    return reason

@@ -11,10 +11,9 @@ from rich.console import Console
 
 from shipyard.builds.permissions import ALL, Permission
 from shipyard.cli import backup as backup_cmds
-from shipyard.cli import builds, gc, images, registry, resources, upload
+from shipyard.cli import builds, gc, images, registry, resources, upload, workers
 from shipyard.cli import tokens as token_cmds
 from shipyard.cli import webhooks as webhook_cmds
-from shipyard.cli import workers as worker_cmds
 from shipyard.settings import Settings, prepare
 
 app = typer.Typer(
@@ -37,7 +36,7 @@ app.add_typer(registry.registry_app, name="registry")
 app.add_typer(images.images_app, name="images")
 app.command()(resources.login)
 app.command("gc")(gc.gc)
-app.command("workers")(worker_cmds.workers)
+app.command("workers")(workers.workers)
 app.command("build")(upload.build)
 app.command("backup")(backup_cmds.backup)
 app.command("restore")(backup_cmds.restore)

@@ -61,18 +61,12 @@ class _Running:
     cancel: threading.Event = field(default_factory=threading.Event)
     reason: str = "abort"  # "abort" | "shutdown" | "failure"
     failure: str | None = None  # why the build was stopped when reason is "failure"
-    thread: threading.Thread | None = None
-    sink: BuildLog | None = None
     queued_at: datetime | None = None  # the build's creation: its queue wait ends at the claim
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     stage: str = BuildStatus.STARTING.value
     stage_since: float = field(default_factory=time.monotonic)
-
-    def enter(self, stage: str) -> tuple[str, float]:
-        """Move to ``stage``; returns the stage left and how long it lasted."""
-        left, lasted = self.stage, time.monotonic() - self.stage_since
-        self.stage, self.stage_since = stage, time.monotonic()
-        return left, lasted
+    thread: threading.Thread | None = None
+    sink: BuildLog | None = None
 
     def fail(self, message: str) -> None:
         """Stop the build through the abort path; it ends FAILURE with ``message``."""
@@ -85,6 +79,12 @@ class _Running:
         """The lease proves the pipeline is alive: its thread runs and its log is stored."""
         thread_ok = self.thread is None or self.thread.is_alive()
         return thread_ok and (self.sink is None or self.sink.healthy)
+
+    def enter(self, stage: str) -> tuple[str, float]:
+        """Move to ``stage``; returns the stage left and how long it lasted."""
+        left, lasted = self.stage, time.monotonic() - self.stage_since
+        self.stage, self.stage_since = stage, time.monotonic()
+        return left, lasted
 
 
 class _Reporter:
@@ -136,11 +136,11 @@ class LocalExecutor:
         concurrency: int,
         heartbeat_s: float,
         lease_s: float,
+        limits: Limits | None = None,
+        metrics: WorkerMetrics | None = None,
         log_limits: LogLimits | None = None,
         log_fail_after_s: float = 5.0,
         ballast: Ballast | None = None,
-        limits: Limits | None = None,
-        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._ballast = ballast or Ballast(None, 0)
         self._log_limits = log_limits
@@ -165,7 +165,7 @@ class LocalExecutor:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.metrics = metrics or WorkerMetrics()
-        self.metrics.bind(self.worker_id, self._concurrency, lambda: len(self.running()))
+        self.metrics.bind(lambda: self.worker_id, self._concurrency, lambda: len(self.running()))
 
     # --- Executor interface -------------------------------------------------------------
 
@@ -216,7 +216,7 @@ class LocalExecutor:
             thread.join(timeout=15)
         try:
             with self._sessions() as session:
-                worker_store.remove(session, self.worker_id)
+                worker_store.unregister(session, self.worker_id)
                 session.commit()
         except Exception:  # a killed worker's row stays too; it just shows as not alive
             log.exception("could not remove worker %s", self.worker_id)
@@ -246,10 +246,10 @@ class LocalExecutor:
                     session, build.id, build.attempt, BuildStatus.CRASHED, CRASH_MESSAGE
                 )
             # Worker rows of dead processes on this host (a crash or kill -9 left them).
-            for worker in worker_store.every(session):
+            for worker in worker_store.listed(session):
                 if worker.id.startswith(self.worker_prefix) and not _pid_alive(worker.id):
-                    worker_store.remove(session, worker.id)
-            worker_store.forget_stale(session, WORKER_ROW_KEPT)
+                    worker_store.unregister(session, worker.id)
+            worker_store.prune(session, WORKER_ROW_KEPT)
             session.commit()
         self._sweep_leases()
 
@@ -296,7 +296,7 @@ class LocalExecutor:
         try:
             with self._sessions() as session:
                 running = len(self.running())
-                if not worker_store.beat(session, self.worker_id, running):
+                if not worker_store.heartbeat(session, self.worker_id, running):
                     worker_store.register(
                         session,
                         self.worker_id,
@@ -304,7 +304,7 @@ class LocalExecutor:
                         os.getpid(),
                         self._concurrency,
                     )
-                    worker_store.beat(session, self.worker_id, running)
+                    worker_store.heartbeat(session, self.worker_id, running)
                 session.commit()
             self.metrics.heartbeat()
         except Exception:  # the worker list is for people; builds go on without it

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.builds.status import RUNNING, BuildStatus
+from shipyard.store import worker_status
 from shipyard.store import workers as worker_store
 from shipyard.store.builds import now
 from shipyard.store.models import Build, Workload
@@ -37,7 +38,7 @@ class FleetCollector(Collector):
                     Build.status.in_([s.value for s in RUNNING]), Build.concluded.is_(False)
                 )
             ).all()
-            workers = worker_store.every(session)
+            workers = worker_store.listed(session)
         at = now()
 
         queue = GaugeMetricFamily(
@@ -82,7 +83,9 @@ class FleetCollector(Collector):
             "shipyard_worker_slots", "Builds each worker may run at once", labels=["worker"]
         )
         for w in workers:
-            up.add_metric([w.id, w.hostname], 1.0 if w.alive(self._lease, at) else 0.0)
+            up.add_metric(
+                [w.id, w.hostname], 1.0 if worker_status.alive(w, self._lease, at) else 0.0
+            )
             age.add_metric([w.id], max(0.0, (at - w.last_heartbeat_at).total_seconds()))
             slots.add_metric([w.id], float(w.concurrency))
         yield up

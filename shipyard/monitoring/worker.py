@@ -49,13 +49,14 @@ class WorkerMetrics(Collector):
             registry=None,
         )
         self._lock = threading.Lock()
-        self._worker = ""
+        self._worker: Callable[[], str] = str
         self._slots = 0
-        self._running: Callable[[], int] = lambda: 0
+        self._running: Callable[[], int] = int
         self._last_beat: float | None = None
 
-    def bind(self, worker_id: str, slots: int, running: Callable[[], int]) -> None:
-        """The executor this process runs: its id, slots and a count of its running builds."""
+    def bind(self, worker_id: Callable[[], str], slots: int, running: Callable[[], int]) -> None:
+        """The executor this process runs: its id (read at each scrape: a subclass may set
+        its own after construction), its slots and a count of its running builds."""
         with self._lock:
             self._worker, self._slots, self._running = worker_id, slots, running
 
@@ -81,7 +82,8 @@ class WorkerMetrics(Collector):
         yield from self.queue_wait.collect()
         yield from self.stage_duration.collect()
         with self._lock:
-            worker, slots, running = self._worker, self._slots, self._running
+            worker_id, slots, running = self._worker, self._slots, self._running
+        worker = worker_id()
         if not worker:
             return
         yield _one("shipyard_process_running_builds", "Builds this worker process runs now",

@@ -278,3 +278,19 @@ class NotificationDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # [{"at", "status"?, "error"?, "durationMs"}], oldest first.
     attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class Worker(Base):
+    """A build worker process (``shipyard worker``; docs/workers.md): its identity and the
+    last time it proved it was alive. Builds name their worker in ``Build.worker_id``."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    concurrency: Mapped[int] = mapped_column(Integer)
+    # Builds it runs now (as of its last heartbeat).
+    running: Mapped[int] = mapped_column(Integer, default=0)

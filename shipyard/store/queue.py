@@ -14,7 +14,7 @@ milliseconds) and each one's UPDATE sees the one before it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session, aliased
@@ -36,34 +36,62 @@ def lock_dispatch(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DISPATCH_LOCK})
 
 
-def snapshot(session: Session) -> tuple[list[Waiting], list[Running]]:
-    rows = session.execute(
+def snapshot(
+    session: Session, per_service: int | None = None
+) -> tuple[list[Waiting], list[Running]]:
+    """Queued and running builds. ``per_service``: only the oldest that many queued builds of
+    each service or job (what a claim can pick from: a service's later builds never start
+    before its earlier ones), so a long queue costs a claim little."""
+    queued = (
         select(
-            Build.id,
-            Build.status,
-            Build.attempt,
-            Build.created_at,
-            Build.workload_id,
-            Workload.project_id,
-            Workload.slug,
-            Workload.entity,
+            Build.id.label("id"),
+            Build.attempt.label("attempt"),
+            Build.created_at.label("created_at"),
+            Build.workload_id.label("workload_id"),
+            Workload.project_id.label("project_id"),
+            Workload.slug.label("slug"),
+            Workload.entity.label("entity"),
         )
         .join(Workload, Workload.id == Build.workload_id)
         .where(
             Build.concluded.is_(False),
-            Build.status.in_([BuildStatus.QUEUED.value, *_RUNNING]),
+            Build.status == BuildStatus.QUEUED,
+            Build.abort_requested.is_(False),  # never claimed; whoever aborts concludes it
         )
     )
-    waiting: list[Waiting] = []
-    running: list[Running] = []
-    for build_id, status, attempt, created, workload_id, project, slug, entity in rows:
-        if status == BuildStatus.QUEUED:
-            waiting.append(
-                Waiting(build_id, project, workload_id, slug, entity, created, int(attempt))
-            )
-        else:
-            running.append(Running(build_id, project, workload_id))
+    if per_service is not None:
+        rank = (
+            func.row_number()
+            .over(partition_by=Build.workload_id, order_by=(Build.created_at, Build.id))
+            .label("rank")
+        )
+        heads = queued.add_columns(rank).subquery()
+        rows = session.execute(
+            select(
+                heads.c.id, heads.c.attempt, heads.c.created_at, heads.c.workload_id,
+                heads.c.project_id, heads.c.slug, heads.c.entity,
+            ).where(heads.c.rank <= per_service)
+        )  # fmt: skip
+    else:
+        rows = session.execute(queued)
+    waiting = [
+        Waiting(build_id, project, workload_id, slug, entity, _aware(created), int(attempt))
+        for build_id, attempt, created, workload_id, project, slug, entity in rows
+    ]
+    held = session.execute(
+        select(Build.id, Workload.project_id, Build.workload_id)
+        .join(Workload, Workload.id == Build.workload_id)
+        .where(Build.concluded.is_(False), Build.status.in_(_RUNNING))
+    )
+    running = [Running(build_id, project, workload_id) for build_id, project, workload_id in held]
     return waiting, running
+
+
+def _aware(value: datetime | str) -> datetime:
+    """Through a subquery the column loses its type on SQLite (a string comes back)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def claim_within(session: Session, build: Waiting, worker_id: str, limits: Limits) -> int | None:

@@ -59,7 +59,7 @@ def test_fleet_metrics(client: TestClient, targets: dict[str, str]) -> None:
 
     from shipyard.store import builds as build_store
     from shipyard.store import workers as worker_store
-    from shipyard.store.models import Build
+    from shipyard.store.models import Build, Worker
 
     sessions = client.app.state.shipyard.sessions  # type: ignore[attr-defined]
     project = targets["project"]
@@ -70,8 +70,8 @@ def test_fleet_metrics(client: TestClient, targets: dict[str, str]) -> None:
         worker_store.register(session, "w-live", "host-a", 11, 2)
         worker_store.register(session, "w-dead", "host-b", 12, 4)
         session.execute(
-            update(worker_store.Worker)
-            .where(worker_store.Worker.id == "w-dead")
+            update(Worker)
+            .where(Worker.id == "w-dead")
             .values(last_heartbeat_at=build_store.now() - timedelta(minutes=5))
         )
         session.execute(

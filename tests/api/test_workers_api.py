@@ -11,6 +11,7 @@ from sqlalchemy import update
 from shipyard.builds.permissions import ALL
 from shipyard.store import builds as build_store
 from shipyard.store import workers as worker_store
+from shipyard.store.models import Worker
 from tests.api.test_auth import make_token
 from tests.api.test_start_build_rules import assert_error
 
@@ -23,8 +24,8 @@ def test_workers_listing(client: TestClient, targets: dict[str, str]) -> None:
         worker_store.register(session, "w-live", "host-a", 11, 2)
         worker_store.register(session, "w-dead", "host-b", 12, 4)
         session.execute(
-            update(worker_store.Worker)
-            .where(worker_store.Worker.id == "w-dead")
+            update(Worker)
+            .where(Worker.id == "w-dead")
             .values(last_heartbeat_at=build_store.now() - timedelta(minutes=5))
         )
         assert build_store.claim(session, a, "w-live") == 1

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shipyard.builds.fairness import Limits, Running, Waiting, order, plan
+from shipyard.builds.fairness import Limits, Running, Waiting, order, plan, waits_on
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -64,3 +64,12 @@ def test_limits_are_checked() -> None:
                 {"global_max": 1, "service_max": -1}):  # fmt: skip
         with pytest.raises(ValueError):
             Limits(**bad)  # type: ignore[arg-type]
+
+
+def test_waits_on_drops_the_details_that_change() -> None:
+    assert waits_on("service web is already building a-1") == "service web"
+    assert waits_on("job migrate is already building b-2, c-3") == "job migrate"
+    assert waits_on("project limit: 2 of 2 builds of project demo running") == "project limit"
+    assert waits_on("waiting for a free build slot (2 of 2 running)") == (
+        "waiting for a free build slot"
+    )

@@ -14,8 +14,16 @@ from typing import Any
 
 import pytest
 
+from shipyard.pipeline.builder import unmount_under
 from tests.helpers.images import BUSYBOX_IMAGE
-from tests.helpers.live import BIN, LiveServer
+from tests.helpers.live import (
+    BIN,
+    LiveServer,
+    remove_sandbox,
+    seed_base_image,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -117,3 +125,31 @@ def test_projects_interleave_and_services_build_one_at_a_time(live: LiveServer, 
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert worker["id"] in shown.stdout and "alive" in shown.stdout, shown.stdout
+
+
+def test_project_limit(tmp_path: Path, repo: str) -> None:
+    """SHIPYARD_PROJECT_MAX_RUNNING=1: a project's second build waits although a slot is
+    free, while another project's build takes that slot."""
+    data = tmp_path / "data"
+    store = seed_base_image(data)
+    proc, live = start_server(data, SHIPYARD_PROJECT_MAX_RUNNING="1")
+    try:
+        one, two = service(live, "alpha", "one", repo), service(live, "alpha", "two", repo)
+        web = service(live, "beta", "web", repo)
+        a1 = start(live, one, "p1")
+        wait_building(live, one, a1)
+        a2 = start(live, two, "p2")
+        b1 = start(live, web, "pb", TRIVIAL)
+        svc_of = {a1: one, a2: two, b1: web}
+        done = {b: live.wait(f"{svc_of[b]}/build/{b}", timeout=300) for b in svc_of}
+        logs = {b: live.logs(f"{svc_of[b]}/build-logs", b) for b in svc_of}
+    finally:
+        stop_server(proc)
+        unmount_under(store.root)
+        remove_sandbox(data)
+    assert all(d["status"] == "SUCCESS" for d in done.values()), logs
+    assert done[b1]["startedAt"] < done[a2]["startedAt"]
+    assert done[a2]["startedAt"] >= done[a1]["concludedAt"]
+    limit = r"Queued: position \d of \d; project limit: 1 of 1 builds of project alpha running"
+    assert any(re.fullmatch(limit, line) for line in logs[a2]), logs[a2][:5]
+    assert not any(line.startswith("Queued: ") for line in logs[b1])

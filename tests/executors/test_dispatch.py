@@ -5,6 +5,7 @@ log lines, written once per reason."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 import uuid
 from collections import Counter
@@ -73,6 +74,11 @@ class Queue:
         return str(r.json()["data"]["id"])
 
 
+def eager(sessions: sessionmaker[Session], limits: Limits) -> Dispatcher:
+    """A dispatcher that writes notices on every pass (not at most twice a second)."""
+    return Dispatcher(sessions, limits, explain_every_s=0)
+
+
 def finish(sessions: sessionmaker[Session], claim: Claim) -> None:
     with sessions() as session:
         assert build_store.conclude(
@@ -91,7 +97,7 @@ def notices(sessions: sessionmaker[Session], build_id: str) -> list[str]:
 def test_projects_take_turns_and_services_build_one_at_a_time(api: TestClient) -> None:
     sessions, q = sessions_of(api), Queue(api)
     a1, a2, a3, a4 = (q.build("alpha", s) for s in ("one", "two", "one", "two"))
-    dispatcher = Dispatcher(sessions, Limits(global_max=2))
+    dispatcher = eager(sessions, Limits(global_max=2))
     first = dispatcher.dispatch("w1", 2)
     assert [c.build_id for c in first] == [a1, a2] and {c.attempt for c in first} == {1}
     b1 = q.build("beta", "web")
@@ -108,7 +114,7 @@ def test_projects_take_turns_and_services_build_one_at_a_time(api: TestClient) -
     ]
 
     finish(sessions, first[0])  # a1 done: beta goes next, although a3 queued first
-    (second,) = Dispatcher(sessions, Limits(global_max=2)).dispatch("w2", 1)
+    (second,) = eager(sessions, Limits(global_max=2)).dispatch("w2", 1)
     assert second.build_id == b1
     # A fresh dispatcher (another process) read the last notices back: a4's reason is the
     # same, so it wrote nothing new for it; a3 now waits for a slot, not for its service.
@@ -128,7 +134,7 @@ def test_project_limit(api: TestClient) -> None:
     sessions, q = sessions_of(api), Queue(api)
     a1, a2 = q.build("alpha", "one"), q.build("alpha", "two")
     b1 = q.build("beta", "web")
-    claims = Dispatcher(sessions, Limits(global_max=4, project_max=1)).dispatch("w", 4)
+    claims = eager(sessions, Limits(global_max=4, project_max=1)).dispatch("w", 4)
     assert [c.build_id for c in claims] == [a1, b1]
     assert notices(sessions, a2) == [
         "Queued: position 1 of 1; project limit: 1 of 1 builds of project alpha running"
@@ -144,7 +150,7 @@ def test_many_claimers_at_once_never_exceed_a_limit(api: TestClient) -> None:
     go = threading.Barrier(8)
 
     def claimer(n: int) -> None:
-        dispatcher = Dispatcher(sessions, limits)
+        dispatcher = eager(sessions, limits)
         go.wait()
         for _ in range(3):
             got = dispatcher.dispatch(f"w{n}", 2)
@@ -198,3 +204,49 @@ def test_a_claim_waits_for_the_one_in_flight(api: TestClient) -> None:
         thread.start()
     thread.join()
     assert results == [None]
+
+
+def test_a_long_queue_of_one_service_writes_one_line_per_build(api: TestClient) -> None:
+    sessions, q = sessions_of(api), Queue(api)
+    ids = [q.build("alpha", "one") for _ in range(6)]
+    dispatcher = eager(sessions, Limits(global_max=2))
+    started = []
+    while len(started) < len(ids):
+        (claim,) = dispatcher.dispatch("w", 2)
+        started.append(claim.build_id)
+        finish(sessions, claim)
+    assert started == ids  # in order, one at a time
+    assert notices(sessions, ids[0]) == []
+    for build_id in ids[1:]:
+        (line,) = notices(sessions, build_id)
+        assert re.fullmatch(r"Queued: position \d of \d; service one is already building \S+", line)
+
+
+def test_fleet_metrics_and_worker_list(api: TestClient) -> None:
+    """The database side of /metrics and GET /v1/workers, on both databases."""
+    from shipyard.store import workers as worker_store
+
+    sessions, q = sessions_of(api), Queue(api)
+    a1, _ = q.build("alpha", "one"), q.build("alpha", "one")
+    (claim,) = eager(sessions, Limits(global_max=2)).dispatch("w-1", 2)
+    with sessions() as session:
+        worker_store.register(session, "w-1", "host", 7, 2)
+        session.commit()
+    text = api.get("/metrics").text
+    assert 'shipyard_queue_depth{project="alpha"} 1.0' in text
+    assert 'shipyard_worker_running_builds{worker="w-1"} 1.0' in text
+    assert 'shipyard_worker_up{hostname="host",worker="w-1"} 1.0' in text
+    assert f'shipyard_build_heartbeat_age_seconds{{build_id="{a1}",worker="w-1"}}' in text
+    (worker,) = api.get("/v1/workers").json()["data"]["workers"]
+    assert worker["id"] == "w-1" and worker["alive"] and worker["builds"] == [claim.build_id]
+
+
+def test_a_queued_build_with_an_abort_request_is_passed_over(api: TestClient) -> None:
+    sessions, q = sessions_of(api), Queue(api)
+    aborting, other = q.build("alpha", "one"), q.build("alpha", "two")
+    with sessions() as session:
+        assert build_store.request_abort(session, aborting)
+        session.commit()
+    claims = eager(sessions, Limits(global_max=2)).dispatch("w", 2)
+    assert [c.build_id for c in claims] == [other]
+    assert notices(sessions, aborting) == []

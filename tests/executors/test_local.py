@@ -407,6 +407,7 @@ def test_start_forgets_worker_rows_of_dead_processes(
     make_executor: Callable[..., LocalExecutor],
 ) -> None:
     from shipyard.store import workers as worker_store
+    from shipyard.store.models import Worker
 
     executor = make_executor(succeed)
     dead_here = f"{executor.worker_prefix}999999999:old"
@@ -415,12 +416,12 @@ def test_start_forgets_worker_rows_of_dead_processes(
         worker_store.register(session, "procrastinate:far:1:gone", "far", 1, 2)
         worker_store.register(session, "procrastinate:far:2:alive", "far", 2, 2)
         session.execute(
-            update(worker_store.Worker)
-            .where(worker_store.Worker.id == "procrastinate:far:1:gone")
+            update(Worker)
+            .where(Worker.id == "procrastinate:far:1:gone")
             .values(last_heartbeat_at=datetime.now(UTC) - timedelta(days=2))
         )
         session.commit()
     executor.start()
     with sessions() as session:
-        ids = {w.id for w in worker_store.every(session)}
+        ids = {w.id for w in worker_store.listed(session)}
     assert ids == {executor.worker_id, "procrastinate:far:2:alive"}

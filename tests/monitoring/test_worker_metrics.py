@@ -45,7 +45,7 @@ def test_worker_metrics_and_worker_row(client: TestClient, targets: dict[str, st
         outcomes = {wait_for(sessions, b).status for b in ok_and_failed}
         assert outcomes == {BuildStatus.FAILURE, BuildStatus.SUCCESS}
         with sessions() as session:
-            (row,) = worker_store.every(session)
+            (row,) = worker_store.listed(session)
         assert row.id == executor.worker_id and row.concurrency == 2
         text = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
     finally:
@@ -61,9 +61,21 @@ def test_worker_metrics_and_worker_row(client: TestClient, targets: dict[str, st
     assert sample(text, f"shipyard_process_running_builds{{{worker}}}") == 0
     assert sample(text, f"shipyard_process_heartbeat_age_seconds{{{worker}}}") >= 0
     with sessions() as session:
-        assert worker_store.every(session) == []  # a stopped worker removes its row
+        assert worker_store.listed(session) == []  # a stopped worker removes its row
 
 
 def test_unbound_metrics_have_only_histograms() -> None:
     text = generate_latest(WorkerMetrics().registry()).decode()
     assert "shipyard_build_duration_seconds" in text and "shipyard_process_" not in text
+
+
+def test_the_worker_label_follows_an_identity_set_after_construction(client: TestClient) -> None:
+    """A subclass (the scale-out worker) names itself after LocalExecutor.__init__."""
+    sessions: sessionmaker[Session] = client.app.state.shipyard.sessions  # type: ignore[attr-defined]
+    executor = LocalExecutor(
+        sessions, client.app.state.shipyard.box, FakePipeline(succeed),  # type: ignore[arg-type, attr-defined]
+        concurrency=3, heartbeat_s=1.0, lease_s=5.0,
+    )  # fmt: skip
+    executor.worker_id = "worker:elsewhere:1:abc"
+    text = generate_latest(executor.metrics.registry()).decode()
+    assert 'shipyard_process_build_slots{worker="worker:elsewhere:1:abc"} 3.0' in text

@@ -10,15 +10,15 @@ from fastapi import APIRouter
 
 from shipyard.api.deps import DB, Caller, State
 from shipyard.api.schemas.common import envelope, iso_ms
+from shipyard.store import worker_status
 from shipyard.store import workers as worker_store
 from shipyard.store.builds import now
+from shipyard.store.models import Worker
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"])
 
 
-def worker_out(
-    row: worker_store.Worker, builds: list[str], lease: timedelta, at: datetime
-) -> dict[str, Any]:
+def worker_out(row: Worker, builds: list[str], lease: timedelta, at: datetime) -> dict[str, Any]:
     return {
         "id": row.id,
         "hostname": row.hostname,
@@ -26,7 +26,7 @@ def worker_out(
         "startedAt": iso_ms(row.started_at),
         "lastHeartbeatAt": iso_ms(row.last_heartbeat_at),
         "heartbeatAgeS": round(max(0.0, (at - row.last_heartbeat_at).total_seconds()), 3),
-        "alive": row.alive(lease, at),
+        "alive": worker_status.alive(row, lease, at),
         "concurrency": row.concurrency,
         "running": len(builds),
         "builds": builds,
@@ -54,10 +54,10 @@ def unregistered_out(worker_id: str, builds: list[str]) -> dict[str, Any]:
 def list_workers(session: DB, caller: Caller, state: State) -> dict[str, Any]:
     caller.require_admin()
     lease = timedelta(seconds=state.settings.lease_s)
-    held = worker_store.running_builds(session)
+    held = worker_status.running_builds(session)
     at = now()
     listed = [
-        worker_out(row, held.pop(row.id, []), lease, at) for row in worker_store.every(session)
+        worker_out(row, held.pop(row.id, []), lease, at) for row in worker_store.listed(session)
     ]
     listed += [unregistered_out(worker_id, builds) for worker_id, builds in sorted(held.items())]
     return envelope({"workers": listed})

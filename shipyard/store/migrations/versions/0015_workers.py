@@ -1,5 +1,4 @@
-"""Workers: one row per process that runs builds (its identity, slots and last heartbeat),
-for ``GET /v1/workers``, ``shipyard workers`` and the liveness metrics.
+"""Build workers (scale-out, issue 12): identity and last heartbeat of each worker process.
 
 Revision ID: 0015_workers
 Revises: 0014_log_retention
@@ -19,13 +18,13 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "workers",
-        sa.Column("id", sa.Text(), primary_key=True),
-        sa.Column("hostname", sa.Text(), nullable=False),
+        sa.Column("id", sa.String(255), primary_key=True),
+        sa.Column("hostname", sa.String(255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("concurrency", sa.Integer(), nullable=False),
-        sa.Column("running", sa.Integer(), nullable=False),
+        sa.Column("running", sa.Integer(), nullable=False, server_default="0"),
     )
 
 
