@@ -347,16 +347,12 @@ class LocalExecutor:
             }
             sink(f"Image available at {outcome.image}")
         except Cancelled:
-            if run.reason == "shutdown":
-                status, message = BuildStatus.CRASHED, SHUTDOWN_MESSAGE
-            elif run.reason == "failure" and run.failure:
-                status, message = BuildStatus.FAILURE, run.failure
-            else:
-                status, message = BuildStatus.ABORTED, "Build aborted"
-        except TimedOut as exc:
-            status, message = BuildStatus.FAILURE, exc.message
-        except PipelineError as exc:
-            status, message = BuildStatus.FAILURE, exc.message
+            status, message = self._stopped(run)
+        except (TimedOut, PipelineError) as exc:
+            # A step that failed because the abort killed it (a RUN whose processes got the
+            # signal first) was stopped, not broken: say what stopped it.
+            stopped = run.cancel.is_set() and not isinstance(exc, TimedOut)
+            status, message = self._stopped(run) if stopped else (BuildStatus.FAILURE, exc.message)
         finally:
             if run.failure and status is BuildStatus.SUCCESS:
                 # The image is fine, but the log that goes with it is not: say so.
@@ -365,6 +361,14 @@ class LocalExecutor:
                 sink(f"==> {status.value.lower()}: {message}")
             sink.close()
         self._conclude(run, status, message, **values)
+
+    @staticmethod
+    def _stopped(run: _Running) -> tuple[BuildStatus, str]:
+        if run.reason == "shutdown":
+            return BuildStatus.CRASHED, SHUTDOWN_MESSAGE
+        if run.reason == "failure" and run.failure:
+            return BuildStatus.FAILURE, run.failure
+        return BuildStatus.ABORTED, "Build aborted"
 
     def _conclude(self, run: _Running, status: BuildStatus, message: str, **values: object) -> None:
         """The fenced final write, retried with backoff while the database is away; if it

@@ -428,7 +428,7 @@ class Buildah:
         if self.exclusive_store:
             # Working containers carry no trace of the build that made them, so only a
             # store nobody else is using right now can be swept.
-            self._quiet(self._argv("rm", "--all"), on_line, env=True)
+            self.sweep_store(on_line=on_line)
         unmount_under(tmpdir)
         shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -436,6 +436,19 @@ class Buildah:
         """Remove every working container of the store: only safe while no build runs in it
         (at start-up, before the executor takes work)."""
         self._quiet(self._argv("rm", "--all"), on_line, env=True)
+        # ``rm --all`` sees only containers buildah finished recording: one killed between
+        # containers/storage creating it and buildah saving its builder state (an abort in a
+        # step's first milliseconds) is listed by ``containers --all`` alone, and ``rm ID``
+        # removes it.
+        listed: list[str] = []
+        completed = self._quiet(
+            self._argv("containers", "--all", "--quiet", "--notruncate"), listed.append, env=True
+        )
+        if completed is None or completed.returncode != 0:
+            return
+        for container_id in listed:
+            if re.fullmatch(r"[0-9a-f]{64}", container_id.strip()):
+                self._quiet(self._argv("rm", "--", container_id.strip()), on_line, env=True)
 
     def _runc_containers_under(self, tmpdir: Path) -> list[str]:
         # buildah runs runc without --root, so its state is in runc's default root

@@ -146,7 +146,9 @@ def test_aborts_at_random_moments_leave_nothing(server: LiveServer, sample_app: 
             r = c.delete(f"{svc}/build/{build}")
             assert r.status_code in (200, 409), r.text
     for build in builds:
-        assert server.wait(f"{svc}/build/{build}", timeout=120)["concluded"]
+        done = server.wait(f"{svc}/build/{build}", timeout=120)
+        # A RUN killed by the abort fails, but the build was stopped, not broken.
+        assert done["status"] in ("ABORTED", "SUCCESS"), (build, done["status"], done["message"])
     deadline = time.monotonic() + 10
     while (left := leftovers(server.data_dir)) and time.monotonic() < deadline:
         time.sleep(0.5)  # the idle store's sweep runs as the last build leaves

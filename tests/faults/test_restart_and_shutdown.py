@@ -3,6 +3,7 @@ SIGTERM with builds running and queued and a log stream attached."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -173,5 +174,39 @@ def test_restart_right_after_sigterm_finds_the_registry_port(
         )
         assert httpx.get(f"http://{live.registry}/v2/", timeout=5).status_code == 401
     finally:
+        stop_server(proc)
+        unmount_under(store.root)
+
+
+def test_kill9_while_uploading_then_restart_runs_the_queue(
+    tmp_path: Path, sample_app: SampleApp
+) -> None:
+    """kill -9 while a push hangs on a frozen registry, with a build queued behind it: the
+    restart stops the orphaned (frozen) registry, concludes the pushing build and runs the
+    queued one."""
+    data = tmp_path / "data"
+    store = seed_base_image(data)
+    proc, first, live = _start(data, SHIPYARD_MAX_CONCURRENT_BUILDS="1")
+    registry_pid = int((data / "registry.pid").read_text())
+    try:
+        svc = create_service(live, sample_app.url)
+        pushing = start_build(live, svc, target="final", arg="pushing")
+        queued = start_build(live, svc, target="final", arg="queued")
+        wait_for_status(live, svc, pushing, "BUILDING")
+        os.kill(registry_pid, signal.SIGSTOP)
+        wait_for_status(live, svc, pushing, "UPLOADING")
+        time.sleep(1)  # the push is under way against the frozen registry
+        _kill9(proc)
+        proc, took, live = _start(data, SHIPYARD_MAX_CONCURRENT_BUILDS="1")
+        assert took < first + RESTART_MARGIN_S, (
+            f"restart took {took:.1f} s, first start {first:.1f} s"
+        )
+        concluded = live.wait(f"{svc}/build/{pushing}", timeout=CONCLUDE_LIMIT_S)
+        assert concluded["status"] == "CRASHED", concluded
+        assert live.wait(f"{svc}/build/{queued}", timeout=180)["status"] == "SUCCESS"
+        assert leftovers(data) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(registry_pid, signal.SIGCONT)
         stop_server(proc)
         unmount_under(store.root)

@@ -424,3 +424,19 @@ def test_janitor_reads_runc_list_despite_noise_on_stderr(tmp_path: Path) -> None
     Buildah(store, runtime=str(fake), binary="true", exclusive_store=False).janitor(tmpdir)
     assert deleted.read_text().split() == ["buildah-buildah123"]
     assert not tmpdir.exists()
+
+
+def test_sweep_removes_a_container_buildah_never_finished_recording(
+    buildah: Buildah, buildah_store: BuildahStore, busybox_base: str
+) -> None:
+    """An abort in a step's first milliseconds can leave a container that containers/storage
+    created but buildah never recorded (no builder state): ``rm --all`` does not see it."""
+    container = _store_cmd(buildah_store, "from", busybox_base).strip()
+    state = json.loads((buildah_store.root / "overlay-containers" / "containers.json").read_text())
+    [record] = [c for c in state if container in c["names"]]
+    (
+        buildah_store.root / "overlay-containers" / record["id"] / "userdata" / "buildah.json"
+    ).unlink()
+    assert _store_cmd(buildah_store, "containers", "--quiet").strip() == ""  # buildah's own view
+    buildah.sweep_store()
+    assert _store_cmd(buildah_store, "containers", "--all", "--quiet").strip() == ""
