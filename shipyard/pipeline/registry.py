@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 STOP_GRACE_S = 5.0
+ORPHAN_GRACE_S = 1.0  # an orphaned registry serves nobody: a short grace, then SIGKILL
 # Restarts of a registry that exited: the first at once-ish, then slower while it keeps
 # failing; a registry that stayed up this long starts the back-off anew.
 RESTART_DELAYS_S = (0.2, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -138,6 +139,15 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it holds no port)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] != "Z"
+
+
 class EmbeddedRegistry:
     """``docker-registry serve`` on 127.0.0.1, data under ``<data_dir>/registry``.
 
@@ -193,11 +203,17 @@ class EmbeddedRegistry:
             return
         if str(self.config_path).encode() not in cmdline:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # SIGCONT too: a frozen (stopped) registry would hold SIGTERM until woken. Nobody is
+        # served by an orphan, so it gets a short grace and then SIGKILL.
+        for sig, grace_s in ((signal.SIGTERM, ORPHAN_GRACE_S), (signal.SIGKILL, STOP_GRACE_S)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
+                os.killpg(pid, signal.SIGCONT)
+            deadline = time.monotonic() + grace_s
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not _alive(pid):
+                return
 
     @property
     def port(self) -> int:
