@@ -95,10 +95,10 @@ class Settings(BaseSettings):
     # Layer cache across workers (docs/build-cache.md; shipyard.pipeline.build_cache)
     build_cache_registry: bool | None = Field(
         default=None,
-        description="Push every build's steps to a cache repository per service in the "
-        "registry, and let a worker's first build of a service read it (buildah "
-        "--cache-to/--cache-from). Unset = on for scale-out executors (workers with stores "
-        "of their own), off for the local executor (one store: no fresh workers)",
+        description="A worker's first build of a service reads and fills a cache repository "
+        "per service in the registry (buildah --cache-from/--cache-to). Unset = on for "
+        "scale-out executors (workers with stores of their own), off for the local executor "
+        "(one store: no fresh workers)",
     )
     build_cache_repository: str = Field(
         default="{service}/cache",

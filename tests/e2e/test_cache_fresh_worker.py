@@ -218,6 +218,11 @@ def test_a_project_never_reads_another_projects_cache(live: LiveServer, tmp_path
     repo, sha = make_repo(tmp_path)
     first = create(live, "iso-a", repo)
     build(live, first, body(sha, "config 1\n", "token 1"))
+    # A warm worker's next build uses its own store only: no registry lookups, no pushes
+    # (buildah would push every hit again).
+    _, logs = build(live, first, body(sha, "config 1\n", "token 1", {"UNUSED": "1"}))
+    assert cache_hits(logs) and not pulled(logs), logs
+    assert not any("Pushing cache" in line or line.startswith("Layer cache:") for line in logs)
     # The same commit, files and values in another project: its first build reads only its
     # own (empty) cache repository, so nothing comes from iso-a's.
     other = create(live, "iso-b", repo)

@@ -44,24 +44,27 @@ def test_templates_that_could_share_or_escape_a_cache_are_refused(template: str)
         RegistryCache(template)
 
 
-def test_only_a_store_without_an_image_of_the_service_reads_the_registry(tmp_path: Path) -> None:
+def test_only_a_store_without_an_image_of_the_service_uses_the_registry(tmp_path: Path) -> None:
     repository = "127.0.0.1:5000/ship/proj/web"
+    cache_repository = f"{repository}/cache"
     cache = RegistryCache()
 
-    def plan(root: Path, use_cache: bool = True) -> str | None:
-        return cache.plan(REGISTRY, "proj", "web", store_root=root,
-                          image_repository=repository, use_cache=use_cache).source  # fmt: skip
+    def plan(root: Path, use_cache: bool = True) -> tuple[str | None, str | None]:
+        got = cache.plan(REGISTRY, "proj", "web", store_root=root,
+                         image_repository=repository, use_cache=use_cache)  # fmt: skip
+        return got.to, got.source
 
     empty = tmp_path / "empty"
-    assert plan(empty) is not None
+    assert plan(empty) == (cache_repository, cache_repository)
     # Another service's image (a prefix of this name) does not make the store warm.
     other = _store(tmp_path / "other", [f"{repository}-api:b1", "localhost/base:1"])
-    assert plan(other) is not None
+    assert plan(other) == (cache_repository, cache_repository)
+    # A warm store: neither read nor pushed (buildah would push every hit again).
     warm = _store(tmp_path / "warm", [f"{repository}:joyous-view-6290"])
     assert stores_repository(warm, repository)
-    assert plan(warm) is None
-    # ``useCache: false``: nothing read, everything built (and still pushed).
-    assert plan(empty, use_cache=False) is None
+    assert plan(warm) == (None, None)
+    # ``useCache: false`` on a fresh worker: nothing read, everything built and pushed.
+    assert plan(empty, use_cache=False) == (cache_repository, None)
 
 
 def test_bud_argv_carries_the_cache_flags(tmp_path: Path) -> None:
