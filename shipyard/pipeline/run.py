@@ -558,7 +558,7 @@ class Pipeline:
             report.line(f"Pushed {local_tag} ({digest}), also tagged :{', :'.join(tags)}")
             # Under the gate: garbage collection deletes an image with its artifacts.
             attached = (
-                self._attach(target, repository, digest, sbom, facts, report)
+                self._attach(target, repository, digest, sbom, facts, report, deadline)
                 if sbom is not None
                 else None
             )
@@ -577,12 +577,13 @@ class Pipeline:
         sbom: SbomJob,
         facts: BuildFacts,
         report: Reporter,
+        deadline: float,
     ) -> Attachments | None:
         """SBOM and provenance as referrers of the image. A failure here is reported in the
         log and leaves the build successful: the image itself is complete."""
         document = None
         try:
-            made = sbom.result()
+            made = sbom.result(self._remaining(deadline, 120))
             document = made.document
             report.line(
                 f"SBOM: {made.packages} package(s) found in the image ({made.seconds:.2f} s)"
@@ -591,7 +592,8 @@ class Pipeline:
             report.line(f"Warning: no SBOM: {type(exc).__name__}: {exc}")
         facts = dataclasses.replace(facts, finished=time.time())
         try:
-            attached = attach(target, repository, digest, sbom=document, facts=facts)
+            attached = attach(target, repository, digest, sbom=document, facts=facts,
+                              timeout_s=self._remaining(deadline, 60))  # fmt: skip
         except Exception as exc:
             report.line(f"Warning: could not attach the SBOM and provenance: {exc}")
             return None
