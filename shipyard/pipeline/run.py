@@ -529,6 +529,7 @@ class Pipeline:
             origin=origin,
             branch=branch,
             upload_digest=upload_digest,
+            upload_id=source.upload_id,
             dockerfile="(inline)" if request.overrides.docker.dockerfile_contents
             else prepared.display_dockerfile,
             context=request.overrides.docker.work_dir or "/",
@@ -555,7 +556,8 @@ class Pipeline:
                 timeout_s=self._remaining(deadline),
             )
             add_tags(target, repository, digest, tags, timeout_s=self._remaining(deadline, 60))
-            report.line(f"Pushed {local_tag} ({digest}), also tagged :{', :'.join(tags)}")
+            also = f", also tagged :{', :'.join(tags)}" if tags else ""  # none: an upload
+            report.line(f"Pushed {local_tag} ({digest}){also}")
             # Under the gate: garbage collection deletes an image with its artifacts.
             attached = (
                 self._attach(target, repository, digest, sbom, facts, report, deadline)
