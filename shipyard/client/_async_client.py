@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, overload
+from urllib.parse import quote
 
 import httpx
 
@@ -466,6 +467,22 @@ class AsyncShipyard:
         return self._follow(resolve_ref(target, build_id, service_id, job_id))
 
     # --- transport -----------------------------------------------------------------------
+
+    async def upload_context(
+        self, project_id: str, chunks: AsyncIterable[bytes] | Iterable[bytes]
+    ) -> dict[str, Any]:
+        """``Shipyard.upload_context``: stream a tar(.gz) build context; returns its
+        ``{id, size, digest, createdAt, expiresAt}`` for ``start_service_build(upload_id=…)``."""
+        try:
+            response = await self._http.post(
+                f"/v1/projects/{quote(project_id, safe='')}/uploads",
+                content=chunks,
+                headers={"Content-Type": "application/gzip"},
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+        data: dict[str, Any] = envelope(response)["data"]
+        return data
 
     async def _send(self, call: Call) -> dict[str, Any]:
         try:

@@ -562,6 +562,7 @@ class Pipeline:
             origin=origin,
             branch=branch,
             upload_digest=upload_digest,
+            upload_id=source.upload_id,
             dockerfile="(inline)" if request.overrides.docker.dockerfile_contents
             else prepared.display_dockerfile,
             context=request.overrides.docker.work_dir or "/",
@@ -588,10 +589,11 @@ class Pipeline:
                 timeout_s=self._remaining(deadline),
             )
             add_tags(target, repository, digest, tags, timeout_s=self._remaining(deadline, 60))
-            report.line(f"Pushed {local_tag} ({digest}), also tagged :{', :'.join(tags)}")
+            also = f", also tagged :{', :'.join(tags)}" if tags else ""  # none: an upload
+            report.line(f"Pushed {local_tag} ({digest}){also}")
             # Under the gate: garbage collection deletes an image with its artifacts.
             attached = (
-                self._attach(target, repository, digest, sbom, facts, report)
+                self._attach(target, repository, digest, sbom, facts, report, deadline)
                 if sbom is not None
                 else None
             )
@@ -610,12 +612,13 @@ class Pipeline:
         sbom: SbomJob,
         facts: BuildFacts,
         report: Reporter,
+        deadline: float,
     ) -> Attachments | None:
         """SBOM and provenance as referrers of the image. A failure here is reported in the
         log and leaves the build successful: the image itself is complete."""
         document = None
         try:
-            made = sbom.result()
+            made = sbom.result(self._remaining(deadline, 120))
             document = made.document
             report.line(
                 f"SBOM: {made.packages} package(s) found in the image ({made.seconds:.2f} s)"
@@ -624,7 +627,8 @@ class Pipeline:
             report.line(f"Warning: no SBOM: {type(exc).__name__}: {exc}")
         facts = dataclasses.replace(facts, finished=time.time())
         try:
-            attached = attach(target, repository, digest, sbom=document, facts=facts)
+            attached = attach(target, repository, digest, sbom=document, facts=facts,
+                              timeout_s=self._remaining(deadline, 60))  # fmt: skip
         except Exception as exc:
             report.line(f"Warning: could not attach the SBOM and provenance: {exc}")
             return None

@@ -74,12 +74,13 @@ def attach(
     *,
     sbom: bytes | None,
     facts: BuildFacts,
+    timeout_s: float = 60.0,
 ) -> Attachments:
     """Attach ``sbom`` (when made) and the provenance to ``repository@digest``
     (``repository`` with its host, as ``registry.uri`` has it)."""
     name = repository.split("/", 1)[1]
     created = {"org.opencontainers.image.created": rfc3339(facts.origin.created)}
-    with OciClient(target, actions="pull,push") as client:
+    with OciClient(target, actions="pull,push", timeout_s=timeout_s) as client:
         sbom_digest = None
         via_tag = True
         if sbom is not None:

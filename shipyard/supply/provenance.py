@@ -31,6 +31,7 @@ class BuildFacts:
     origin: Origin
     branch: str | None = None
     upload_digest: str | None = None  # sha256:… of the uploaded archive
+    upload_id: str | None = None
     dockerfile: str | None = None  # path in the source, or "(inline)"
     context: str | None = None
     target: str | None = None
@@ -65,7 +66,7 @@ def _source(facts: BuildFacts) -> dict[str, object]:
     elif facts.source_kind == "bundle" and origin.source:
         dependency["uri"] = origin.source
     elif facts.source_kind == "upload" and facts.upload_digest:
-        dependency["uri"] = "shipyard:upload"
+        dependency["uri"] = f"shipyard:upload:{facts.upload_id or ''}".rstrip(":")
         dependency["digest"] = _digest(facts.upload_digest)
     if facts.branch:
         dependency["annotations"] = {"branch": facts.branch}

@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,10 @@ class OciClient:
     as ``target``'s credential; one client per build or request."""
 
     def __init__(self, target: RegistryTarget, *, actions: str, timeout_s: float = 60.0) -> None:
+        """``timeout_s`` bounds everything this client does, not each request: a registry
+        that stops answering cannot hold a build (or the push gate) longer."""
         self._target = target
+        self._deadline = time.monotonic() + timeout_s
         self._actions = actions  # "pull,push" to attach, "pull" to read
         scheme = "http" if target.insecure else "https"
         self._base = f"{scheme}://{target.host}"
@@ -93,7 +97,8 @@ class OciClient:
             raise ReferrerError("the registry asked for credentials without a token realm")
         params["scope"] = f"repository:{name}:{self._actions}"
         auth = httpx.BasicAuth(user, password) if self._target.username else None
-        got = self._client.get(realm, params=params, auth=auth)
+        left = max(self._deadline - time.monotonic(), 0.001)
+        got = self._client.get(realm, params=params, auth=auth, timeout=left)
         if got.status_code != 200:
             raise ReferrerError(f"the registry's token endpoint answered {got.status_code}")
         body = got.json()
@@ -103,16 +108,25 @@ class OciClient:
         self, method: str, name: str, path: str, *, content: bytes | None = None, **headers: str
     ) -> httpx.Response:
         url = path if path.startswith("http") else f"{self._base}/v2/{name}/{path}"
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise ReferrerError("the registry did not answer in time")
+        timeout = httpx.Timeout(left)
         sent = dict(headers)
         if name in self._auth:
             sent["Authorization"] = self._auth[name]
         try:
-            response = self._client.request(method, url, content=content, headers=sent)
+            response = self._client.request(
+                method, url, content=content, headers=sent, timeout=timeout
+            )
             if response.status_code == 401:
                 challenge = response.headers.get("www-authenticate", "")
                 self._auth[name] = self._authorize(name, challenge)
                 sent["Authorization"] = self._auth[name]
-                response = self._client.request(method, url, content=content, headers=sent)
+                timeout = httpx.Timeout(max(self._deadline - time.monotonic(), 0.001))
+                response = self._client.request(
+                    method, url, content=content, headers=sent, timeout=timeout
+                )
         except httpx.HTTPError as exc:
             raise ReferrerError(f"registry unreachable: {type(exc).__name__}") from exc
         return response

@@ -113,3 +113,15 @@ def test_sweep_removes_orphans_and_keeps_fresh_ones(
     assert uploads.archive_path(settings.data_dir, fresh).exists()
     assert uploads.sweep(sessions, settings.data_dir, ttl_s=-1) == 1
     assert not uploads.archive_path(settings.data_dir, fresh).exists()
+
+
+def test_aborting_a_queued_upload_build_deletes_the_upload(
+    client: TestClient, targets: dict[str, str], settings: Settings
+) -> None:
+    p, s = targets["project"], targets["combined"]
+    upload_id = client.post(f"/v1/projects/{p}/uploads", content=CONTEXT).json()["data"]["id"]
+    build = client.post(f"/v1/projects/{p}/services/{s}/build", json={"uploadId": upload_id})
+    assert uploads.archive_path(settings.data_dir, upload_id).exists()
+    r = client.delete(f"/v1/projects/{p}/services/{s}/build/{build.json()['data']['id']}")
+    assert r.status_code == 200 and r.json()["data"]["status"] == "ABORTED"
+    assert not uploads.archive_path(settings.data_dir, upload_id).exists()

@@ -83,6 +83,12 @@ def test_shipyard_build_of_a_directory_follows_to_success(
     # No commit: created is the newest file time in the upload; no public source to name.
     assert labels["org.opencontainers.image.created"] == "2022-04-15T05:20:00Z"
     assert "org.opencontainers.image.source" not in labels
+    with live.client() as c:
+        r = c.get(f"/v1/projects/{project}/services/{svc}/build/{builds[0]['id']}/provenance")
+    assert r.status_code == 200, r.text
+    source = r.json()["predicate"]["buildDefinition"]["resolvedDependencies"][0]
+    assert source["uri"] == f"shipyard:upload:{builds[0]['uploadId']}"
+    assert len(source["digest"]["sha256"]) == 64
 
 
 def test_an_upload_escaping_by_a_link_fails_the_build(

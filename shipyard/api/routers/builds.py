@@ -39,6 +39,7 @@ from shipyard.store import builds as build_store
 from shipyard.store import workloads as workload_store
 from shipyard.store.crypto import SecretBox
 from shipyard.store.models import Build, Workload
+from shipyard.uploads import store as uploads
 
 router = APIRouter(prefix="/v1/projects/{projectId}", tags=["builds"])
 
@@ -299,6 +300,9 @@ def _abort(
     session.commit()
     if worker_must_act:
         state.executor.abort(build.id)
+    elif build.upload_id:
+        # Aborted while queued: no pipeline will read (and delete) its upload.
+        uploads.discard(state.settings.data_dir, build.upload_id)
     session.refresh(build)
     return envelope(build_out(build))
 
