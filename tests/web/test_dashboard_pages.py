@@ -185,7 +185,8 @@ def test_deliveries_page_without_and_with_the_webhooks_endpoint(
         _sign_in(browser, settings.admin_token.get_secret_value())
         page = browser.get(f"/ui/projects/{project}/deliveries")
         assert page.status_code == 200
-        assert "No deliveries yet" in page.text and "does not receive webhooks" in page.text
+        # Without the webhooks API (404 endpoint-not-found), or with it and nothing received.
+        assert "No deliveries yet" in page.text
 
         # The webhooks API's shape (GET …/webhook/deliveries), as that branch answers it.
         def deliveries(projectId: str) -> dict[str, Any]:
@@ -215,6 +216,7 @@ def test_deliveries_page_without_and_with_the_webhooks_endpoint(
             }  # fmt: skip
 
         app.add_api_route("/v1/projects/{projectId}/webhook/deliveries", deliveries)
+        app.router.routes.insert(0, app.router.routes.pop())  # ahead of a real one, if any
         page = browser.get(f"/ui/projects/{project}/deliveries")
         assert 'id="delivery-d-1"' in page.text
         assert f"/ui/projects/{project}/services/web/builds/brave-ship-0001" in page.text
@@ -228,4 +230,4 @@ def test_trigger_column_reads_the_builds_trigger() -> None:
     assert trigger_of({})["label"] == "API"
     assert trigger_of({"trigger": {"type": "api"}})["label"] == "API"
     hook = trigger_of({"trigger": {"type": "webhook", "deliveryId": "d-1", "provider": "gitea"}})
-    assert hook == {"type": "webhook", "label": "webhook · gitea", "delivery": "d-1"}
+    assert hook == {"type": "webhook", "label": "webhook · Gitea", "delivery": "d-1"}
