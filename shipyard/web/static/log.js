@@ -224,6 +224,10 @@
       total = Math.max(total, n + 1);
       if (mode === "live") append([{ n, ts: line.ts, log: line.log }]);
       else updateRange();
+      // A new stage or step: the summary above refreshes now, not at its next poll.
+      if (/^(==> |(\[\d+\/\d+\] )?STEP \d+\/\d+:)/.test(line.log)) {
+        document.body.dispatchEvent(new CustomEvent("logstep", { bubbles: true }));
+      }
     };
     source.addEventListener("end", () => {
       source.close();
