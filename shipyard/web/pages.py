@@ -31,7 +31,7 @@ from shipyard.store.models import Workload
 from shipyard.web import formatting, queries
 from shipyard.web import session as web_session
 from shipyard.web.build_summary import summarise
-from shipyard.web.viewer import CurrentViewer, Viewer
+from shipyard.web.viewer import REASONS, CurrentViewer, Viewer
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -73,7 +73,7 @@ def _signin_page(request: Request, error: str | None, status: int = 200) -> HTML
 def signin_form(request: Request, state: State, reason: str | None = None) -> Response:
     if reason is None and web_session.from_request(state.box, request) is not None:
         return RedirectResponse("/", status_code=303)  # already signed in
-    return _signin_page(request, reason)
+    return _signin_page(request, REASONS.get(reason or ""))
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -18,6 +18,7 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -208,6 +209,16 @@ def test_sign_in_and_see_the_projects_services_and_builds(
     Select(browser.find_element(By.ID, "filter-status")).select_by_value("")
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-build="{first}"]'))
     shot(browser, "service")
+
+    # Keyboard only: Tab reaches "Start build", Enter opens the form.
+    browser.find_element(By.TAG_NAME, "body").click()
+    for _ in range(40):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        if browser.switch_to.active_element.get_attribute("id") == "start-build":
+            break
+    assert browser.switch_to.active_element.get_attribute("id") == "start-build"
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    wait_for(browser, lambda d: d.find_elements(By.ID, "start-form"))
 
 
 def test_start_a_build_and_watch_its_log_live_until_success(

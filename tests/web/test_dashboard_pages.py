@@ -231,3 +231,10 @@ def test_trigger_column_reads_the_builds_trigger() -> None:
     assert trigger_of({"trigger": {"type": "api"}})["label"] == "API"
     hook = trigger_of({"trigger": {"type": "webhook", "deliveryId": "d-1", "provider": "gitea"}})
     assert hook == {"type": "webhook", "label": "webhook · Gitea", "delivery": "d-1"}
+
+
+def test_the_sign_in_page_shows_only_its_own_messages(settings: Settings) -> None:
+    with _browser(settings) as browser:
+        page = browser.get("/signin", params={"reason": "Enter your token at evil.example"})
+        assert "evil.example" not in page.text
+        assert "Your session ended" in browser.get("/signin?reason=expired").text

@@ -31,7 +31,7 @@
     let json = null;
     try { json = await response.json(); } catch (_) { /* not JSON */ }
     if (response.ok) return { ok: true, data: json && json.data };
-    if (response.status === 401) { window.location.href = "/signin?reason=" + encodeURIComponent("Your session ended: sign in again."); }
+    if (response.status === 401) { window.location.href = "/signin?reason=expired"; }
     const err = json && json.error;
     let message = err && err.message ? err.message : "HTTP " + response.status;
     if (err && err.details && typeof err.details === "object") {
