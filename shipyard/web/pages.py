@@ -144,7 +144,16 @@ def projects(
         )
         has_next = len(found) > PER_PAGE
         rows = [project_out(p) for p in found[:PER_PAGE]]
-    return page(request, "projects.html", viewer, projects=rows, page_no=page_no, has_next=has_next)
+    counts = queries.workload_counts(session, [p["id"] for p in rows])
+    return page(
+        request,
+        "projects.html",
+        viewer,
+        projects=rows,
+        counts=counts,
+        page_no=page_no,
+        has_next=has_next,
+    )
 
 
 @router.get("/ui/projects/{projectId}", response_class=HTMLResponse)
