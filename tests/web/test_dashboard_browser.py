@@ -444,6 +444,13 @@ def test_a_two_million_line_log_is_paged(
     # Only a page of lines is in the document, never the log.
     assert len(browser.find_elements(By.CSS_SELECTOR, "#logview .line")) <= 1000
     assert f"filler line {total - 5}" in log_text(browser)
+    # Scrolling up pauses auto-scroll; "Latest" resumes it.
+    follow = browser.find_element(By.ID, "log-follow")
+    assert follow.is_selected()
+    browser.execute_script("document.getElementById('logview').scrollTop = 0")
+    wait_for(browser, lambda d: not d.find_element(By.ID, "log-follow").is_selected())
+    browser.find_element(By.ID, "log-last").click()
+    wait_for(browser, lambda d: d.find_element(By.ID, "log-follow").is_selected())
     browser.find_element(By.ID, "log-first").click()
     wait_for(browser, lambda d: text_of(d, "#log-range").startswith("lines 1\u2013500 of"))
     goto = browser.find_element(By.ID, "log-goto-input")
