@@ -113,7 +113,7 @@ def search(session: Session, build_id: str, text: str, limit: int) -> list[Build
 
 
 # The lines a summary reads (SQL LIKE: only % is special here); the rest stays in the database.
-SUMMARY_PATTERNS: Sequence[str] = ("==> %", "STEP %", "[%] STEP %", "%Using cache%")
+SUMMARY_PATTERNS: Sequence[str] = ("==> %", "STEP %", "[%] STEP %", "%Using cache%", "Queued: %")
 
 
 def summary_lines(session: Session, build_id: str, limit: int = 5000) -> list[BuildLogLine]:
