@@ -250,7 +250,11 @@ def test_start_a_build_and_watch_its_log_live_until_success(
     # Lines arrive while the build is still running (the live stream), then SUCCESS.
     seen_running = wait_for(
         browser,
-        lambda d: "working 1" in log_text(d) and text_of(d, "#build-status") != "SUCCESS",
+        lambda d: (
+            "working 1" in log_text(d)
+            and text_of(d, "#live-state").lower() == "live"
+            and text_of(d, "#build-status") != "SUCCESS"
+        ),
         timeout=120,
     )
     assert seen_running
