@@ -88,6 +88,7 @@ def _round(root: Path, repo: str) -> dict[str, float]:
 
 
 def main(opts: Options) -> dict[str, Any]:
+    started = time.time()
     rounds: list[dict[str, float]] = []
     for i in range(opts.runs(5, 2)):
         with workspace("restart") as root:
@@ -96,6 +97,9 @@ def main(opts: Options) -> dict[str, Any]:
             log(f"restart round {i + 1}: {rounds[-1]}")
     result = {
         "name": "restart",
+        "quick": opts.quick,
+        "started": started,
+        "duration_s": round(time.time() - started, 1),
         "machine": machine_info(),
         "git_env": sorted(GIT_ENV),
         "rounds": rounds,
