@@ -309,7 +309,10 @@
     const found = await fetchJson(section.dataset.searchUrl + "?q=" + encodeURIComponent(term));
     const head = document.createElement("p");
     head.className = "small muted";
-    head.textContent = found.matches.length ? found.matches.length + (found.more ? "+" : "") + " matching lines" : "No line contains “" + term + "”.";
+    const count = found.matches.length;
+    head.textContent = count
+      ? count + (found.more ? "+" : "") + (count === 1 && !found.more ? " matching line" : " matching lines")
+      : "No line contains “" + term + "”.";
     results.appendChild(head);
     const list = document.createElement("ol");
     found.matches.forEach((m) => {
