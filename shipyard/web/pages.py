@@ -160,7 +160,10 @@ def projects(
 def project(request: Request, projectId: str, viewer: CurrentViewer, session: DB) -> HTMLResponse:
     if viewer.principal.project_id not in (None, projectId):
         viewer.principal.require(Permission.PROJECTS_READ, projectId)  # raises: other project
-    found = project_store.get(session, projectId)
+    found = project_out(project_store.get(session, projectId))
+    if not viewer.can(Permission.PROJECTS_READ, projectId):
+        # Its services or jobs may be listed, but not the project's own details (as the API).
+        found = {"id": found["id"], "name": found["id"]}
     sections = []
     for entity in ("service", "job"):
         if not viewer.can(permissions.READ[entity], projectId):
@@ -181,7 +184,7 @@ def project(request: Request, projectId: str, viewer: CurrentViewer, session: DB
         request,
         "project.html",
         viewer,
-        project=project_out(found),
+        project=found,
         sections=sections,
         webhooks=webhook_urls(request, projectId),
     )
