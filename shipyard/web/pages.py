@@ -22,7 +22,7 @@ from shipyard.api.routers.builds import build_out
 from shipyard.api.routers.projects import project_out
 from shipyard.api.routers.workloads import workload_out
 from shipyard.builds import permissions
-from shipyard.builds.errors import InvalidRequest, NotFound, Unauthenticated
+from shipyard.builds.errors import InvalidRequest, Unauthenticated
 from shipyard.builds.permissions import Permission
 from shipyard.store import builds as build_store
 from shipyard.store import projects as project_store
@@ -448,12 +448,3 @@ def log_search(
         "matches": [{"n": r.seq, "log": r.line} for r in hits[:limit]],
         "more": len(hits) > limit,
     }
-
-
-def not_found_page(request: Request, viewer: Viewer | None, message: str) -> HTMLResponse:
-    response = page(request, "error.html", viewer, status=404, message=message)
-    response.status_code = 404
-    return response
-
-
-__all__ = ["NotFound", "router", "templates"]
