@@ -53,6 +53,8 @@ class Stage:
 class Summary:
     stages: list[Stage] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    # The dispatcher's latest "Queued: position P of N; <what it waits on>" line.
+    queue_note: str | None = None
     result: str | None = None  # the final status, when concluded
     result_at: datetime | None = None
 
@@ -71,7 +73,11 @@ def summarise(
     """``lines``: (sequence number, time, text) of the log's marker lines, in order."""
     marks: dict[str, datetime] = {"queued": created}
     steps: list[Step] = []
+    queue_note = None
     for seq, ts, text in lines:
+        if text.startswith("Queued: "):
+            queue_note = text.removeprefix("Queued: ")
+            continue
         stage = _STAGE.match(text)
         if stage:
             marks.setdefault(stage.group(1), ts)
@@ -97,7 +103,7 @@ def summarise(
     # The last step ends when pushing starts, or when the build ends.
     if steps and steps[-1].ended is None:
         steps[-1].ended = marks.get("uploading") or concluded
-    summary = Summary(steps=steps)
+    summary = Summary(steps=steps, queue_note=queue_note)
     reached = [name for name in STAGES if name in marks]
     last = reached[-1]
     for i, name in enumerate(STAGES):

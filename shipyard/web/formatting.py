@@ -57,12 +57,19 @@ def short_sha(sha: Any) -> str:
     return str(sha)[:8] if sha else ""
 
 
+_PROVIDERS = {"github": "GitHub", "gitlab": "GitLab", "gitea": "Gitea", "forgejo": "Forgejo"}
+
+
+def provider_name(provider: Any) -> str:
+    return _PROVIDERS.get(str(provider).lower(), str(provider))
+
+
 def trigger_of(build: dict[str, Any]) -> dict[str, Any]:
     """The build's ``trigger`` (webhooks add it); builds without one were started by the API."""
     trigger = build.get("trigger")
     if not isinstance(trigger, dict) or trigger.get("type") != "webhook":
         return {"type": "api", "label": "API"}
-    provider = str(trigger.get("provider") or "webhook")
+    provider = provider_name(trigger.get("provider") or "webhook")
     return {
         "type": "webhook",
         "label": f"webhook · {provider}",
@@ -76,4 +83,5 @@ FILTERS = {
     "when": when,
     "iso": iso,
     "short_sha": short_sha,
+    "provider_name": provider_name,
 }

@@ -22,7 +22,7 @@ from shipyard.api.routers.builds import build_out
 from shipyard.api.routers.projects import project_out
 from shipyard.api.routers.workloads import workload_out
 from shipyard.builds import permissions
-from shipyard.builds.errors import InvalidRequest, NotFound, Unauthenticated
+from shipyard.builds.errors import InvalidRequest, Unauthenticated
 from shipyard.builds.permissions import Permission
 from shipyard.store import builds as build_store
 from shipyard.store import projects as project_store
@@ -31,7 +31,7 @@ from shipyard.store.models import Workload
 from shipyard.web import formatting, queries
 from shipyard.web import session as web_session
 from shipyard.web.build_summary import summarise
-from shipyard.web.viewer import CurrentViewer, Viewer
+from shipyard.web.viewer import REASONS, CurrentViewer, Viewer
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -73,7 +73,7 @@ def _signin_page(request: Request, error: str | None, status: int = 200) -> HTML
 def signin_form(request: Request, state: State, reason: str | None = None) -> Response:
     if reason is None and web_session.from_request(state.box, request) is not None:
         return RedirectResponse("/", status_code=303)  # already signed in
-    return _signin_page(request, reason)
+    return _signin_page(request, REASONS.get(reason or ""))
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -144,14 +144,26 @@ def projects(
         )
         has_next = len(found) > PER_PAGE
         rows = [project_out(p) for p in found[:PER_PAGE]]
-    return page(request, "projects.html", viewer, projects=rows, page_no=page_no, has_next=has_next)
+    counts = queries.workload_counts(session, [p["id"] for p in rows])
+    return page(
+        request,
+        "projects.html",
+        viewer,
+        projects=rows,
+        counts=counts,
+        page_no=page_no,
+        has_next=has_next,
+    )
 
 
 @router.get("/ui/projects/{projectId}", response_class=HTMLResponse)
 def project(request: Request, projectId: str, viewer: CurrentViewer, session: DB) -> HTMLResponse:
     if viewer.principal.project_id not in (None, projectId):
         viewer.principal.require(Permission.PROJECTS_READ, projectId)  # raises: other project
-    found = project_store.get(session, projectId)
+    found = project_out(project_store.get(session, projectId))
+    if not viewer.can(Permission.PROJECTS_READ, projectId):
+        # Its services or jobs may be listed, but not the project's own details (as the API).
+        found = {"id": found["id"], "name": found["id"]}
     sections = []
     for entity in ("service", "job"):
         if not viewer.can(permissions.READ[entity], projectId):
@@ -172,7 +184,7 @@ def project(request: Request, projectId: str, viewer: CurrentViewer, session: DB
         request,
         "project.html",
         viewer,
-        project=project_out(found),
+        project=found,
         sections=sections,
         webhooks=webhook_urls(request, projectId),
     )
@@ -436,12 +448,3 @@ def log_search(
         "matches": [{"n": r.seq, "log": r.line} for r in hits[:limit]],
         "more": len(hits) > limit,
     }
-
-
-def not_found_page(request: Request, viewer: Viewer | None, message: str) -> HTMLResponse:
-    response = page(request, "error.html", viewer, status=404, message=message)
-    response.status_code = 404
-    return response
-
-
-__all__ = ["NotFound", "router", "templates"]

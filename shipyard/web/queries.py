@@ -11,7 +11,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from shipyard.builds.status import CONCLUDED, RUNNING, WAITING
-from shipyard.store.models import Build, BuildLogLine
+from shipyard.store.models import Build, BuildLogLine, Workload
 
 # The status filter's choices: a group name or one final status.
 STATUS_GROUPS: dict[str, frozenset[str]] = {
@@ -22,6 +22,21 @@ STATUS_GROUPS: dict[str, frozenset[str]] = {
     "CRASHED": frozenset({"CRASHED"}),
 }
 assert set().union(*STATUS_GROUPS.values()) >= {s.value for s in CONCLUDED}
+
+
+def workload_counts(session: Session, project_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per project: how many services and jobs it has."""
+    if not project_ids:
+        return {}
+    query = (
+        select(Workload.project_id, Workload.entity, func.count())
+        .where(Workload.project_id.in_(list(project_ids)))
+        .group_by(Workload.project_id, Workload.entity)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for project_id, entity, count in session.execute(query):
+        counts.setdefault(str(project_id), {})[str(entity)] = int(count)
+    return counts
 
 
 @dataclass(frozen=True)
@@ -98,7 +113,7 @@ def search(session: Session, build_id: str, text: str, limit: int) -> list[Build
 
 
 # The lines a summary reads (SQL LIKE: only % is special here); the rest stays in the database.
-SUMMARY_PATTERNS: Sequence[str] = ("==> %", "STEP %", "[%] STEP %", "%Using cache%")
+SUMMARY_PATTERNS: Sequence[str] = ("==> %", "STEP %", "[%] STEP %", "%Using cache%", "Queued: %")
 
 
 def summary_lines(session: Session, build_id: str, limit: int = 5000) -> list[BuildLogLine]:

@@ -15,9 +15,15 @@ from shipyard.builds.errors import Forbidden, Unauthenticated
 from shipyard.builds.permissions import Permission
 from shipyard.web import session as web_session
 
+REASONS = {
+    "revoked": "Your token is no longer valid: sign in again.",
+    "expired": "Your session ended: sign in again.",
+}
+
 
 class SignInRequired(Exception):
-    """No session, an expired one, or a token that is no longer valid."""
+    """No session, an expired one, or a token that is no longer valid. ``reason`` is a code
+    of ``REASONS`` (the sign-in page shows only its own texts, never one from a URL)."""
 
     def __init__(self, reason: str | None = None) -> None:
         super().__init__(reason or "")
@@ -49,7 +55,7 @@ def current_viewer(request: Request, state: State, session: DB) -> Viewer:
     try:
         principal = authenticate(session, signed_in.token, state.admin_token)
     except Unauthenticated as exc:
-        raise SignInRequired("Your token is no longer valid: sign in again.") from exc
+        raise SignInRequired("revoked") from exc
     return Viewer(principal, signed_in)
 
 

@@ -64,3 +64,13 @@ def test_an_aborted_build_skips_the_stages_it_never_reached() -> None:
 def test_a_build_aborted_while_queued() -> None:
     summary = summarise([], created=at(0), concluded=at(4), status="ABORTED")
     assert [s.state for s in summary.stages] == ["failed", "skipped", "skipped", "skipped"]
+
+
+def test_the_dispatchers_latest_queue_line_is_kept() -> None:
+    lines = [
+        (0, at(0), "Queued: position 3 of 4; waiting for a free build slot"),
+        (1, at(5), "Queued: position 1 of 4; waiting for a free build slot"),
+    ]
+    summary = summarise(lines, created=at(0), concluded=None, status="QUEUED")
+    assert summary.queue_note == "position 1 of 4; waiting for a free build slot"
+    assert [s.state for s in summary.stages] == ["current", "pending", "pending", "pending"]

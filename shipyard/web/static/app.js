@@ -31,7 +31,7 @@
     let json = null;
     try { json = await response.json(); } catch (_) { /* not JSON */ }
     if (response.ok) return { ok: true, data: json && json.data };
-    if (response.status === 401) { window.location.href = "/signin?reason=" + encodeURIComponent("Your session ended: sign in again."); }
+    if (response.status === 401) { window.location.href = "/signin?reason=expired"; }
     const err = json && json.error;
     let message = err && err.message ? err.message : "HTTP " + response.status;
     if (err && err.details && typeof err.details === "object") {
@@ -205,6 +205,34 @@
     }
     follow(form.dataset.then, result.data);
   });
+
+  // Times: "3 min ago" in the text, the exact UTC time on hover (its title); refreshed after
+  // every htmx swap and every half minute.
+  function relative(iso) {
+    const then = Date.parse(iso);
+    if (isNaN(then)) return null;
+    const s = Math.round((Date.now() - then) / 1000);
+    if (s < -60) return null;
+    if (s < 45) return "just now";
+    if (s < 90) return "a minute ago";
+    if (s < 3600) return Math.round(s / 60) + " min ago";
+    if (s < 5400) return "an hour ago";
+    if (s < 86400) return Math.round(s / 3600) + " hours ago";
+    if (s < 172800) return "yesterday";
+    if (s < 30 * 86400) return Math.round(s / 86400) + " days ago";
+    return null;
+  }
+  function humanTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach((el) => {
+      if (!el.dataset.exact) el.dataset.exact = el.textContent;
+      const text = relative(el.getAttribute("datetime"));
+      el.title = el.dataset.exact;
+      el.textContent = text || el.dataset.exact;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", () => humanTimes(document));
+  document.addEventListener("htmx:afterSettle", (e) => humanTimes(e.target));
+  setInterval(() => humanTimes(document), 30000);
 
   // A build page: when the summary shows the build concluded, the actions and the log know.
   let ended = false;

@@ -224,6 +224,10 @@
       total = Math.max(total, n + 1);
       if (mode === "live") append([{ n, ts: line.ts, log: line.log }]);
       else updateRange();
+      // A new stage or step: the summary above refreshes now, not at its next poll.
+      if (/^(==> |(\[\d+\/\d+\] )?STEP \d+\/\d+:)/.test(line.log)) {
+        document.body.dispatchEvent(new CustomEvent("logstep", { bubbles: true }));
+      }
     };
     source.addEventListener("end", () => {
       source.close();
@@ -305,7 +309,10 @@
     const found = await fetchJson(section.dataset.searchUrl + "?q=" + encodeURIComponent(term));
     const head = document.createElement("p");
     head.className = "small muted";
-    head.textContent = found.matches.length ? found.matches.length + (found.more ? "+" : "") + " matching lines" : "No line contains “" + term + "”.";
+    const count = found.matches.length;
+    head.textContent = count
+      ? count + (found.more ? "+" : "") + (count === 1 && !found.more ? " matching line" : " matching lines")
+      : "No line contains “" + term + "”.";
     results.appendChild(head);
     const list = document.createElement("ol");
     found.matches.forEach((m) => {
