@@ -22,7 +22,7 @@ from shipyard.builds.errors import Conflict, InvalidRequest
 from shipyard.executors.base import NullExecutor
 from shipyard.registryauth.keys import KEY_FILE, auth_dir
 from shipyard.settings import Settings, prepare
-from tests.store.test_postgres import ADMIN_URL
+from tests.helpers.pg import ADMIN_URL
 
 SECRET = "hunter2-sealed-value"
 

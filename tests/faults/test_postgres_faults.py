@@ -8,7 +8,6 @@ import re
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,23 +17,16 @@ import pytest
 from shipyard.pipeline.builder import unmount_under
 from tests.faults.helpers import create_service, leftovers, start_build, wait_for_status
 from tests.helpers.live import seed_base_image, start_server, stop_server
+from tests.helpers.pg import ADMIN_URL, scratch_database
 from tests.helpers.sample_app import SampleApp
 
 pytestmark = pytest.mark.slow
 
-ADMIN_URL = os.environ.get("SHIPYARD_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
-
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    name = f"shipyard_faults_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("shipyard_faults") as url:
+        yield url
 
 
 def _terminate_backends(pg_url: str) -> int:

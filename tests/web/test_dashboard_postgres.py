@@ -3,14 +3,11 @@ a fresh database on the machine's PostgreSQL (127.0.0.1:5432, trust auth)."""
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -19,20 +16,13 @@ from shipyard.executors.base import NullExecutor
 from shipyard.settings import Settings, prepare
 from shipyard.store import logs as log_store
 from shipyard.store.db import make_engine, make_sessionmaker
-
-ADMIN_URL = os.environ.get("SHIPYARD_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
+from tests.helpers.pg import scratch_database
 
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    name = f"shipyard_dash_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("shipyard_dash") as url:
+        yield url
 
 
 def test_dashboard_pages_on_postgres(pg_url: str, tmp_path: Path) -> None:
