@@ -460,6 +460,8 @@ class Buildah:
         # buildah runs runc without --root, so its state is in runc's default root
         # (/run/runc for root); filter by bundle so other builds' containers are untouched.
         output: list[str] = []
+        if self.runc_root is not None and not self.runc_root.is_dir():
+            return []  # no RUN ever started; a root runc would create the dir root-owned
         root = ["--root", str(self.runc_root)] if self.runc_root is not None else []
         completed = self._quiet([self.runtime, *root, "list", "--format", "json"], output.append)
         if completed is None or completed.returncode != 0:

@@ -84,6 +84,11 @@ class UserDirs:
         _dir(self.store, 0o700, user)
         _dir(self.home, 0o700, user)
         _dir(self.runtime_dir, 0o700, user)
+        # Made here, as the user's: the janitor runs runc as root with ``--root`` this dir,
+        # and a root runc that finds it missing creates it root-owned, which every later
+        # rootless RUN of the project then fails on ("chmod …/run/runc: operation not
+        # permitted") — an abort before the project's first RUN did exactly that.
+        _dir(self.runc_root, 0o700, user)
         _dir(self.work, 0o711)
         return self
 
