@@ -21,6 +21,7 @@ import contextlib
 import os
 import re
 import secrets
+import shlex
 import shutil
 import tempfile
 import threading
@@ -33,7 +34,9 @@ from urllib.parse import urlsplit
 from shipyard.builds.refs import is_valid_branch, is_valid_sha
 from shipyard.builds.relevant_commit import PathRules, most_recent_relevant
 from shipyard.pipeline.errors import SourceError, TimedOut
+from shipyard.pipeline.git_remote import RemoteAccess, remote_access
 from shipyard.pipeline.process import Completed, LineSink, run
+from shipyard.pipeline.remote_policy import RemotePin
 
 # Path rules: history fetched in these steps (total depth) before giving up and building the
 # tip. Most repositories find a relevant commit in the first step.
@@ -115,6 +118,9 @@ _GIT_CONFIG = (
     # into loose objects, zlib-compressing every blob again (measured: 1.5 s of a 20 MB
     # cold fetch). Packs of the mirror are consolidated by ``gc --auto``.
     "fetch.unpackLimit=1",
+    # A redirect would take git to a host the address policy never checked (an internal
+    # service, the metadata address); git's default follows the first request's redirects.
+    "http.followRedirects=false",
 )
 
 
@@ -265,6 +271,16 @@ class _Git:
             arg for item in (*_GIT_CONFIG, f"protocol.file.allow={allowed}") for arg in ("-c", item)
         )
 
+    def use(self, access: RemoteAccess) -> None:
+        """Talk to the remote of ``access``: its (non-secret) configuration on the command
+        line, its credentials in the environment, ssh checking the host key of the name."""
+        self._config = (*self._config, *(arg for item in access.config for arg in ("-c", item)))
+        self._env.update(access.env)
+        if access.ssh_host_alias is not None:
+            # GIT_SSH_COMMAND is run by a shell: the name is quoted.
+            alias = shlex.quote(access.ssh_host_alias)
+            self._env["GIT_SSH_COMMAND"] += f" -o HostKeyAlias={alias}"
+
     def run(self, *args: str, sink: LineSink | None = None) -> Completed:
         """Run ``git args``; output goes to the build log unless ``sink`` collects it."""
         remaining = self._deadline - time.monotonic()
@@ -358,12 +374,18 @@ class _Fetcher:
     # Where the repository's git dir is when it is not ``<cwd>/.git`` (a bare mirror).
     git_dir: Path | None = None
 
-    def __init__(self, git: _Git, url: str, remote: _Git | None = None) -> None:
+    def __init__(
+        self, git: _Git, url: str, remote: _Git | None = None, pin: RemotePin | None = None
+    ) -> None:
         self.git = git
         # The git that talks to the server (fetch, ls-remote): may run inside the build's
         # network namespace while local queries (``git``) need not.
         self.remote = remote or git
-        self.url = url
+        # Credentials go to git's environment, never its argv; ``pin``: the addresses the
+        # policy checked, the only ones git may connect to (git_remote).
+        self.access = remote_access(url, pin)
+        self.remote.use(self.access)
+        self.url = self.access.url
         self.public_url = strip_userinfo(url)
 
     def fetch(self, *options: str, ref: str) -> Completed:
@@ -652,6 +674,7 @@ def fetch_source(
     limits: CheckoutLimits = CheckoutLimits(),
     wrap: Callable[[list[str]], list[str]] | None = None,
     full_clone: bool = False,
+    pin: RemotePin | None = None,
 ) -> FetchedSource:
     """Check out one commit of ``url`` into ``dest`` (created if missing).
 
@@ -668,7 +691,8 @@ def fetch_source(
     ``timeout_s`` bounds the whole fetch. ``allowed_local_roots``: directories whose
     repositories may be fetched by path or ``file://`` (none by default). ``limits``: refused
     above them. ``full_clone``: the commit's whole history too (Northflank's
-    ``fullGitClone``), not only the commit. Raises ``SourceError``, ``TimedOut``, ``Cancelled``.
+    ``fullGitClone``), not only the commit. ``pin``: the addresses ``check_remote`` approved
+    (git connects to those only). Raises ``SourceError``, ``TimedOut``, ``Cancelled``.
     """
     local = _validate(url, sha, branch, pull_request_id, allowed_local_roots)
     dest.mkdir(parents=True, exist_ok=True)
@@ -693,6 +717,7 @@ def fetch_source(
             ),
             limits=limits,
             full_clone=full_clone,
+            pin=pin,
         )
 
 
@@ -707,9 +732,10 @@ def _fetch(
     git: _Git,
     limits: CheckoutLimits,
     full_clone: bool = False,
+    pin: RemotePin | None = None,
 ) -> FetchedSource:
     git.checked("init", "-q", ".")
-    fetcher = _Fetcher(git, url)
+    fetcher = _Fetcher(git, url, pin=pin)
     if sha is not None:
 
         def find_ref() -> _Ref | None:
@@ -777,12 +803,14 @@ def list_remote_head(
     timeout_s: float,
     env: Mapping[str, str] | None = None,
     allowed_local_roots: Sequence[Path] = (),
+    pin: RemotePin | None = None,
 ) -> str:
-    """The sha at the tip of ``branch`` on ``url`` (``git ls-remote``), without fetching."""
+    """The sha at the tip of ``branch`` on ``url`` (``git ls-remote``), without fetching;
+    ``pin``: the addresses ``check_remote`` approved."""
     local = _validate(url, None, branch, None, allowed_local_roots)
     ref = f"refs/heads/{branch}"
     with _remote_git(local, on_line=on_line, cancel=cancel, timeout_s=timeout_s, env=env) as git:
-        found = _Fetcher(git, url).remote_refs(ref)
+        found = _Fetcher(git, url, pin=pin).remote_refs(ref)
     if ref not in found:
         raise SourceError(f"branch '{branch}' not found on remote")
     return found[ref]
@@ -795,12 +823,14 @@ def list_remote_refs(
     timeout_s: float,
     env: Mapping[str, str] | None = None,
     allowed_local_roots: Sequence[Path] = (),
+    pin: RemotePin | None = None,
 ) -> dict[str, str]:
     """{ref: sha} of the refs of ``url`` matching ``patterns`` (``git ls-remote``'s globs),
     without fetching; the same URL checks, clean environment and local-root rule as a
-    fetch. The caller applies the private-address policy (``remote_policy.check_remote``)."""
+    fetch. The caller applies the private-address policy (``remote_policy.check_remote``)
+    and passes the addresses it approved as ``pin``."""
     local = _validate(url, None, None, None, allowed_local_roots)
     quiet = threading.Event()
     with _remote_git(local, on_line=lambda _l: None, cancel=quiet, timeout_s=timeout_s,
                      env=env) as git:  # fmt: skip
-        return _Fetcher(git, url).ls_remote(*patterns)
+        return _Fetcher(git, url, pin=pin).ls_remote(*patterns)
