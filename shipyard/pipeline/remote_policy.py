@@ -18,6 +18,7 @@ import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from shipyard.pipeline.errors import SourceError
@@ -35,6 +36,11 @@ class RemotePin:
     host: str
     port: int
     addresses: tuple[str, ...]
+
+
+def lookup(host: str, port: int) -> list[tuple[Any, ...]]:
+    """The resolver's answer for ``host`` (the one lookup a pinned request is based on)."""
+    return socket.getaddrinfo(host, port or None, type=socket.SOCK_STREAM)
 
 
 def remote_host(url: str) -> tuple[str, int] | None:
@@ -66,7 +72,7 @@ def check_remote(
         return None
     host, port = target
     try:
-        infos = socket.getaddrinfo(host, port or None, type=socket.SOCK_STREAM)
+        infos = lookup(host, port)
     except (socket.gaierror, UnicodeError) as exc:
         raise SourceError(f"cannot resolve the {noun} host {host!r}") from exc
     allowed = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]

@@ -53,14 +53,14 @@ def _bare(root: Path, name: str, files: dict[str, str]) -> str:
 def rebinding(monkeypatch: pytest.MonkeyPatch) -> None:
     """The policy's resolver answers 127.0.0.2 for ``localhost``; everyone else still gets
     127.0.0.1 from the system."""
-    real = socket.getaddrinfo
+    real = remote_policy.lookup
 
-    def answer(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+    def answer(host: str, port: int) -> list[tuple[Any, ...]]:
         if host == "localhost":
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port or 0))]
-        return real(host, port, *args, **kwargs)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port))]
+        return real(host, port)
 
-    monkeypatch.setattr(remote_policy.socket, "getaddrinfo", answer)
+    monkeypatch.setattr(remote_policy, "lookup", answer)
 
 
 @pytest.fixture
