@@ -54,6 +54,7 @@ _SCP_LIKE = re.compile(
     r"(?:[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])"
     r":(?!:)[^\s].*$"
 )
+_PLAIN_HOSTPORT = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 # Variables that would point git at another repository than ``dest`` (the list of
@@ -167,6 +168,11 @@ def check_repository_url(url: str) -> None:
         return
     host = parts.hostname or ""
     if not host or host.startswith("-") or (parts.username or "").startswith("-"):
+        raise refused
+    # Only plain ASCII names and IP literals: where Python's URL parser and curl's could
+    # disagree about the host ("\\", "%"-escapes, IDN spellings), the address policy would
+    # check one host and git connect to another.
+    if not _PLAIN_HOSTPORT.match(parts.netloc.rpartition("@")[2]):
         raise refused
 
 

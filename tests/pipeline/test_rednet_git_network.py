@@ -27,7 +27,12 @@ from shipyard.pipeline.errors import SourceError
 from shipyard.pipeline.git_remote import remote_access
 from shipyard.pipeline.mirror import fetch_via_mirror, push_diff, read_refs_via_mirror
 from shipyard.pipeline.remote_policy import RemotePin, check_remote
-from shipyard.pipeline.source_git import fetch_source, list_remote_head, list_remote_refs
+from shipyard.pipeline.source_git import (
+    check_repository_url,
+    fetch_source,
+    list_remote_head,
+    list_remote_refs,
+)
 from tests.helpers.git_http import GitHttp, git_http_server, twin_servers
 
 PUBLIC = ("127.0.0.2/32",)
@@ -216,3 +221,21 @@ def test_remote_access_keeps_secrets_off_the_command_line() -> None:
     scp = remote_access("git@git.example.com:a/b.git", RemotePin("git.example.com", 22, ("::1",)))
     assert (scp.url, scp.ssh_host_alias) == ("git@[::1]:a/b.git", "git.example.com")
     assert remote_access("file:///srv/r.git").url == "file:///srv/r.git"
+    # Whatever the userinfo holds, git is given the host Python parsed (and the policy
+    # checked), with nothing before it.
+    odd = remote_access("http://127.0.0.1\\@git.example.com/r.git")
+    assert odd.url == "http://git.example.com/r.git"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1\\.git.example.com/r.git",  # parsers could disagree on the host
+        "http://loc%61lhost/r.git",
+        "https://bücher.example/r.git",  # IDN: curl looks up another spelling than Python
+        "https://xn--bcher-kva.example:99999999/r.git",
+    ],
+)
+def test_hosts_parsers_could_read_differently_are_refused(url: str) -> None:
+    with pytest.raises(SourceError, match="unsupported repository URL"):
+        check_repository_url(url)
