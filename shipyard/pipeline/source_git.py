@@ -79,6 +79,16 @@ _REPO_LOCAL_VARS = frozenset(
         "GIT_COMMON_DIR",
     }
 )
+# The largest file a git that talks to a server may write (RLIMIT_FSIZE, inherited by
+# index-pack): every fetch keeps its pack as one file (``fetch.unpackLimit=1``), so this caps
+# what one fetch can put on the disk. The mirrors live in Shipyard's data dir, beside the
+# database and the registry, and the branches endpoint or a webhook makes the host fetch a
+# tenant's repository: without a cap a repository of huge tips fills that disk.
+MAX_FETCH_FILE_BYTES = 4 * 1024 * 1024 * 1024
+# SIGXFSZ ignored: a write past the limit fails with EFBIG, which git reports (a signal
+# would kill index-pack silently).
+_IGNORE_XFSZ = ("/bin/sh", "-c", 'trap "" XFSZ; exec "$@"', "sh")
+_FILE_TOO_LARGE = "File too large"
 # Flags common to every network fetch: tags and submodules are not part of "one commit".
 _FETCH = ("fetch", "--no-tags", "--no-recurse-submodules")
 # The only variables taken from the service's environment: where programs are, and how the
@@ -276,10 +286,13 @@ class _Git:
         self._config = tuple(
             arg for item in (*_GIT_CONFIG, f"protocol.file.allow={allowed}") for arg in ("-c", item)
         )
+        self._max_file_bytes: int | None = None
 
     def use(self, access: RemoteAccess) -> None:
         """Talk to the remote of ``access``: its (non-secret) configuration on the command
-        line, its credentials in the environment, ssh checking the host key of the name."""
+        line, its credentials in the environment, ssh checking the host key of the name, and
+        no file larger than ``MAX_FETCH_FILE_BYTES``."""
+        self._max_file_bytes = MAX_FETCH_FILE_BYTES
         self._config = (*self._config, *(arg for item in access.config for arg in ("-c", item)))
         self._env.update(access.env)
         if access.ssh_host_alias is not None:
@@ -293,8 +306,11 @@ class _Git:
         try:
             if remaining <= 0:
                 raise TimedOut("no time left")
+            argv = ["git", *self._config, *args]
+            if self._max_file_bytes is not None:
+                argv = ["prlimit", f"--fsize={self._max_file_bytes}", "--", *_IGNORE_XFSZ, *argv]
             return run(
-                self._wrap(["git", *self._config, *args]),
+                self._wrap(argv),
                 on_line=sink or self.log,
                 cancel=self._cancel,
                 timeout_s=remaining,
@@ -359,6 +375,11 @@ class _Git:
 
 def _detail(tail: Sequence[str]) -> str:
     """The line of git's output that says why it failed (``fatal: …`` is usually last)."""
+    if any(_FILE_TOO_LARGE in line for line in tail):
+        return (
+            f"the server sent more than {MAX_FETCH_FILE_BYTES} bytes in one fetch (the limit "
+            "of what one fetch may write)"
+        )
     for line in reversed(tail):
         for prefix in ("fatal: ", "error: "):
             if line.startswith(prefix):

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from shipyard.pipeline import remote_policy
+from shipyard.pipeline import remote_policy, source_git
 from shipyard.pipeline.errors import SourceError
 from shipyard.pipeline.git_remote import remote_access
 from shipyard.pipeline.mirror import fetch_via_mirror, push_diff, read_refs_via_mirror
@@ -239,3 +239,23 @@ def test_remote_access_keeps_secrets_off_the_command_line() -> None:
 def test_hosts_parsers_could_read_differently_are_refused(url: str) -> None:
     with pytest.raises(SourceError, match="unsupported repository URL"):
         check_repository_url(url)
+
+
+def test_a_fetch_cannot_write_more_than_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenant's repository of huge tips must not fill the data dir the mirrors share with
+    the database and registry (the branches endpoint fetches on the host)."""
+    monkeypatch.setattr(source_git, "MAX_FETCH_FILE_BYTES", 256 * 1024)
+    _bare(tmp_path, "repo.git", {"big.bin": os.urandom(1024 * 1024).hex()})
+    mirror = tmp_path / "mirrors" / "p" / "m.git"
+    with git_http_server(tmp_path) as server:
+        url = server.url("repo.git")
+        with pytest.raises(SourceError, match="more than 262144 bytes in one fetch"):
+            read_refs_via_mirror(url, mirror, timeout_s=30)
+        with pytest.raises(SourceError, match="more than 262144 bytes in one fetch"):
+            fetch_source(url, tmp_path / "w" / "src", sha=None, branch="main",
+                         pull_request_id=None, rules=None, on_line=lambda _l: None,
+                         cancel=threading.Event(), timeout_s=30)  # fmt: skip
+    sizes = [p.stat().st_size for p in mirror.rglob("*") if p.is_file()]
+    assert max(sizes) <= 256 * 1024
