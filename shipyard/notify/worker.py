@@ -250,13 +250,13 @@ class Notifier:
         }
         try:
             # Connected to the checked address only, no redirects (notify.send).
-            response = send.post(
+            status = send.post(
                 url, content=body, headers=headers, timeout_s=self._settings.timeout_s, pin=pin
             )
         except httpx.HTTPError as exc:
             record["error"] = (f"{type(exc).__name__}: {exc}")[:MAX_ERROR_CHARS]
             record["durationMs"] = int((time.monotonic() - started) * 1000)
             return record, False, False
-        record["status"] = response.status_code
+        record["status"] = status
         record["durationMs"] = int((time.monotonic() - started) * 1000)
-        return record, 200 <= response.status_code < 300, False
+        return record, 200 <= status < 300, False

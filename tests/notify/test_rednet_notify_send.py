@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 
@@ -117,11 +121,63 @@ def test_https_over_the_pinned_address_checks_the_name(
     with receiver(tls=server_context) as rx:
         port = int(rx.url.split(":")[2].split("/")[0])
         pin = RemotePin("hooks.test", port, ("127.0.0.1",))
-        answer = send.post(f"https://hooks.test:{port}/hook", content=b"{}", headers={},
+        status = send.post(f"https://hooks.test:{port}/hook", content=b"{}", headers={},
                            timeout_s=10, pin=pin)  # fmt: skip
-        assert answer.status_code == 200
+        assert status == 200
         assert rx.requests[0].headers["host"] == f"hooks.test:{port}"
         with pytest.raises(httpx.ConnectError, match="certificate"):
             send.post(f"https://other.test:{port}/hook", content=b"{}", headers={},
                       timeout_s=10, pin=RemotePin("other.test", port, ("127.0.0.1",)))  # fmt: skip
     assert names[0] == "hooks.test"
+
+
+@contextmanager
+def _hostile(mode: str) -> Iterator[str]:
+    """A receiver that answers 200 with an endless body, or trickles its status line."""
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            try:
+                if mode == "endless":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n")
+                    while not stop.is_set():
+                        self.wfile.write(b"x" * 65536)
+                else:
+                    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"y" * 10_000:
+                        if stop.wait(0.2):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+            except OSError:
+                return
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_endless_body_is_never_read() -> None:
+    with _hostile("endless") as url:
+        started = time.monotonic()
+        assert send.post(url, content=b"{}", headers={}, timeout_s=10, pin=None) == 200
+        assert time.monotonic() - started < 5
+
+
+def test_a_trickling_receiver_cannot_hold_the_sender_past_the_deadline() -> None:
+    """Each byte comes well within the per-read timeout; the attempt still ends on time."""
+    with _hostile("trickle") as url:
+        started = time.monotonic()
+        with pytest.raises(httpx.TimeoutException, match="within 1 s"):
+            send.post(url, content=b"{}", headers={}, timeout_s=1, pin=None)
+        assert time.monotonic() - started < 3
