@@ -132,6 +132,8 @@ _GIT_CONFIG = (
     # A redirect would take git to a host the address policy never checked (an internal
     # service, the metadata address); git's default follows the first request's redirects.
     "http.followRedirects=false",
+    # A server's advertised bundle URI would be another URL git downloads, never checked.
+    "transfer.bundleURI=false",
 )
 
 
