@@ -13,7 +13,8 @@ environment that go with it.
   change between the two: rebinding). http(s): ``http.curloptResolve`` (git ≥ 2.37) fills
   curl's DNS cache with the checked addresses, so TLS and the Host header still name the
   host. ssh and git: the URL names the checked address, ssh checks the host key under the
-  host's name (``HostKeyAlias``).
+  host's name (``HostKeyAlias``). No environment proxy then (it would resolve the name
+  itself), as for bundle downloads.
 - **No redirects** (``http.followRedirects=false``, set for every git command in
   ``source_git``): a redirect would lead git to a host nobody checked.
 """
@@ -76,6 +77,9 @@ def remote_access(url: str, pin: RemotePin | None = None) -> RemoteAccess:
         if pin is not None:
             addresses = ",".join(_bracketed(a) for a in pin.addresses)
             config.append(f"http.curloptResolve={pin.host}:{pin.port}:{addresses}")
+            # An environment proxy would resolve the name itself (and reach what it likes):
+            # an empty value makes curl ignore http(s)_proxy.
+            config.append("http.proxy=")
     else:
         userinfo = userinfo.partition(":")[0]
         if pin is not None:

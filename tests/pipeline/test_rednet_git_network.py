@@ -95,8 +95,13 @@ def test_the_harness_rebinds_git_without_a_pin(
 
 
 def test_every_host_side_git_call_uses_the_checked_address(
-    rebinding: None, twins: tuple[GitHttp, GitHttp, str], tmp_path: Path
+    rebinding: None,
+    twins: tuple[GitHttp, GitHttp, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A proxy of the environment would resolve the name itself: it is not used.
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")
     public, internal, sha = twins
     url = public.url("repo.git", host="localhost")
     pin = _pin(url)
@@ -208,6 +213,7 @@ def test_remote_access_keeps_secrets_off_the_command_line() -> None:
     assert https.url == "https://git.example.com/a/b.git"
     assert https.config == (
         "http.curloptResolve=git.example.com:443:93.184.216.34,[2606:2800:220:1::1]",
+        "http.proxy=",
     )
     header = https.env["GIT_CONFIG_VALUE_0"]
     assert base64.b64decode(header.removeprefix("Authorization: Basic ")) == b"x-token:s@cret"
