@@ -92,7 +92,8 @@ _FILE_TOO_LARGE = "File too large"
 # Flags common to every network fetch: tags and submodules are not part of "one commit".
 _FETCH = ("fetch", "--no-tags", "--no-recurse-submodules")
 # The only variables taken from the service's environment: where programs are, and how the
-# operator's network reaches the outside (proxies, CA bundle). Nothing that names a
+# operator's network reaches the outside (proxies — ignored for a remote whose address is
+# pinned, see git_remote — and the CA bundle). Nothing that names a
 # configuration, a credential or an agent (HOME, XDG_*, GIT_*, SSH_AUTH_SOCK, …).
 _INHERITED_VARS = (
     "PATH",
