@@ -42,13 +42,13 @@ def read_refs(
     """The remote's branch and PR refs, through ``mirror`` (the project's mirror of ``url``)
     when given. Blocking (runs git): call it off the event loop."""
     try:
-        check_remote(url, allow_private=allow_private, allowed_networks=allowed_networks)
+        pin = check_remote(url, allow_private=allow_private, allowed_networks=allowed_networks)
         if mirror is not None:
             return read_refs_via_mirror(
-                url, mirror, timeout_s=timeout_s, allowed_local_roots=allowed_local_roots
+                url, mirror, timeout_s=timeout_s, allowed_local_roots=allowed_local_roots, pin=pin
             )
         return list_remote_refs(
-            url, PATTERNS, timeout_s=timeout_s, allowed_local_roots=allowed_local_roots
+            url, PATTERNS, timeout_s=timeout_s, allowed_local_roots=allowed_local_roots, pin=pin
         )
     except PipelineError as exc:
         # Messages are already free of credentials (source_git strips userinfo).

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from shipyard.builds.errors import InvalidRequest, NotFound
 from shipyard.pipeline.errors import SourceError
-from shipyard.pipeline.remote_policy import check_remote
+from shipyard.pipeline.remote_policy import RemotePin, check_remote
 from shipyard.store.crypto import SecretBox
 from shipyard.store.models import NotificationEndpoint
 
@@ -25,16 +25,20 @@ def secret_context(endpoint_id: int) -> str:
     return f"notification-secret:{endpoint_id}"
 
 
-def check_url(url: str, *, allow_private: bool, allowed_networks: Sequence[str] = ()) -> None:
+def check_url(
+    url: str, *, allow_private: bool, allowed_networks: Sequence[str] = ()
+) -> RemotePin | None:
     """http(s) with a host, no credentials; the host must resolve to public addresses
-    unless private ones are allowed (the sandbox's address policy). Raises ``SourceError``."""
+    unless private ones are allowed (the sandbox's address policy). Returns the checked
+    addresses, the only ones a request may then connect to (``notify.send``; None when
+    private URLs are allowed). Raises ``SourceError``."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SourceError("the notification URL must be http:// or https:// with a host")
     if parts.username or parts.password:
         raise SourceError("the notification URL must not carry credentials")
-    check_remote(url, allow_private=allow_private, allowed_networks=allowed_networks,
-                 noun="notification", setting=ALLOW_SETTING)  # fmt: skip
+    return check_remote(url, allow_private=allow_private, allowed_networks=allowed_networks,
+                        noun="notification", setting=ALLOW_SETTING)  # fmt: skip
 
 
 def create(

@@ -25,7 +25,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shipyard.notify import endpoints
+from shipyard.notify import endpoints, send
 from shipyard.notify.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 from shipyard.pipeline.errors import SourceError
 from shipyard.store.crypto import SecretBox
@@ -236,8 +236,8 @@ class Notifier:
         started = time.monotonic()
         record: dict[str, Any] = {"at": _now().isoformat().replace("+00:00", "Z")}
         try:
-            endpoints.check_url(url, allow_private=self._settings.allow_private,
-                                allowed_networks=self._settings.allowed_networks)  # fmt: skip
+            pin = endpoints.check_url(url, allow_private=self._settings.allow_private,
+                                      allowed_networks=self._settings.allowed_networks)  # fmt: skip
         except SourceError as exc:
             record["error"] = f"refused: {exc.message}"
             return record, False, True
@@ -249,18 +249,14 @@ class Notifier:
             DELIVERY_HEADER: attempt_id or str(uuid.uuid4()),
         }
         try:
-            # No redirects: a public URL must not bounce the request to a private address.
-            response = httpx.post(
-                url,
-                content=body,
-                headers=headers,
-                timeout=self._settings.timeout_s,
-                follow_redirects=False,
+            # Connected to the checked address only, no redirects (notify.send).
+            status = send.post(
+                url, content=body, headers=headers, timeout_s=self._settings.timeout_s, pin=pin
             )
         except httpx.HTTPError as exc:
             record["error"] = (f"{type(exc).__name__}: {exc}")[:MAX_ERROR_CHARS]
             record["durationMs"] = int((time.monotonic() - started) * 1000)
             return record, False, False
-        record["status"] = response.status_code
+        record["status"] = status
         record["durationMs"] = int((time.monotonic() - started) * 1000)
-        return record, 200 <= response.status_code < 300, False
+        return record, 200 <= status < 300, False

@@ -41,6 +41,7 @@ from shipyard.builds.refs import is_valid_sha
 from shipyard.builds.relevant_commit import PathRules
 from shipyard.pipeline.errors import Cancelled, SourceError, TimedOut
 from shipyard.pipeline.process import Completed, LineSink
+from shipyard.pipeline.remote_policy import RemotePin
 from shipyard.pipeline.source_git import (
     SHA_SEARCH_DEPTHS,
     CheckoutLimits,
@@ -138,8 +139,15 @@ def _local_name(remote_ref: str) -> str:
 class MirrorFetcher(_Fetcher):
     """``_Fetcher`` whose fetches land in refs of the bare mirror (``git`` runs in it)."""
 
-    def __init__(self, git: _Git, url: str, mirror: Path, remote: _Git | None = None) -> None:
-        super().__init__(git, url, remote)
+    def __init__(
+        self,
+        git: _Git,
+        url: str,
+        mirror: Path,
+        remote: _Git | None = None,
+        pin: RemotePin | None = None,
+    ) -> None:
+        super().__init__(git, url, remote, pin)
         self.git_dir = mirror
         self.mirror = mirror
 
@@ -301,6 +309,7 @@ def fetch_via_mirror(
     wrap: Callable[[list[str]], list[str]] | None = None,
     full_clone: bool = False,
     include_git_folder: bool = False,
+    pin: RemotePin | None = None,
 ) -> FetchedSource:
     """``fetch_source``'s contract, through the mirror at ``mirror`` (created if missing):
     the commit is brought into the mirror (nothing fetched if it is there), then checked
@@ -315,7 +324,7 @@ def fetch_via_mirror(
             # Only what talks to the server runs in the build's network namespace (``wrap``);
             # queries of the mirror and the checkout are local (no namespace entry each).
             git, remote = make(), make(wrap=wrap)
-            fetcher = MirrorFetcher(git, url, mirror, remote)
+            fetcher = MirrorFetcher(git, url, mirror, remote, pin)
             fetcher.ensure_initialised()
             sha = _resolve(fetcher, sha=sha, branch=branch, pull_request_id=pull_request_id,
                            rules=rules)  # fmt: skip
@@ -337,7 +346,9 @@ def fetch_via_mirror(
             git.log("Fetching the whole history (fullGitClone)")
             network = _Git(dest, log=git.log, cancel=cancel, timeout_s=left, env=env,
                            home=Path(home), allow_file=local, wrap=wrap)  # fmt: skip
-            done = network.run("fetch", "--no-tags", "--unshallow", "--end-of-options", url, sha)
+            network.use(fetcher.access)
+            done = network.run("fetch", "--no-tags", "--unshallow", "--end-of-options",
+                               fetcher.url, sha)  # fmt: skip
             if done.returncode != 0:
                 raise SourceError("could not fetch the whole history of the commit (fullGitClone)")
     git.log(f"Checked out {sha}")
@@ -410,9 +421,11 @@ def read_refs_via_mirror(
     timeout_s: float,
     env: Mapping[str, str] | None = None,
     allowed_local_roots: Sequence[Path] = (),
+    pin: RemotePin | None = None,
 ) -> dict[str, str]:
     """The remote's branch and PR heads, brought into the mirror (only new objects come;
-    deleted refs are pruned) and read from it."""
+    deleted refs are pruned) and read from it. ``pin``: the addresses ``check_remote``
+    approved."""
     local = _validate(url, None, None, None, allowed_local_roots)
     quiet = threading.Event()
     with (
@@ -421,7 +434,7 @@ def read_refs_via_mirror(
     ):
         git = mirror_git(mirror, on_line=lambda _l: None, cancel=quiet, timeout_s=timeout_s,
                              env=env, home=Path(home), local=local)  # fmt: skip
-        fetcher = MirrorFetcher(git, url, mirror)
+        fetcher = MirrorFetcher(git, url, mirror, pin=pin)
         fetcher.ensure_initialised()
         return fetcher.update_all()
 
@@ -446,6 +459,7 @@ def push_diff(
     timeout_s: float,
     env: Mapping[str, str] | None = None,
     allowed_local_roots: Sequence[Path] = (),
+    pin: RemotePin | None = None,
 ) -> PushDiff:
     """The net diff of a push (``before..after``: all its commits, as one tree comparison)
     and the head commit's message, both from the mirror (``after`` and ``before`` fetched by
@@ -465,7 +479,7 @@ def push_diff(
     ):
         git = mirror_git(mirror, on_line=lambda _l: None, cancel=quiet, timeout_s=timeout_s,
                              env=env, home=Path(home), local=local)  # fmt: skip
-        fetcher = MirrorFetcher(git, url, mirror)
+        fetcher = MirrorFetcher(git, url, mirror, pin=pin)
         fetcher.ensure_initialised()
         target = _Ref(ref, ref, f"{ref} not found on remote")
         if not git.has_commit(after):

@@ -277,8 +277,9 @@ class Pipeline:
             source.pull_request_id is not None or job.path_rules or not source.branch
         ):
             return None
+        pin = None
         if source.sha is None:
-            check_remote(
+            pin = check_remote(
                 job.repository_url,
                 allow_private=self.settings.allow_private_urls,
                 allowed_networks=self.settings.allowed_networks,
@@ -286,6 +287,7 @@ class Pipeline:
         sha = source.sha or list_remote_head(
             job.repository_url,
             str(source.branch),
+            pin=pin,
             allowed_local_roots=self.settings.allowed_local_roots,
             on_line=report.line,
             cancel=cancel,
@@ -416,7 +418,7 @@ class Pipeline:
         else:
             if not job.repository_url:
                 raise PipelineError("the service has no vcsData.projectUrl to build from")
-            check_remote(
+            pin = check_remote(
                 job.repository_url,
                 allow_private=self.settings.allow_private_urls,
                 allowed_networks=self.settings.allowed_networks,
@@ -436,6 +438,7 @@ class Pipeline:
                 workdir / "src",
                 wrap=box.enter_network,
                 full_clone=job.full_clone,
+                pin=pin,
                 allowed_local_roots=self.settings.allowed_local_roots,
                 limits=self.settings.checkout_limits,
                 sha=source.sha,

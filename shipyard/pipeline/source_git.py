@@ -21,6 +21,7 @@ import contextlib
 import os
 import re
 import secrets
+import shlex
 import shutil
 import tempfile
 import threading
@@ -33,7 +34,9 @@ from urllib.parse import urlsplit
 from shipyard.builds.refs import is_valid_branch, is_valid_sha
 from shipyard.builds.relevant_commit import PathRules, most_recent_relevant
 from shipyard.pipeline.errors import SourceError, TimedOut
+from shipyard.pipeline.git_remote import RemoteAccess, remote_access
 from shipyard.pipeline.process import Completed, LineSink, run
+from shipyard.pipeline.remote_policy import RemotePin
 
 # Path rules: history fetched in these steps (total depth) before giving up and building the
 # tip. Most repositories find a relevant commit in the first step.
@@ -51,6 +54,7 @@ _SCP_LIKE = re.compile(
     r"(?:[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])"
     r":(?!:)[^\s].*$"
 )
+_PLAIN_HOSTPORT = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 # Variables that would point git at another repository than ``dest`` (the list of
@@ -75,10 +79,21 @@ _REPO_LOCAL_VARS = frozenset(
         "GIT_COMMON_DIR",
     }
 )
+# The largest file a git that talks to a server may write (RLIMIT_FSIZE, inherited by
+# index-pack): every fetch keeps its pack as one file (``fetch.unpackLimit=1``), so this caps
+# what one fetch can put on the disk. The mirrors live in Shipyard's data dir, beside the
+# database and the registry, and the branches endpoint or a webhook makes the host fetch a
+# tenant's repository: without a cap a repository of huge tips fills that disk.
+MAX_FETCH_FILE_BYTES = 4 * 1024 * 1024 * 1024
+# SIGXFSZ ignored: a write past the limit fails with EFBIG, which git reports (a signal
+# would kill index-pack silently).
+_IGNORE_XFSZ = ("/bin/sh", "-c", 'trap "" XFSZ; exec "$@"', "sh")
+_FILE_TOO_LARGE = "File too large"
 # Flags common to every network fetch: tags and submodules are not part of "one commit".
 _FETCH = ("fetch", "--no-tags", "--no-recurse-submodules")
 # The only variables taken from the service's environment: where programs are, and how the
-# operator's network reaches the outside (proxies, CA bundle). Nothing that names a
+# operator's network reaches the outside (proxies — ignored for a remote whose address is
+# pinned, see git_remote — and the CA bundle). Nothing that names a
 # configuration, a credential or an agent (HOME, XDG_*, GIT_*, SSH_AUTH_SOCK, …).
 _INHERITED_VARS = (
     "PATH",
@@ -115,6 +130,11 @@ _GIT_CONFIG = (
     # into loose objects, zlib-compressing every blob again (measured: 1.5 s of a 20 MB
     # cold fetch). Packs of the mirror are consolidated by ``gc --auto``.
     "fetch.unpackLimit=1",
+    # A redirect would take git to a host the address policy never checked (an internal
+    # service, the metadata address); git's default follows the first request's redirects.
+    "http.followRedirects=false",
+    # A server's advertised bundle URI would be another URL git downloads, never checked.
+    "transfer.bundleURI=false",
 )
 
 
@@ -161,6 +181,11 @@ def check_repository_url(url: str) -> None:
         return
     host = parts.hostname or ""
     if not host or host.startswith("-") or (parts.username or "").startswith("-"):
+        raise refused
+    # Only plain ASCII names and IP literals: where Python's URL parser and curl's could
+    # disagree about the host ("\\", "%"-escapes, IDN spellings), the address policy would
+    # check one host and git connect to another.
+    if not _PLAIN_HOSTPORT.match(parts.netloc.rpartition("@")[2]):
         raise refused
 
 
@@ -264,6 +289,19 @@ class _Git:
         self._config = tuple(
             arg for item in (*_GIT_CONFIG, f"protocol.file.allow={allowed}") for arg in ("-c", item)
         )
+        self._max_file_bytes: int | None = None
+
+    def use(self, access: RemoteAccess) -> None:
+        """Talk to the remote of ``access``: its (non-secret) configuration on the command
+        line, its credentials in the environment, ssh checking the host key of the name, and
+        no file larger than ``MAX_FETCH_FILE_BYTES``."""
+        self._max_file_bytes = MAX_FETCH_FILE_BYTES
+        self._config = (*self._config, *(arg for item in access.config for arg in ("-c", item)))
+        self._env.update(access.env)
+        if access.ssh_host_alias is not None:
+            # GIT_SSH_COMMAND is run by a shell: the name is quoted.
+            alias = shlex.quote(access.ssh_host_alias)
+            self._env["GIT_SSH_COMMAND"] += f" -o HostKeyAlias={alias}"
 
     def run(self, *args: str, sink: LineSink | None = None) -> Completed:
         """Run ``git args``; output goes to the build log unless ``sink`` collects it."""
@@ -271,8 +309,11 @@ class _Git:
         try:
             if remaining <= 0:
                 raise TimedOut("no time left")
+            argv = ["git", *self._config, *args]
+            if self._max_file_bytes is not None:
+                argv = ["prlimit", f"--fsize={self._max_file_bytes}", "--", *_IGNORE_XFSZ, *argv]
             return run(
-                self._wrap(["git", *self._config, *args]),
+                self._wrap(argv),
                 on_line=sink or self.log,
                 cancel=self._cancel,
                 timeout_s=remaining,
@@ -337,6 +378,11 @@ class _Git:
 
 def _detail(tail: Sequence[str]) -> str:
     """The line of git's output that says why it failed (``fatal: …`` is usually last)."""
+    if any(_FILE_TOO_LARGE in line for line in tail):
+        return (
+            f"the server sent more than {MAX_FETCH_FILE_BYTES} bytes in one fetch (the limit "
+            "of what one fetch may write)"
+        )
     for line in reversed(tail):
         for prefix in ("fatal: ", "error: "):
             if line.startswith(prefix):
@@ -358,12 +404,18 @@ class _Fetcher:
     # Where the repository's git dir is when it is not ``<cwd>/.git`` (a bare mirror).
     git_dir: Path | None = None
 
-    def __init__(self, git: _Git, url: str, remote: _Git | None = None) -> None:
+    def __init__(
+        self, git: _Git, url: str, remote: _Git | None = None, pin: RemotePin | None = None
+    ) -> None:
         self.git = git
         # The git that talks to the server (fetch, ls-remote): may run inside the build's
         # network namespace while local queries (``git``) need not.
         self.remote = remote or git
-        self.url = url
+        # Credentials go to git's environment, never its argv; ``pin``: the addresses the
+        # policy checked, the only ones git may connect to (git_remote).
+        self.access = remote_access(url, pin)
+        self.remote.use(self.access)
+        self.url = self.access.url
         self.public_url = strip_userinfo(url)
 
     def fetch(self, *options: str, ref: str) -> Completed:
@@ -652,6 +704,7 @@ def fetch_source(
     limits: CheckoutLimits = CheckoutLimits(),
     wrap: Callable[[list[str]], list[str]] | None = None,
     full_clone: bool = False,
+    pin: RemotePin | None = None,
 ) -> FetchedSource:
     """Check out one commit of ``url`` into ``dest`` (created if missing).
 
@@ -668,7 +721,8 @@ def fetch_source(
     ``timeout_s`` bounds the whole fetch. ``allowed_local_roots``: directories whose
     repositories may be fetched by path or ``file://`` (none by default). ``limits``: refused
     above them. ``full_clone``: the commit's whole history too (Northflank's
-    ``fullGitClone``), not only the commit. Raises ``SourceError``, ``TimedOut``, ``Cancelled``.
+    ``fullGitClone``), not only the commit. ``pin``: the addresses ``check_remote`` approved
+    (git connects to those only). Raises ``SourceError``, ``TimedOut``, ``Cancelled``.
     """
     local = _validate(url, sha, branch, pull_request_id, allowed_local_roots)
     dest.mkdir(parents=True, exist_ok=True)
@@ -693,6 +747,7 @@ def fetch_source(
             ),
             limits=limits,
             full_clone=full_clone,
+            pin=pin,
         )
 
 
@@ -707,9 +762,10 @@ def _fetch(
     git: _Git,
     limits: CheckoutLimits,
     full_clone: bool = False,
+    pin: RemotePin | None = None,
 ) -> FetchedSource:
     git.checked("init", "-q", ".")
-    fetcher = _Fetcher(git, url)
+    fetcher = _Fetcher(git, url, pin=pin)
     if sha is not None:
 
         def find_ref() -> _Ref | None:
@@ -777,12 +833,14 @@ def list_remote_head(
     timeout_s: float,
     env: Mapping[str, str] | None = None,
     allowed_local_roots: Sequence[Path] = (),
+    pin: RemotePin | None = None,
 ) -> str:
-    """The sha at the tip of ``branch`` on ``url`` (``git ls-remote``), without fetching."""
+    """The sha at the tip of ``branch`` on ``url`` (``git ls-remote``), without fetching;
+    ``pin``: the addresses ``check_remote`` approved."""
     local = _validate(url, None, branch, None, allowed_local_roots)
     ref = f"refs/heads/{branch}"
     with _remote_git(local, on_line=on_line, cancel=cancel, timeout_s=timeout_s, env=env) as git:
-        found = _Fetcher(git, url).remote_refs(ref)
+        found = _Fetcher(git, url, pin=pin).remote_refs(ref)
     if ref not in found:
         raise SourceError(f"branch '{branch}' not found on remote")
     return found[ref]
@@ -795,12 +853,14 @@ def list_remote_refs(
     timeout_s: float,
     env: Mapping[str, str] | None = None,
     allowed_local_roots: Sequence[Path] = (),
+    pin: RemotePin | None = None,
 ) -> dict[str, str]:
     """{ref: sha} of the refs of ``url`` matching ``patterns`` (``git ls-remote``'s globs),
     without fetching; the same URL checks, clean environment and local-root rule as a
-    fetch. The caller applies the private-address policy (``remote_policy.check_remote``)."""
+    fetch. The caller applies the private-address policy (``remote_policy.check_remote``)
+    and passes the addresses it approved as ``pin``."""
     local = _validate(url, None, None, None, allowed_local_roots)
     quiet = threading.Event()
     with _remote_git(local, on_line=lambda _l: None, cancel=quiet, timeout_s=timeout_s,
                      env=env) as git:  # fmt: skip
-        return _Fetcher(git, url).ls_remote(*patterns)
+        return _Fetcher(git, url, pin=pin).ls_remote(*patterns)

@@ -37,6 +37,11 @@ CHAIN_IN = "SHIPYARD-IN"
 CHAIN_FWD = "SHIPYARD-FWD"
 CHAIN_FWD_BACK = "SHIPYARD-FWD-BACK"
 _TIMEOUT_S = 20.0
+# Open connections one build may hold to the registry and the API (the loopback ports it
+# reaches through DNAT). Both serve every project: without a cap, one build's RUN step could
+# hold thousands of idle connections and starve them of file descriptors. A build needs a
+# handful (parallel layer uploads, token requests).
+LOOPBACK_CONNECTIONS = 64
 
 
 class NetworkMode(StrEnum):
@@ -245,9 +250,15 @@ class BuildNetwork:
                 for proto in ("udp", "tcp")
             ]
         if ports:
+            match = f"-d 127.0.0.1/32 -i {self.host_if} -p tcp -m multiport --dports {ports}"
             lines.append(
-                f"{insert} {CHAIN_IN}{first} -d 127.0.0.1/32 -i {self.host_if} -p tcp -m multiport "
-                f"--dports {ports} -m conntrack --ctstate DNAT -j ACCEPT"
+                f"{insert} {CHAIN_IN}{first} {match} -m conntrack --ctstate DNAT -j ACCEPT"
+            )
+            # Inserted after (so evaluated before) the accept: new connections past the cap
+            # are refused.
+            lines.append(
+                f"{insert} {CHAIN_IN}{first} {match} --syn -m connlimit --connlimit-above "
+                f"{LOOPBACK_CONNECTIONS} --connlimit-mask 32 -j REJECT --reject-with tcp-reset"
             )
         lines.append(f"{insert} {CHAIN_FWD}{first} -i {self.host_if} -j {self.chain}")
         if append == "-D":

@@ -314,8 +314,8 @@ class _LazyDiff:
             before, after, ref = event.before or ZERO_SHA, event.head_sha, event.head_ref
             base = event.base_branch or None
         try:
-            check_remote(self.url, allow_private=s.allow_private_urls,
-                         allowed_networks=s.allowed_networks)  # fmt: skip
+            pin = check_remote(self.url, allow_private=s.allow_private_urls,
+                               allowed_networks=s.allowed_networks)  # fmt: skip
             with tempfile.TemporaryDirectory(prefix="shipyard-mirror-") as scratch:
                 mirrors = s.mirrors or MirrorStore(Path(scratch))
                 got = push_diff(
@@ -323,6 +323,7 @@ class _LazyDiff:
                     mirrors.path(self._project_id, self.url),
                     before=before, after=after, ref=ref, base_branch=base,
                     timeout_s=s.git_timeout_s, allowed_local_roots=s.allowed_local_roots,
+                    pin=pin,
                 )  # fmt: skip
         except PipelineError as exc:
             return rules.Diff(None, fallback, f"could not read the repository ({exc}): "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,16 @@ class Receiver:
 
 
 @contextmanager
-def receiver(answers: list[int] | None = None) -> Iterator[Receiver]:
+def receiver(
+    answers: list[int] | None = None,
+    *,
+    address: str = "127.0.0.1",
+    port: int = 0,
+    location: str | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> Iterator[Receiver]:
+    """``address``/``port``: where to listen (twins on one port of two loopback addresses
+    stand for a rebinding DNS answer); ``location``: sent with every answer (redirects)."""
     state = Receiver(url="", answers=list(answers or []))
 
     class Handler(BaseHTTPRequestHandler):
@@ -37,6 +47,8 @@ def receiver(answers: list[int] | None = None) -> Iterator[Receiver]:
                 code = state.answers.pop(0) if state.answers else 200
                 state.arrived.notify_all()
             self.send_response(code)
+            if location is not None:
+                self.send_header("Location", location)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
@@ -44,8 +56,11 @@ def receiver(answers: list[int] | None = None) -> Iterator[Receiver]:
         def log_message(self, *_args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server = ThreadingHTTPServer((address, port), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls is not None else "http"
+    state.url = f"{scheme}://{address}:{server.server_address[1]}/hook"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
