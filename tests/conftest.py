@@ -13,7 +13,7 @@ from shipyard.api.app import create_app
 from shipyard.executors.base import NullExecutor
 from shipyard.settings import Settings, prepare
 
-pytest_plugins = ["tests.helpers.live"]
+pytest_plugins = ["tests.helpers.live", "tests.helpers.databases"]
 
 SHA = "262ed9817b3cad5142fbceabe0c9e371e390d616"
 

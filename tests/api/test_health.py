@@ -48,6 +48,7 @@ def test_readyz_checks_the_database(anonymous: TestClient) -> None:
     assert r.json() == {"status": "ready", "failing": [], "checks": {"database": {"ok": True}}}
 
 
+@pytest.mark.sqlite_only  # a read-only SQLite file; PostgreSQL: tests/store/test_postgres_dbload.py
 def test_readyz_fails_when_the_database_takes_no_writes(
     anonymous: TestClient, settings: Settings
 ) -> None:

@@ -4,15 +4,11 @@ log lines, written once per reason."""
 
 from __future__ import annotations
 
-import os
 import re
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,32 +18,19 @@ from shipyard.builds.fairness import Limits
 from shipyard.builds.status import BuildStatus
 from shipyard.executors.base import NullExecutor
 from shipyard.executors.dispatch import Claim, Dispatcher
-from shipyard.settings import Settings, prepare
+from shipyard.settings import Settings
 from shipyard.store import builds as build_store
 from shipyard.store import logs as log_store
 from shipyard.store import queue
 
-ADMIN_URL = os.environ.get("SHIPYARD_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
-    url, name = None, None
-    if request.param == "postgresql":
-        name = f"shipyard_test_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    settings = prepare(Settings(data_dir=tmp_path / "data", database_url=url))
-    try:
-        with TestClient(create_app(settings, lambda *_: NullExecutor())) as client:
-            assert settings.admin_token is not None
-            client.headers["Authorization"] = f"Bearer {settings.admin_token.get_secret_value()}"
-            yield client
-    finally:
-        if name is not None:
-            with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+@pytest.fixture
+def api(settings: Settings) -> Iterator[TestClient]:
+    """An app on SQLite and on PostgreSQL (tests/executors/conftest.py)."""
+    with TestClient(create_app(settings, lambda *_: NullExecutor())) as client:
+        assert settings.admin_token is not None
+        client.headers["Authorization"] = f"Bearer {settings.admin_token.get_secret_value()}"
+        yield client
 
 
 def sessions_of(client: TestClient) -> sessionmaker[Session]:

@@ -5,6 +5,9 @@ cannot carry output past the cap."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 from pytest import MonkeyPatch
 from sqlalchemy import select, update
@@ -12,9 +15,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.pipeline.logsink import MAX_LINES_AFTER_CAP, BuildLog, LogLimits
 from shipyard.pipeline.redact import Redactor
+from shipyard.settings import Settings
 from shipyard.store import db
 from shipyard.store.models import Build, BuildLogLine
 from tests.conftest import Factory
+from tests.helpers.databases import Database
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database: Database) -> Settings:
+    """The log writer on SQLite and on PostgreSQL (tests/helpers/databases.py)."""
+    return database.settings(tmp_path)
 
 
 def _stored(sessions: sessionmaker[Session], build_id: str) -> list[str]:

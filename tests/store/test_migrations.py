@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from shipyard.builds.reseal import reseal
 from shipyard.builds.secret_files import SecretFile
@@ -19,6 +21,8 @@ from shipyard.builds.service import stored_secrets
 from shipyard.store import workloads as workload_store
 from shipyard.store.crypto import SecretBox
 from shipyard.store.db import MIGRATIONS, make_engine, make_sessionmaker
+from tests.helpers.databases import Database
+from tests.helpers.pg import scratch_database
 
 
 def upgrade(url: str, revision: str) -> None:
@@ -247,3 +251,53 @@ def test_0012_adds_sealed_pull_credentials_to_projects_and_downgrades(tmp_path: 
         columns = [r[1] for r in conn.execute(text("PRAGMA table_info(projects)"))]
     engine.dispose()
     assert "registry_pull_credentials_enc" not in columns
+
+
+@pytest.fixture
+def empty_database(database: Database, tmp_path: Path) -> Iterator[str]:
+    """A URL of a database no migration has touched, on each backend (not the session's
+    shared PostgreSQL database: a failing downgrade must not break the tests after it)."""
+    if database.backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db.sqlite'}"
+        return
+    with scratch_database("shipyard_migrate") as url:
+        yield url
+
+
+def _schema(url: str) -> dict[str, object]:
+    engine = make_engine(url)
+    try:
+        found = inspect(engine)
+        return {
+            table: (
+                sorted(
+                    (c["name"], str(c["type"]), c["nullable"]) for c in found.get_columns(table)
+                ),
+                sorted(str(i["name"]) for i in found.get_indexes(table)),
+            )
+            for table in found.get_table_names()
+        }
+    finally:
+        engine.dispose()
+
+
+def _run(url: str, step: str, revision: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            getattr(command, step)(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def test_every_migration_goes_up_down_and_up_again(empty_database: str) -> None:
+    _run(empty_database, "upgrade", "head")
+    head = _schema(empty_database)
+    assert {"builds", "build_logs", "projects", "workloads"} <= set(head)
+    _run(empty_database, "downgrade", "base")
+    assert set(_schema(empty_database)) <= {"alembic_version"}
+    _run(empty_database, "upgrade", "head")
+    assert _schema(empty_database) == head
