@@ -39,11 +39,13 @@ from shipyard.api.routers import (
     workload_edit,
     workloads,
 )
+from shipyard.api.tail_wakeups import TailWakeups
 from shipyard.builds.reseal import reseal
 from shipyard.executors.base import Executor
 from shipyard.notify.worker import Notifier, NotifySettings
 from shipyard.registryauth import RegistryAuth
 from shipyard.settings import Settings
+from shipyard.store import listen
 from shipyard.store.crypto import SecretBox
 from shipyard.store.db import make_engine, make_sessionmaker, migrate
 from shipyard.web.install import install as install_dashboard
@@ -66,12 +68,15 @@ def create_app(
     reseal(sessions, box)  # seals what migration 0005 could only move (it has no key)
     executor = executor_factory(settings, sessions, box)
     notifier = _notifier(settings, sessions, box)
+    wakeups = _tail_wakeups(engine)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Fewer threads contending for the GIL and for the database (bench: AnyIO's 40).
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = 8 if engine.dialect.name == "sqlite" else 16
+        if wakeups is not None:
+            wakeups.start()
         executor.start()
         notifier.start()
         try:
@@ -79,6 +84,8 @@ def create_app(
         finally:
             notifier.stop()
             executor.stop()
+            if wakeups is not None:
+                wakeups.stop()
 
     app = FastAPI(
         title="Shipyard",
@@ -95,6 +102,7 @@ def create_app(
         box=box,
         executor=executor,
         admin_token=settings.admin_token.get_secret_value(),
+        wakeups=wakeups,
     )
     app.state.registry_auth = RegistryAuth.from_settings(settings)
     errors.install(app)
@@ -128,6 +136,14 @@ def create_app(
     app.add_middleware(NormalisePath)
     _publish_body_as_any_of(app)
     return app
+
+
+def _tail_wakeups(engine: Engine) -> TailWakeups | None:
+    """On PostgreSQL, live log tails wake on NOTIFY from any machine's log writers."""
+    if engine.dialect.name != "postgresql":
+        return None
+    url = listen.libpq_url(engine.url.render_as_string(hide_password=False))
+    return TailWakeups(listen.Listener(url, [listen.LOGS], name="log-tail-listener"))
 
 
 def _notifier(settings: Settings, sessions: sessionmaker[Session], box: SecretBox) -> Notifier:

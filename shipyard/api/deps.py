@@ -18,6 +18,7 @@ from shipyard.api.auth import (
     bearer,
     is_admin_token,
 )
+from shipyard.api.tail_wakeups import TailWakeups
 from shipyard.executors.base import Executor
 from shipyard.settings import Settings
 from shipyard.store.crypto import SecretBox
@@ -32,6 +33,14 @@ class AppState:
     admin_token: str
     # Set when Shipyard shuts down (after running builds were drained): live log streams end.
     closing: threading.Event = field(default_factory=threading.Event)
+    # PostgreSQL only: live tails wait on NOTIFY instead of polling (None: they poll).
+    wakeups: TailWakeups | None = None
+
+    def end_streams(self) -> None:
+        """Live log streams end after the lines stored so far."""
+        self.closing.set()
+        if self.wakeups is not None:
+            self.wakeups.wake_all()
 
 
 # Dependencies are ``async`` so they run on the event loop: a sync dependency costs a

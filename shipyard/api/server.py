@@ -48,7 +48,7 @@ class ShipyardServer(uvicorn.Server):
         except Exception:
             log.exception("draining the executor failed")
         finally:
-            self._state.closing.set()
+            self._state.end_streams()
             self.should_exit = True
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from shipyard.builds.errors import NotFound, not_found_slug
 from shipyard.builds.ids import new_build_id
 from shipyard.builds.status import RUNNING, BuildStatus
+from shipyard.store import listen
 from shipyard.store.models import Build, BuildLogLine
 
 _ID_ATTEMPTS = 20
@@ -103,16 +104,24 @@ def conclude_if_waiting(session: Session, build_id: str, status: BuildStatus, me
             abort_requested=True,
         )
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    concluded = bool(result.rowcount)  # type: ignore[attr-defined]
+    if concluded:
+        listen.publish(session, listen.LOGS, build_id)  # its live tails end
+    return concluded
 
 
 def request_abort(session: Session, build_id: str) -> bool:
+    """Flag a running build for abort; its worker hears of it on ``shipyard_abort`` (on
+    PostgreSQL, at commit) or on its next heartbeat."""
     result = session.execute(
         update(Build)
         .where(Build.id == build_id, Build.concluded.is_(False))
         .values(abort_requested=True)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    flagged = bool(result.rowcount)  # type: ignore[attr-defined]
+    if flagged:
+        listen.publish(session, listen.ABORT, build_id)
+    return flagged
 
 
 def reusable(session: Session, workload_id: int, sha: str, reuse_key: str) -> Build | None:
@@ -186,7 +195,7 @@ def conclude(
     message: str | None,
     **values: Any,
 ) -> bool:
-    return fenced_update(
+    concluded = fenced_update(
         session,
         build_id,
         attempt,
@@ -197,6 +206,9 @@ def conclude(
         concluded_at=now(),
         **values,
     )
+    if concluded:
+        listen.publish(session, listen.LOGS, build_id)  # its live tails end
+    return concluded
 
 
 def heartbeat(session: Session, build_id: str, attempt: int) -> bool | None:

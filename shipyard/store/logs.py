@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from shipyard.store import listen
 from shipyard.store.models import BuildLogLine
 
 
@@ -27,6 +28,8 @@ def append(
             for i, (ts, line) in enumerate(lines)
         ],
     )
+    # Live tails on any machine re-read once this chunk is committed.
+    listen.publish(session, listen.LOGS, build_id)
 
 
 def next_seq(session: Session, build_id: str) -> int:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, aliased
 
 from shipyard.builds.fairness import QUEUED_PREFIX, Limits, Running, Waiting
 from shipyard.builds.status import RUNNING, BuildStatus
+from shipyard.store import listen
 from shipyard.store.builds import now
 from shipyard.store.models import Build, BuildLogLine, Workload
 
@@ -177,4 +178,7 @@ def append_notice(session: Session, build_id: str, line: str, at: datetime | Non
     result = session.execute(
         insert(BuildLogLine).from_select(["build_id", "attempt", "seq", "ts", "line"], source)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    added = bool(result.rowcount)  # type: ignore[attr-defined]
+    if added:
+        listen.publish(session, listen.LOGS, build_id)
+    return added

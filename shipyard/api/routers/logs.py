@@ -4,10 +4,12 @@ protocol, CONTRACT.md "Log tail protocol") or server-sent events (curl, our CLI)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -20,6 +22,7 @@ from shipyard.api.auth import Principal, authenticate
 from shipyard.api.deps import DB, AppState, Caller, State
 from shipyard.api.routers.builds import build_out
 from shipyard.api.schemas.common import envelope, iso_ms
+from shipyard.api.tail_wakeups import TailWakeups
 from shipyard.builds import permissions
 from shipyard.builds.errors import InvalidRequest, NotFound, ShipyardError, not_found_slug
 from shipyard.builds.log_filter import MAX_PATTERN_CHARS, LineFilter
@@ -33,7 +36,10 @@ router = APIRouter(prefix="/v1/projects/{projectId}", tags=["logs"])
 Entity = Literal["service", "job"]
 MAX_LINES = 10_000  # lineLimit's upper bound
 MAX_DURATION_S = 60 * 60 * 24 * 30  # a build log is never older than the rows that hold it
-TAIL_POLL_S = 0.25
+TAIL_POLL_S = 0.25  # SQLite: how often a tail re-reads
+# PostgreSQL: a tail re-reads on NOTIFY; this slow re-read covers a listener that is
+# (re)connecting and any notification lost with it.
+TAIL_REREAD_S = 2.0
 TAIL_BATCH = 500
 KEEPALIVE_S = 15.0
 
@@ -189,12 +195,13 @@ async def follow(
     after_seq: int = -1,
     keep: LineFilter | None = None,
     closing: threading.Event | None = None,
+    wakeups: TailWakeups | None = None,
 ) -> AsyncIterator[list[BuildLogLine]]:
     """Yield batches of new lines (those ``keep`` passes) until the build has concluded and
     every line was yielded. An empty batch now and then during silence lets a transport send
     a keep-alive; lines filtered out do not count as traffic. ``closing`` (Shipyard is
     shutting down): the stream ends after the lines stored so far, so it never holds the
-    exit."""
+    exit. With ``wakeups`` (PostgreSQL) it re-reads when notified, else it polls."""
 
     def poll(seq: int) -> tuple[list[BuildLogLine], int, bool]:
         with sessions() as session:
@@ -210,20 +217,27 @@ async def follow(
 
     seq = after_seq
     quiet_since = time.monotonic()
-    while True:
-        rows, last, done = await run_in_threadpool(poll, seq)
-        if last != seq:
-            seq = last
-            if rows:
+    with wakeups.watch(build_id) if wakeups is not None else nullcontext() as woken:
+        while True:
+            if woken is not None:
+                woken.clear()  # before reading: a commit during the read wakes the next wait
+            rows, last, done = await run_in_threadpool(poll, seq)
+            if last != seq:
+                seq = last
+                if rows:
+                    quiet_since = time.monotonic()
+                    yield rows
+                continue
+            if done or (closing is not None and closing.is_set()):
+                return
+            if time.monotonic() - quiet_since > KEEPALIVE_S:
                 quiet_since = time.monotonic()
-                yield rows
-            continue
-        if done or (closing is not None and closing.is_set()):
-            return
-        if time.monotonic() - quiet_since > KEEPALIVE_S:
-            quiet_since = time.monotonic()
-            yield []
-        await asyncio.sleep(TAIL_POLL_S)
+                yield []
+            if woken is None:
+                await asyncio.sleep(TAIL_POLL_S)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), TAIL_REREAD_S)
 
 
 def backlog(
@@ -351,7 +365,7 @@ async def _tail_socket(websocket: WebSocket, entity: Entity, project_id: str, sl
                 await websocket.send_json(
                     {"type": "log-lines", "data": [line_out(r) for r in first]}
                 )
-        async for rows in follow(state.sessions, found, after, keep, state.closing):
+        async for rows in follow(state.sessions, found, after, keep, state.closing, state.wakeups):
             if not rows:
                 continue
             await websocket.send_json({"type": "log-lines", "data": [line_out(r) for r in rows]})
@@ -432,7 +446,9 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
                 )
                 for row in first:
                     yield f"id: {row.seq}\ndata: {json.dumps(line_out(row))}\n\n"
-            async for rows in follow(state.sessions, build.id, after, keep, state.closing):
+            async for rows in follow(
+                state.sessions, build.id, after, keep, state.closing, state.wakeups
+            ):
                 if not rows:
                     yield ": ping\n\n"
                 for row in rows:
