@@ -11,14 +11,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from shipyard.store import listen
 
 
+class Source(Protocol):
+    """What wakes tails: ``listen.Listener`` (or a stand-in in tests)."""
+
+    def subscribe(self, channel: str, callback: listen.Callback) -> Callable[[], None]: ...
+    def start(self) -> None: ...
+    def stop(self, timeout_s: float = ...) -> None: ...
+    def wait_ready(self, timeout_s: float) -> bool: ...
+
+
 class TailWakeups:
-    def __init__(self, listener: listen.Listener) -> None:
+    def __init__(self, listener: Source) -> None:
         self._listener = listener
         self._lock = threading.Lock()
         self._waiting: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}

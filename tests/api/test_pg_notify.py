@@ -12,16 +12,22 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from shipyard.api import app as app_module
 from shipyard.api.app import create_app
+from shipyard.api.routers import logs as logs_router
+from shipyard.api.tail_wakeups import TailWakeups
 from shipyard.builds.status import BuildStatus
 from shipyard.executors.base import NullExecutor
 from shipyard.store import builds as build_store
 from shipyard.store import listen
+from shipyard.store import logs as log_store
 from shipyard.store.models import Build
 from tests.helpers.databases import Database
 
@@ -156,3 +162,35 @@ def _drain(heard: queue.Queue[tuple[str, str | None]]) -> None:
     """Forget what was heard so far (the connect's ``None``, the set-up's own notices)."""
     while not heard.empty():
         heard.get_nowait()
+
+
+def test_without_notifications_tails_still_get_every_line(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listener that cannot connect (here: a wrong address) costs latency, not lines: tails
+    re-read every TAIL_REREAD_S on their own (shortened here; each write waits until the tail
+    surely sleeps in that wait)."""
+    monkeypatch.setattr(logs_router, "TAIL_REREAD_S", 0.2)
+    unreachable = listen.Listener("postgresql://127.0.0.1:1/none", [listen.LOGS], name="nowhere")
+    monkeypatch.setattr(app_module, "_tail_wakeups", lambda _engine: TailWakeups(unreachable))
+    settings = Database("postgresql", postgres_url).settings(tmp_path)
+    assert settings.admin_token is not None
+    token = settings.admin_token.get_secret_value()
+    with TestClient(create_app(settings, lambda *_: NullExecutor())) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        path = _service(client)
+        build_id = client.post(f"{path}/build", json={"branch": "main"}).json()["data"]["id"]
+        with client.websocket_connect(f"{path}/build-logs?queryType=tail&buildId={build_id}") as ws:
+            ws.send_json(
+                {"type": "init", "data": {"auth": {"type": "apiToken", "apiToken": token}}}
+            )
+            assert ws.receive_json()["data"] == {"auth": "successful"}
+            time.sleep(0.5)
+            with client.app.state.shipyard.sessions() as session:  # type: ignore[attr-defined]
+                log_store.append(session, build_id, 0, 0, [(datetime.now(UTC), "unheralded")])
+                session.commit()
+            assert [x["log"] for x in ws.receive_json()["data"]] == ["unheralded"]
+            time.sleep(0.5)
+            assert client.delete(f"{path}/build/{build_id}").status_code == 200
+            assert ws.receive()["type"] == "websocket.close"  # concluded: the tail ends
+    assert unreachable.connects == 0
