@@ -63,6 +63,15 @@ class _Scratch:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        with psycopg.connect(url, autocommit=True) as conn:
+            # Servers often run in local time: a query that depends on the session's time
+            # zone (now() cast to a date, naive timestamps) fails here, not in production.
+            # An odd offset (+12:45/+13:45) that no test machine's own zone matches.
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET timezone TO 'Pacific/Chatham'").format(
+                    sql.Identifier(url.rsplit("/", 1)[1])
+                )
+            )
         engine = make_engine(url)
         try:
             migrate(engine)
