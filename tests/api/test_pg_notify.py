@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,6 +29,8 @@ from shipyard.api.routers import logs as logs_router
 from shipyard.api.tail_wakeups import TailWakeups
 from shipyard.builds.status import BuildStatus
 from shipyard.executors.base import NullExecutor
+from shipyard.pipeline.logsink import BuildLog
+from shipyard.pipeline.redact import Redactor
 from shipyard.store import builds as build_store
 from shipyard.store import listen
 from shipyard.store import logs as log_store
@@ -181,7 +184,7 @@ def _service(client: TestClient) -> str:
     return "/v1/projects/abort/services/svc"
 
 
-def _drain(heard: queue.Queue[tuple[str, str | None]]) -> None:
+def _drain(heard: queue.Queue[Any]) -> None:
     """Forget what was heard so far (the connect's ``None``, the set-up's own notices)."""
     while not heard.empty():
         heard.get_nowait()
@@ -217,3 +220,37 @@ def test_without_notifications_tails_still_get_every_line(
             assert client.delete(f"{path}/build/{build_id}").status_code == 200
             assert ws.receive()["type"] == "websocket.close"  # concluded: the tail ends
     assert unreachable.connects == 0
+
+
+def test_the_build_log_writer_publishes_each_chunk_and_the_conclusion(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """What a worker's pipeline writes (pipeline/logsink.py) wakes tails on every machine."""
+    heard: queue.Queue[str | None] = queue.Queue()
+    listener = listen.Listener(postgres_url, [listen.LOGS], name="test-logsink")
+    listener.subscribe(listen.LOGS, heard.put)
+    listener.start()
+    settings = Database("postgresql", postgres_url).settings(tmp_path)
+    try:
+        with TestClient(create_app(settings, lambda *_: NullExecutor())) as client:
+            assert settings.admin_token is not None
+            client.headers["Authorization"] = f"Bearer {settings.admin_token.get_secret_value()}"
+            path = _service(client)
+            build_id = client.post(f"{path}/build", json={"branch": "main"}).json()["data"]["id"]
+            sessions = client.app.state.shipyard.sessions  # type: ignore[attr-defined]
+            with sessions() as session:
+                assert build_store.claim(session, build_id, "w") == 1
+                session.commit()
+            assert listener.wait_ready(10)
+            _drain(heard)
+            sink = BuildLog(sessions, build_id, 1, Redactor([]))
+            sink("==> BUILDING")
+            assert sink.flush()
+            assert heard.get(timeout=10) == build_id
+            sink.close()
+            with sessions() as session:
+                assert build_store.conclude(session, build_id, 1, BuildStatus.SUCCESS, "ok")
+                session.commit()
+            assert heard.get(timeout=10) == build_id
+    finally:
+        listener.stop()
