@@ -63,7 +63,33 @@ class Settings(BaseSettings):
         "ranges), none, or host (UNSAFE: RUN steps reach every host service)",
     )
     git_timeout_s: float = 600.0
-    executor: str = Field(default="local", description="local | none (API only)")
+    executor: str = Field(
+        default="local",
+        description="local | none (API only) | procrastinate (scale-out workers on "
+        "PostgreSQL: docs/workers.md)",
+    )
+    # Scale-out workers (SHIPYARD_EXECUTOR=procrastinate; docs/workers.md)
+    worker_sweep_s: float = Field(
+        default=10.0, gt=0, description="Seconds between lease sweeps (one worker at a time)"
+    )
+    build_max_attempts: int = Field(
+        default=2,
+        ge=1,
+        description="Runs a build gets when its worker vanishes: a build whose lease ran out "
+        "is re-queued until it has run this often, then ends CRASHED",
+    )
+    worker_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM a worker claims nothing more; running builds get this long, "
+        "then are handed back (re-queued for another worker)",
+    )
+    worker_watchdog_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A worker whose heartbeat of a build fails this long stops the build and "
+        "hands it back (keep it below SHIPYARD_LEASE_S)",
+    )
     heartbeat_s: float = 2.0
     # Set by prepare(): names this instance's build users, namespaces and cgroups.
     instance_id: str = ""
