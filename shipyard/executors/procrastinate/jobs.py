@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from procrastinate import App, PsycopgConnector
+from procrastinate import App, PsycopgConnector, SyncPsycopgConnector
+from procrastinate.connector import BaseConnector
 from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.schema import SchemaManager
 from sqlalchemy import event
@@ -51,9 +52,15 @@ def conninfo(database_url: str) -> str:
 
 
 def make_app(database_url: str, ring: Ring | None = None) -> App:
-    """The App for this process. ``ring(build_id)`` runs for each doorbell a worker takes;
-    the API only defers (no ``ring``)."""
-    app = App(connector=PsycopgConnector(conninfo=conninfo(database_url)))
+    """With ``ring``: a worker's App (async connector, run by ``JobLoop``); ``ring(build_id)``
+    runs for each doorbell it takes. Without: an App that only defers, on callers' own
+    connections (a sync connector: the async one, once opened, expects async connections)."""
+    connector: BaseConnector = (
+        PsycopgConnector(conninfo=conninfo(database_url))
+        if ring is not None
+        else SyncPsycopgConnector(conninfo=conninfo(database_url))
+    )
+    app = App(connector=connector)
 
     @app.task(name=TASK, queue=QUEUE)
     def run_build(build_id: str) -> None:

@@ -246,8 +246,9 @@ class JobLoop:
 
     def stop(self) -> None:
         loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None:
-            loop.call_soon_threadsafe(stop.set)
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: stopped already
+                loop.call_soon_threadsafe(stop.set)
         if self._thread is not None:
             self._thread.join(timeout=15)
 
@@ -278,12 +279,14 @@ class Worker:
         self._metrics_server: MetricsServer | None = None
         holder: list[WorkerExecutor] = []
         self.app = jobs.make_app(url, ring=lambda build_id: holder[0].ring(build_id))
+        # Doorbells this worker rings (hand-back, sweep) go on its own transactions.
+        self.doorbells = jobs.make_app(url)
 
         def make_executor(*args: Any, **kwargs: Any) -> WorkerExecutor:
             kwargs["concurrency"] = concurrency
             made = WorkerExecutor(
                 *args,
-                app=self.app,
+                app=self.doorbells,
                 instance_id=settings.instance_id,
                 max_attempts=settings.build_max_attempts,
                 watchdog_s=settings.worker_watchdog_s,
@@ -300,7 +303,7 @@ class Worker:
         self.abort_listener = AbortListener(jobs.conninfo(url), self.executor.abort)
         self.sweeper = Sweeper(
             self.runtime._worker_sessions,
-            self.app,
+            self.doorbells,
             interval_s=settings.worker_sweep_s,
             lease=timedelta(seconds=settings.lease_s),
             max_attempts=settings.build_max_attempts,
