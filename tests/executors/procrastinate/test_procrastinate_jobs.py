@@ -4,28 +4,35 @@ re-queues then gives up, the reconciler re-rings, and aborts arrive over NOTIFY.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from procrastinate import App
 from sqlalchemy import text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.api.app import create_app
 from shipyard.builds.status import BuildStatus
+from shipyard.executors.local import _Running
 from shipyard.executors.procrastinate import jobs
 from shipyard.executors.procrastinate.abort_listener import AbortListener
 from shipyard.executors.procrastinate.api import ProcrastinateApi
 from shipyard.executors.procrastinate.sweep import SWEEP_LOCK, sweep_once
+from shipyard.executors.procrastinate.worker import HANDBACK, WorkerExecutor
 from shipyard.executors.runtime import executor_for
 from shipyard.settings import Settings, prepare
 from shipyard.store import builds as build_store
+from shipyard.store import logs as log_store
 from shipyard.store.builds import now
+from shipyard.store.db import make_engine, make_sessionmaker
 from shipyard.store.models import Build
 from tests.helpers.pg import scratch_database
 
@@ -296,3 +303,73 @@ def test_procrastinate_refuses_sqlite() -> None:
     with pytest.raises(jobs.NotPostgres, match="needs PostgreSQL"):
         jobs.conninfo("sqlite:///x.db")
     assert jobs.conninfo("postgresql+psycopg://h/db") == "postgresql://h/db"
+
+
+def worker_executor(sessions: sessionmaker[Session], app: App, **kw: Any) -> WorkerExecutor:
+    # No pipeline or secret box: these tests never run a build, only the run's bookkeeping.
+    return WorkerExecutor(
+        sessions, cast(Any, None), cast(Any, None), concurrency=1, heartbeat_s=0.05,
+        lease_s=5, app=app, instance_id="testinst", max_attempts=2,
+        watchdog_s=kw.get("watchdog_s", 15.0),
+    )  # fmt: skip
+
+
+def test_a_stopped_run_is_handed_back_with_a_new_doorbell(api: TestClient) -> None:
+    sessions = sessions_of(api)
+    app = executor_of(api).app
+    executor = worker_executor(sessions, app)
+    build_id = start(api)
+    with sessions() as session:
+        jobs.driver_connection(session).execute("DELETE FROM procrastinate_jobs")
+        attempt = build_store.claim(session, build_id, executor.worker_id)
+        session.commit()
+    assert attempt == 1
+    run = _Running(build_id, attempt)
+    run.reason = HANDBACK
+    status, message = executor._stopped(run)
+    assert status is BuildStatus.QUEUED
+    executor._conclude(run, status, message)
+    with sessions() as session:
+        build = session.get(Build, build_id)
+        assert build is not None
+        assert (build.status, build.concluded, build.worker_id) == ("QUEUED", False, None)
+        assert doorbells(session, build_id) == ["todo"]
+        lines = [line.line for line in log_store.after_seq(session, build_id, -1, 100)]
+    assert any("handed back by" in line for line in lines), lines
+
+
+def test_the_watchdog_stops_a_build_it_cannot_heartbeat(api: TestClient) -> None:
+    app = executor_of(api).app
+    unreachable = make_sessionmaker(make_engine("postgresql://127.0.0.1:9/nowhere", worker=True))
+    executor = worker_executor(unreachable, app, watchdog_s=0.3)
+    run = _Running("lost-build-0001", 1)
+    executor._running[run.build_id] = run
+    thread = threading.Thread(target=executor._heartbeat, daemon=True)
+    thread.start()
+    try:
+        assert run.cancel.wait(10)
+        assert run.reason == HANDBACK
+        assert executor._stopped(run)[0] is BuildStatus.QUEUED
+    finally:
+        executor._stopping.set()
+        thread.join(timeout=10)
+
+
+def test_a_restarted_worker_requeues_what_its_dead_process_held(api: TestClient) -> None:
+    sessions = sessions_of(api)
+    app = executor_of(api).app
+    executor = worker_executor(sessions, app)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    mine, other = start(api, "a"), start(api, "b")
+    with sessions() as session:
+        jobs.driver_connection(session).execute("DELETE FROM procrastinate_jobs")
+        build_store.claim(session, mine, f"{executor.worker_prefix}{dead.pid}:testinst")
+        # Another worker's (another data dir) on this host: its own lease decides.
+        build_store.claim(session, other, f"{executor.worker_prefix}{dead.pid}:otherinst")
+        session.commit()
+    executor._recover()
+    with sessions() as session:
+        assert session.get(Build, mine).status == "QUEUED"  # type: ignore[union-attr]
+        assert doorbells(session, mine) == ["todo"]
+        assert session.get(Build, other).status == "STARTING"  # type: ignore[union-attr]
