@@ -20,6 +20,7 @@ from shipyard.executors.procrastinate.abort_listener import CHANNEL
 from shipyard.executors.procrastinate.worker import Worker
 from shipyard.health import checks
 from shipyard.health.checks import Check
+from shipyard.monitoring.worker import WorkerMetrics
 from shipyard.pipeline.registry import EmbeddedRegistry
 from shipyard.registryauth import token_auth
 from shipyard.settings import Settings
@@ -59,6 +60,11 @@ class ProcrastinateApi:
             self.embedded = EmbeddedRegistry(
                 settings.data_dir, settings.registry_port, auth=token_auth(settings)
             )
+
+    @property
+    def metrics(self) -> WorkerMetrics | None:
+        """The in-process worker's (``--with-worker``), added to the API's /metrics."""
+        return self.worker.runtime.metrics if self.worker is not None else None
 
     def submit(self, build_id: str) -> None:
         return None  # the doorbell was committed with the row

@@ -9,7 +9,8 @@ addressed by digest. The cap stops a build that kills its worker from taking dow
 one worker at a time.
 
 The sweep also reconciles: a QUEUED build without a waiting doorbell gets one (its doorbell
-went to a worker that had no free slot, or was lost with a database restore).
+went to a worker that had no free slot, a worker died while answering it — procrastinate
+leaves that job ``doing`` — or it was lost with a database restore).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ _ORPHANS = text(
     WHERE b.status = 'QUEUED' AND NOT b.concluded AND NOT b.abort_requested
       AND NOT EXISTS (
         SELECT 1 FROM procrastinate_jobs j
-        WHERE j.queueing_lock = b.id AND j.status IN ('todo', 'doing')
+        WHERE j.queueing_lock = b.id AND j.status = 'todo'
       )
     ORDER BY b.created_at, b.id
     LIMIT :limit

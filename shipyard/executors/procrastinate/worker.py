@@ -72,7 +72,10 @@ class WorkerExecutor(LocalExecutor):
         """A doorbell: run a dispatch pass now (the row and the limits decide what starts)."""
         if self._draining.is_set() or not self.started:
             return
-        self._fill_slots()
+        try:
+            self._fill_slots()
+        except Exception:  # the job still succeeds: the poll and the sweep's reconciler retry
+            log.exception("dispatch for %s failed", build_id)
 
     def _fill_slots(self) -> None:
         # The poll thread and doorbells both dispatch: one pass at a time, or two passes
