@@ -90,6 +90,7 @@ def test_abort_reaches_the_worker_within_5_s(fleet: Fleet, sample_app: SampleApp
     took = time.monotonic() - began
     assert data["status"] == "ABORTED"
     assert took < 5, f"abort took {took:.1f} s"
+    print(f"abort: request → ABORTED seen in {took:.2f} s")
     for worker in fleet.workers:
         assert running_containers_under(worker.data_dir, build_id) == []
 
@@ -128,8 +129,10 @@ def test_sigterm_hands_a_running_build_back(fleet: Fleet, sample_app: SampleApp)
     assert fleet.stop_worker(worker, signal.SIGTERM, timeout=30) == 0
     stopped = time.monotonic() - began
     assert stopped < 15, f"worker took {stopped:.1f} s to stop"
+    print(f"SIGTERM: worker exited in {stopped:.2f} s")
     assert running_containers_under(worker.data_dir, build_id) == []
-    wait_attempt(live, svc, build_id, 2, timeout=30)
+    took = wait_attempt(live, svc, build_id, 2, timeout=30)
+    print(f"SIGTERM: attempt 2 started elsewhere {took:.2f} s after the worker exited")
     assert any("handed back" in line for line in live.logs(f"{svc}/build-logs", build_id))
     assert running_on(fleet, build_id) != index
     with live.client() as c:
@@ -151,6 +154,7 @@ def test_a_killed_workers_build_is_requeued_within_a_minute(
     fleet.stop_worker(worker, signal.SIGKILL, timeout=10)
     took = wait_attempt(live, svc, build_id, 2, timeout=60)
     assert took < 60
+    print(f"SIGKILL: attempt 2 started {took:.2f} s after the kill (lease 6 s, sweep 1 s)")
     assert any("was lost" in line for line in live.logs(f"{svc}/build-logs", build_id))
     with live.client() as c:
         c.delete(f"{svc}/build/{build_id}")
