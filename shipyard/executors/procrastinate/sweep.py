@@ -53,6 +53,18 @@ _ORPHANS = text(
     """
 )
 
+# Doorbells carry no state, so finished ones that procrastinate keeps (failed, cancelled) and
+# ones left ``doing`` by a worker procrastinate has since pruned (worker_id set NULL) are
+# deleted: the table stays the size of the live queue. The reconciler re-rings their builds.
+_STALE_DOORBELLS = text(
+    """
+    DELETE FROM procrastinate_jobs
+    WHERE task_name = :task
+      AND (status IN ('failed', 'cancelled', 'aborted', 'succeeded')
+           OR (status = 'doing' AND worker_id IS NULL))
+    """
+)
+
 
 @dataclass
 class SweepReport:
@@ -60,6 +72,7 @@ class SweepReport:
     crashed: list[str] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
     rung: list[str] = field(default_factory=list)
+    pruned_doorbells: int = 0
 
 
 def settle_lost(
@@ -107,6 +120,8 @@ def sweep_once(
             settle_lost(
                 session, app, build, max_attempts=max_attempts, why=LEASE_MESSAGE, report=report
             )
+        pruned = session.execute(_STALE_DOORBELLS, {"task": jobs.TASK})
+        report.pruned_doorbells = int(pruned.rowcount)  # type: ignore[attr-defined]
         for (build_id,) in session.execute(_ORPHANS, {"limit": RECONCILE_LIMIT}):
             if jobs.defer(app, session, build_id):
                 report.rung.append(build_id)

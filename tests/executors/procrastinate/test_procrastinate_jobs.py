@@ -373,3 +373,19 @@ def test_a_restarted_worker_requeues_what_its_dead_process_held(api: TestClient)
         assert session.get(Build, mine).status == "QUEUED"  # type: ignore[union-attr]
         assert doorbells(session, mine) == ["todo"]
         assert session.get(Build, other).status == "STARTING"  # type: ignore[union-attr]
+
+
+def test_the_sweep_prunes_stale_doorbells_and_rerings(api: TestClient) -> None:
+    sessions = sessions_of(api)
+    app = executor_of(api).app
+    build_id = start(api)
+    with sessions() as session:  # its doorbell was taken by a worker that died (then pruned)
+        jobs.driver_connection(session).execute(
+            "UPDATE procrastinate_jobs SET status = 'doing', worker_id = NULL"
+        )
+        session.commit()
+    report = sweep_once(sessions, app, lease=timedelta(seconds=30), max_attempts=2)
+    assert report is not None
+    assert report.pruned_doorbells == 1 and report.rung == [build_id]
+    with sessions() as session:
+        assert doorbells(session, build_id) == ["todo"]
