@@ -4,11 +4,14 @@ processes on loopback, each with its own data dir (and base image store)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +41,7 @@ class WorkerProc:
     data_dir: Path
     log_path: Path
     metrics_port: int
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,11 +75,11 @@ class Fleet:
         self.api_proc, self.api = start_server(data, args=args, **self.env(**extra))
         return self.api
 
-    def add_worker(self, concurrency: int = 1) -> WorkerProc:
+    def add_worker(self, concurrency: int = 1, **extra: str) -> WorkerProc:
         index = len(self.workers)
         data = self.root / f"worker{index}" / "data"
         seed_base_image(data)
-        worker = WorkerProc(data, data.parent / "worker.log", free_port())
+        worker = WorkerProc(data, data.parent / "worker.log", free_port(), extra)
         self.workers.append(worker)
         self.start_worker(worker, concurrency)
         return worker
@@ -93,6 +97,7 @@ class Fleet:
             "SHIPYARD_REGISTRY_PORT": registry_port,
             "SHIPYARD_ALLOW_PRIVATE_URLS": "true",
             "SHIPYARD_ALLOWED_LOCAL_ROOTS": tempfile.gettempdir(),
+            **worker.env,
         }
         with worker.log_path.open("ab") as log:
             worker.proc = subprocess.Popen(
@@ -152,3 +157,56 @@ class Fleet:
 
 def new_secret_key() -> str:
     return secrets.token_urlsafe(32)
+
+
+class TcpProxy:
+    """A loopback TCP proxy (to PostgreSQL) that can be cut: every connection through it is
+    closed and new ones are closed at once — a worker that lost the database."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target = target_port
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._cut = threading.Event()
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if self._cut.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            with self._lock:
+                self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self._cut.set()
+        with self._lock:
+            for s in self._open:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+
+    def close(self) -> None:
+        self.cut()
+        self._server.close()

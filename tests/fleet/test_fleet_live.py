@@ -11,12 +11,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 
 from tests.faults.helpers import create_service, start_build, wait_for_status
-from tests.fleet.fleet import Fleet, new_secret_key
+from tests.fleet.fleet import Fleet, TcpProxy, new_secret_key
 from tests.helpers.images import BUSYBOX_IMAGE
 from tests.helpers.live import LiveServer, running_containers_under
 from tests.helpers.pg import scratch_database
@@ -165,6 +166,42 @@ def test_a_killed_workers_build_is_requeued_within_a_minute(
     while running_containers_under(worker.data_dir, build_id) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert running_containers_under(worker.data_dir, build_id) == []
+
+
+def test_a_worker_that_loses_the_database_stops_its_build_before_the_retry(
+    tmp_path: Path, sample_app: SampleApp
+) -> None:
+    """The watchdog: two runs of one build never overlap. Worker A reaches PostgreSQL
+    through a proxy that is cut mid-build; A stops the build itself (watchdog 3 s) before
+    its lease (6 s) runs out and worker B's sweep starts attempt 2."""
+    with scratch_database("shipyard_scale_watchdog") as url:
+        fleet = Fleet(tmp_path, url, new_secret_key())
+        proxy = TcpProxy(int(urlsplit(url).port or 5432))
+        try:
+            live = fleet.start_api()
+            proxied = urlunsplit(urlsplit(url)._replace(netloc=f"127.0.0.1:{proxy.port}"))
+            a = fleet.add_worker(SHIPYARD_DATABASE_URL=proxied)
+            svc = create_service(live, sample_app.url, "cut")
+            build_id = start_build(live, svc, dockerfile=SLOW)
+            wait_for_status(live, svc, build_id, "BUILDING", log_text="sleeping", timeout=120)
+            fleet.add_worker()  # B, straight to the database
+            cut = time.monotonic()
+            proxy.cut()
+            while running_containers_under(a.data_dir, build_id):
+                assert time.monotonic() - cut < 6, "A's build outlived its lease"
+                time.sleep(0.2)
+            stopped = time.monotonic() - cut
+            print(f"watchdog: A's build processes gone {stopped:.2f} s after the cut")
+            wait_attempt(live, svc, build_id, 2, timeout=60)
+            retried = time.monotonic() - cut
+            print(f"watchdog: attempt 2 on B {retried:.2f} s after the cut (lease 6 s)")
+            assert retried > stopped  # the two runs did not overlap
+            with live.client() as c:
+                c.delete(f"{svc}/build/{build_id}")
+            assert live.wait(f"{svc}/build/{build_id}", timeout=30)["status"] == "ABORTED"
+        finally:
+            proxy.close()
+            fleet.close()
 
 
 def test_up_with_worker_builds_alone(tmp_path: Path, sample_app: SampleApp) -> None:
