@@ -229,3 +229,10 @@ def test_procrastinate_on_sqlite_is_refused(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 2
     assert "needs PostgreSQL" in out.stderr
+    out = subprocess.run(
+        [str(BIN / "shipyard"), "up", "--with-worker"],
+        env={"SHIPYARD_EXECUTOR": "procrastinate", "SHIPYARD_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "needs PostgreSQL" in out.stderr
