@@ -11,20 +11,28 @@ machine push to it.
 from __future__ import annotations
 
 import logging
+import threading
 
 import psycopg
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.executors.procrastinate import jobs
-from shipyard.executors.procrastinate.abort_listener import CHANNEL
+from shipyard.executors.procrastinate.abort_listener import (
+    CHANNEL,
+    RELEASE,
+    RESET_CACHE,
+    publish,
+)
 from shipyard.executors.procrastinate.worker import Worker
 from shipyard.health import checks
 from shipyard.health.checks import Check
 from shipyard.monitoring.worker import WorkerMetrics
-from shipyard.pipeline.registry import EmbeddedRegistry
-from shipyard.registryauth import token_auth
+from shipyard.pipeline import build_cache
+from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
+from shipyard.registryauth import credentials, token_auth
 from shipyard.settings import Settings
 from shipyard.store.crypto import SecretBox
+from shipyard.store.models import Workload
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,11 @@ class ProcrastinateApi:
             self.embedded = EmbeddedRegistry(
                 settings.data_dir, settings.registry_port, auth=token_auth(settings)
             )
+        self._sessions = sessions
+        self._cache = build_cache.configured(
+            settings.build_cache_registry, settings.executor, settings.build_cache_repository
+        )
+        self._registry = registry_target(settings, self.embedded)
 
     @property
     def metrics(self) -> WorkerMetrics | None:
@@ -72,14 +85,50 @@ class ProcrastinateApi:
     def abort(self, build_id: str) -> None:
         # The flag is committed already (the heartbeat would carry it within a few seconds);
         # the notification makes it immediate.
-        try:
-            with psycopg.connect(self._conninfo, autocommit=True) as conn:
-                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, build_id))
-        except psycopg.Error:
-            log.warning("could not publish the abort of %s", build_id, exc_info=True)
+        self._publish(CHANNEL, build_id)
 
     def prepare(self, project_id: str) -> None:
         return None  # each worker prepares a project's sandbox on its first build of it
+
+    def release(self, project_id: str) -> None:
+        """A deleted project: every worker frees its sandbox of it (user, disk, store)."""
+        self._publish(RELEASE, project_id)
+
+    def reset_cache(self, project_id: str, workload_id: int) -> None:
+        """Every worker empties its layer store of the project; the registry cache of the
+        workload is dropped here (the in-process worker's runtime does both for itself)."""
+        self._publish(RESET_CACHE, project_id)
+        if self.worker is not None:
+            self.worker.runtime.reset_cache(project_id, workload_id)
+        else:
+            threading.Thread(
+                target=self._drop_registry_cache,
+                args=(project_id, workload_id),
+                name=f"reset-registry-cache-{project_id}",
+                daemon=True,
+            ).start()
+
+    def _drop_registry_cache(self, project_id: str, workload_id: int) -> None:
+        """Or a fresh worker would bring every layer back from the registry."""
+        if self._cache is None or self._registry is None or self._registry.username is None:
+            return
+        try:
+            with self._sessions() as session:
+                workload = session.get(Workload, workload_id)
+                slug = workload.slug if workload is not None else None
+            if slug is None:
+                return
+            repository = self._registry.repository(project_id, self._cache.name(slug))
+            gone = build_cache.drop(self._registry, repository)
+            log.info("dropped %d entries of the registry build cache %s", gone, repository)
+        except Exception:  # a failed clean-up must not take the server down
+            log.exception("dropping the registry cache of workload %s failed", workload_id)
+
+    def _publish(self, channel: str, payload: str) -> None:
+        try:
+            publish(self._conninfo, channel, payload)
+        except psycopg.Error:
+            log.warning("could not publish %s %s", channel, payload, exc_info=True)
 
     def start(self) -> None:
         if self.embedded is not None:
@@ -103,3 +152,19 @@ class ProcrastinateApi:
         if self.embedded is not None:
             return [checks.registry_answering(self.embedded, self.embedded.target)]
         return []
+
+
+def registry_target(settings: Settings, embedded: EmbeddedRegistry | None) -> RegistryTarget | None:
+    """Shipyard's own identity at the registry (as ``LocalRuntime`` has it)."""
+    if settings.registry:
+        return RegistryTarget.parse(
+            settings.registry,
+            insecure=settings.registry_insecure,
+            username=settings.registry_username,
+            password=settings.registry_password.get_secret_value()
+            if settings.registry_password
+            else None,
+        )
+    if embedded is not None:
+        return embedded.target_with(*credentials(settings).internal_credential())
+    return None

@@ -25,7 +25,7 @@ from shipyard.builds.fairness import QUEUED_PREFIX
 from shipyard.builds.status import BuildStatus
 from shipyard.executors.local import LocalExecutor, _pid_alive, _Running
 from shipyard.executors.procrastinate import jobs
-from shipyard.executors.procrastinate.abort_listener import AbortListener
+from shipyard.executors.procrastinate.abort_listener import RELEASE, RESET_CACHE, AbortListener
 from shipyard.executors.procrastinate.sweep import Sweeper, SweepReport, settle_lost
 from shipyard.executors.runtime import LocalRuntime
 from shipyard.monitoring.worker import MetricsServer, serve_worker_metrics
@@ -303,7 +303,13 @@ class Worker:
         )
         self.executor = holder[0]
         self.jobs = JobLoop(self.app, self.executor.worker_id)
-        self.abort_listener = AbortListener(jobs.conninfo(url), self.executor.abort)
+        sandbox = self.runtime.sandbox
+        self.abort_listener = AbortListener(
+            jobs.conninfo(url),
+            self.executor.abort,
+            # The API drops the registry cache itself; each worker drops its own store.
+            {RESET_CACHE: sandbox.reset_cache, RELEASE: sandbox.release},
+        )
         self.sweeper = Sweeper(
             self.runtime._worker_sessions,
             self.doorbells,

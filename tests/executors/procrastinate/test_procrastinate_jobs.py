@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.api.app import create_app
 from shipyard.builds.status import BuildStatus
+from shipyard.executors.base import ResourceHooks
 from shipyard.executors.local import _Running
 from shipyard.executors.procrastinate import jobs
-from shipyard.executors.procrastinate.abort_listener import AbortListener
+from shipyard.executors.procrastinate.abort_listener import RELEASE, RESET_CACHE, AbortListener
 from shipyard.executors.procrastinate.api import ProcrastinateApi
 from shipyard.executors.procrastinate.sweep import SWEEP_LOCK, sweep_once
 from shipyard.executors.procrastinate.worker import HANDBACK, WorkerExecutor
@@ -389,3 +390,42 @@ def test_the_sweep_prunes_stale_doorbells_and_rerings(api: TestClient) -> None:
     assert report.pruned_doorbells == 1 and report.rung == [build_id]
     with sessions() as session:
         assert doorbells(session, build_id) == ["todo"]
+
+
+def test_cache_resets_and_releases_reach_every_worker(api: TestClient) -> None:
+    url = api.app.state.shipyard.settings.resolved_database_url  # type: ignore[attr-defined]
+    heard: list[tuple[str, str]] = []
+    got = threading.Event()
+
+    def on(channel: str) -> Callable[[str], None]:
+        def handle(project_id: str) -> None:
+            heard.append((channel, project_id))
+            if len(heard) == 2:
+                got.set()
+
+        return handle
+
+    listeners = [
+        AbortListener(
+            jobs.conninfo(url), lambda _id: None, {RESET_CACHE: on("reset"), RELEASE: on("release")}
+        )
+        for _ in range(2)
+    ]
+    for listener in listeners:
+        listener.start()
+    try:
+        assert all(listener.listening.wait(5) for listener in listeners)
+        assert isinstance(executor_of(api), ResourceHooks)
+        start(api)  # project p, service web
+        r = api.delete("/v1/projects/p/services/web/build-cache")
+        assert r.status_code in (200, 204), r.text
+        assert got.wait(5)
+        assert sorted(heard) == [("reset", "p"), ("reset", "p")]
+        heard.clear()
+        got.clear()
+        executor_of(api).release("p")
+        assert got.wait(5)
+        assert heard == [("release", "p"), ("release", "p")]
+    finally:
+        for listener in listeners:
+            listener.stop()
