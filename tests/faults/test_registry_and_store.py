@@ -15,7 +15,13 @@ import pytest
 
 from shipyard.pipeline.builder import unmount_under
 from tests.faults.helpers import create_service, leftovers, start_build, wait_for_status
-from tests.helpers.live import LiveServer, seed_base_image, start_server, stop_server
+from tests.helpers.live import (
+    LiveServer,
+    sandbox_dir,
+    seed_base_image,
+    start_server,
+    stop_server,
+)
 from tests.helpers.sample_app import SampleApp
 
 pytestmark = pytest.mark.slow
@@ -158,4 +164,5 @@ def test_aborts_at_random_moments_leave_nothing(server: LiveServer, sample_app: 
     deadline = time.monotonic() + 10
     while (left := leftovers(server.data_dir)) and time.monotonic() < deadline:
         time.sleep(0.5)  # the idle store's sweep runs as the last build leaves
-    assert left == []
+    runc_dirs = sorted(sandbox_dir(server.data_dir).glob("*/home/run/runc/*"))
+    assert left == [], [(d.name, sorted(f.name for f in d.iterdir())) for d in runc_dirs]
