@@ -143,13 +143,14 @@ def test_disk_full_while_logging_ends_the_build_failure(
     indirect=True,
 )
 def test_aborts_at_random_moments_leave_nothing(server: LiveServer, sample_app: SampleApp) -> None:
-    """Two builds of one project at a time, each aborted 0 to 1.5 s after it was started (in
-    buildah's first moments, during the source fetch, in RUN): nothing is left."""
+    """A hundred builds (SHIPYARD_TEST_ABORTS), two of one project at a time, each aborted 0 to
+    1.5 s after it was started (in buildah's first moments, during the source fetch, in RUN):
+    nothing is left."""
     svc = create_service(server, sample_app.url)
     rng = random.Random(11)
     builds: list[str] = []
     with server.client() as c:
-        for i in range(int(os.environ.get("SHIPYARD_TEST_ABORTS", "12"))):
+        for i in range(int(os.environ.get("SHIPYARD_TEST_ABORTS", "100"))):
             build = start_build(server, svc, target="slow", arg=f"a{i}")
             builds.append(build)
             time.sleep(rng.uniform(0.0, 1.5))
