@@ -18,6 +18,7 @@ from shipyard.builds.errors import (
     InvalidRequest,
     NotFound,
     ShipyardError,
+    TooManyRequests,
     Unauthenticated,
     Upstream,
 )
@@ -33,6 +34,7 @@ STATUS_OF: dict[type[ShipyardError], int] = {
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
+    TooManyRequests: 429,
     Upstream: 502,
 }
 
@@ -95,7 +97,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ShipyardError)
     async def _domain(_: Request, exc: ShipyardError) -> JSONResponse:
         status = next((code for cls, code in STATUS_OF.items() if isinstance(exc, cls)), 400)
-        return error_response(status, exc.message, exc.details, exc.slug)
+        response = error_response(status, exc.message, exc.details, exc.slug)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
