@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from shipyard.builds.errors import TooManyRequests
 
@@ -56,3 +61,68 @@ def slots(app: object, name: str) -> Slots:
 
 
 _MAKING = threading.Lock()
+
+
+class Held:
+    """One slot a request may take, given back once (by whoever ends the request or its
+    stream first)."""
+
+    def __init__(self, pool: Slots, key: str) -> None:
+        self._pool, self._key = pool, key
+        self._held = False
+        self._lock = threading.Lock()
+        self.handed_over = False  # a streaming response gives it back when it ends
+
+    def take(self, limit: int, refusal: TooManyRequests) -> None:
+        with self._lock:
+            if not self._held:
+                self._pool.acquire(self._key, limit, refusal)
+                self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            if self._held:
+                self._held = False
+                self._pool.release(self._key)
+
+
+def log_stream_refusal(project_id: str, limit: int) -> TooManyRequests:
+    return TooManyRequests(
+        f"project '{project_id}' already has {limit} live log streams open "
+        "(SHIPYARD_MAX_LOG_STREAMS_PER_PROJECT); close one, or read the logs with the range "
+        "endpoint (…/build-logs)",
+        {"maxLogStreams": limit},
+        retry_after_s=5,
+    )
+
+
+class GuardedStream(StreamingResponse):
+    """A streaming response that gives its slot back when it ends, however it ends."""
+
+    def __init__(self, held: Held, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        held.handed_over = True
+        self._held = held
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._held.release()
+
+
+async def log_stream_slot(request: Request, projectId: str) -> AsyncIterator[Held]:
+    """A live log stream's slot of its project (SHIPYARD_MAX_LOG_STREAMS_PER_PROJECT, 429
+    past it). Declared after the caller: an unauthenticated request is refused first."""
+    state = request.app.state.shipyard
+    held = Held(slots(request.app, "log_streams"), projectId)
+    limit = state.settings.max_log_streams_per_project
+    held.take(limit, log_stream_refusal(projectId, limit))
+    try:
+        yield held
+    finally:
+        if not held.handed_over:  # the handler failed: no stream holds it
+            held.release()
+
+
+LogStreamSlot = Annotated[Held, Depends(log_stream_slot)]
