@@ -77,18 +77,35 @@ class DiskCollector(Collector):
 
 
 class WebhookRejectionCollector(Collector):
-    """Webhook deliveries refused with 401 (nothing else of them is recorded)."""
+    """Webhook deliveries refused with 401 (nothing else of them is recorded). The reason
+    (``unknown-project`` / ``no-secret`` / …) is detail: anonymously it would tell whoever
+    sends a delivery to a guessed project id whether that project exists."""
 
-    def __init__(self, counts: Rejections | None) -> None:
+    def __init__(self, counts: Rejections | None, detail: bool = True) -> None:
         self._counts = counts
+        self._detail = detail
 
     def collect(self) -> Iterator[CounterMetricFamily]:
+        snapshot = (self._counts or Rejections()).snapshot()
+        if not self._detail:
+            family = CounterMetricFamily(
+                "shipyard_webhook_rejected",
+                "Webhook deliveries refused (401) by provider",
+                labels=["provider"],
+            )
+            by_provider: dict[str, float] = {}
+            for (provider, _), value in snapshot.items():
+                by_provider[provider] = by_provider.get(provider, 0.0) + value
+            for provider, total in sorted(by_provider.items()):
+                family.add_metric([provider], total)
+            yield family
+            return
         family = CounterMetricFamily(
             "shipyard_webhook_rejected",
             "Webhook deliveries refused (401) by provider and reason",
             labels=["provider", "reason"],
         )
-        for (provider, reason), value in sorted((self._counts or Rejections()).snapshot().items()):
+        for (provider, reason), value in sorted(snapshot.items()):
             family.add_metric([provider, reason], value)
         yield family
 
@@ -148,7 +165,9 @@ def metrics(
     registry.register(BuildCollector(state.sessions))
     registry.register(DiskCollector(disk_usage(request, state)))
     registry.register(
-        WebhookRejectionCollector(getattr(request.app.state, "webhook_rejections", None))
+        WebhookRejectionCollector(
+            getattr(request.app.state, "webhook_rejections", None), detail=detail
+        )
     )
     lease = timedelta(seconds=state.settings.lease_s)
     registry.register(FleetCollector(state.sessions, lease, detail=detail))
