@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # Behind a TLS proxy: the addresses whose X-Forwarded-Proto/-For uvicorn believes
+    # (comma-separated, "*" for any), so the dashboard sees https and marks its cookies Secure.
+    forwarded_allow_ips: str = "127.0.0.1"
+    # The dashboard's cookies: None = Secure when the request came over https (directly or
+    # from a trusted proxy); true = always Secure (a TLS proxy that sends no header).
+    cookie_secure: bool | None = None
 
     # Pipeline
     registry: str | None = Field(
