@@ -19,6 +19,9 @@ MAX_PAGE = 1_000_000
 # The furthest a cursor may point: what ``page`` allows. A forged ``{"o": 10**30}`` would
 # otherwise reach the database as an OFFSET it cannot bind (a 500 instead of a 400).
 MAX_OFFSET = MAX_PAGE * MAX_PER_PAGE
+# The largest integer a path or query parameter may carry into SQL (a signed 64-bit column):
+# past it SQLite and PostgreSQL refuse to bind it, a 500 instead of the caller's 400.
+MAX_DB_INT = 2**63 - 1
 
 
 @dataclass(frozen=True)

@@ -415,7 +415,7 @@ def log_page(
     buildId: str,
     viewer: CurrentViewer,
     session: DB,
-    start: Annotated[int | None, Query(alias="from", ge=0)] = None,
+    start: Annotated[int | None, Query(alias="from", ge=0, le=2**62)] = None,
     count: Annotated[int, Query(ge=1, le=MAX_PAGE_LINES)] = 1000,
     tail: Annotated[int | None, Query(ge=1, le=MAX_PAGE_LINES)] = None,
 ) -> dict[str, Any]:

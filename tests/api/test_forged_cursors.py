@@ -79,3 +79,20 @@ def test_valid_cursor_still_pages(client: TestClient, targets: dict[str, str]) -
     )
     assert second.status_code == 200, second.text
     assert second.json()["data"]["services"] != first["data"]["services"]
+
+
+def test_log_stream_resume_points_past_64_bits_are_400(
+    client: TestClient, targets: dict[str, str]
+) -> None:
+    """``after`` / ``Last-Event-ID`` reach SQL as a line id: past 64 bits they were an
+    OverflowError inside the stream (a 200 that broke off); now the caller's 400."""
+    from tests.api.test_log_stream import seed
+
+    path, build_id = seed(client, targets)
+    stream = f"{path}/build-logs/stream"
+    huge = str(10**30)
+    assert_error(client.get(stream, params={"buildId": build_id, "after": huge}), 400)
+    r = client.get(stream, params={"buildId": build_id}, headers={"Last-Event-ID": huge})
+    assert_error(r, 400, "Last-Event-ID")
+    ok = client.get(stream, params={"buildId": build_id}, headers={"Last-Event-ID": "3"})
+    assert ok.status_code == 200 and "event: end" in ok.text

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from shipyard.api.auth import Principal, authenticate
 from shipyard.api.deps import DB, AppState, Caller, State
 from shipyard.api.guards import GuardedStream, Held, LogStreamSlot, log_stream_refusal, slots
+from shipyard.api.pagination import MAX_DB_INT
 from shipyard.api.routers.builds import build_out
 from shipyard.api.schemas.common import envelope, iso_ms
 from shipyard.builds import permissions
@@ -402,7 +403,10 @@ async def tail_job_build_logs(websocket: WebSocket, projectId: str, jobId: str) 
 
 def _event_id(value: str | None) -> int:
     try:
-        return int(value) if value is not None else -1
+        seq = int(value) if value is not None else -1
+        if not -1 <= seq <= MAX_DB_INT:
+            raise ValueError(value)
+        return seq
     except ValueError:
         raise InvalidRequest(
             "Last-Event-ID must be a line id", {"Last-Event-ID": "invalid"}
@@ -418,7 +422,9 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
         caller: Caller,
         stream_slot: LogStreamSlot,
         buildId: str | None = None,
-        after: Annotated[int | None, Query(ge=-1, description="Resume after this line id")] = None,
+        after: Annotated[
+            int | None, Query(ge=-1, le=MAX_DB_INT, description="Resume after this line id")
+        ] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
         lineLimit: Annotated[int | None, Query(ge=1, le=MAX_LINES)] = None,
         startTime: datetime | None = None,
