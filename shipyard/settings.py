@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Uploads of one project received or waiting for a build (429 past it)",
     )
+    max_queued_builds_per_project: int = Field(
+        default=200, ge=1, description="QUEUED builds one project may have (429 past it)"
+    )
     max_log_streams_per_project: int = Field(
         default=32, ge=1, description="Live log streams (SSE/websocket) one project may hold open"
     )

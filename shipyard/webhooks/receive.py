@@ -76,6 +76,7 @@ class WebhookSettings:
     allowed_local_roots: tuple[Path, ...] = ()
     git_timeout_s: float = 120.0
     supersede_queued: bool = False
+    max_queued: int | None = None  # SHIPYARD_MAX_QUEUED_BUILDS_PER_PROJECT
 
 
 @dataclass
@@ -273,7 +274,12 @@ def _start(
     if settings.supersede_queued:
         _supersede(session, workload)
     build, _created = build_service.start(
-        session, settings.box, workload, BuildRequest(source=source), trigger=trigger
+        session,
+        settings.box,
+        workload,
+        BuildRequest(source=source),
+        trigger=trigger,
+        max_queued=settings.max_queued,
     )
     session.commit()
     return build

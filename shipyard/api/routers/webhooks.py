@@ -57,6 +57,7 @@ def webhook_settings(state: AppState) -> WebhookSettings:
         allowed_local_roots=tuple(s.allowed_local_roots),
         git_timeout_s=min(s.git_timeout_s, 120.0),
         supersede_queued=s.webhook_supersede_queued,
+        max_queued=s.max_queued_builds_per_project,
     )
 
 
