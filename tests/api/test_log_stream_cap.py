@@ -97,3 +97,40 @@ def test_one_project_does_not_starve_another(
     finally:
         pool.release("someone-else")
         pool.release("someone-else")
+
+
+def test_a_stream_gives_its_slot_back_when_the_client_leaves() -> None:
+    """The SSE response's slot comes back on a disconnect mid-stream (a live build's stream
+    never ends by itself)."""
+    import asyncio
+    from collections.abc import AsyncIterator
+
+    from shipyard.api.guards import GuardedStream, Held, Slots
+    from shipyard.builds.errors import TooManyRequests
+
+    pool = Slots()
+    held = Held(pool, "p")
+    held.take(1, TooManyRequests("full"))
+
+    async def endless() -> AsyncIterator[str]:
+        while True:
+            yield ": ping\n\n"
+            await asyncio.sleep(0.01)
+
+    async def run() -> None:
+        response = GuardedStream(held, endless(), media_type="text/event-stream")
+
+        async def receive() -> dict[str, str]:
+            await asyncio.sleep(0.1)
+            return {"type": "http.disconnect"}
+
+        async def send(_: object) -> None:
+            return None
+
+        scope = {"type": "http", "asgi": {"spec_version": "2.0"}, "method": "GET"}
+        await asyncio.wait_for(response(scope, receive, send), timeout=5)
+
+    asyncio.run(run())
+    assert pool.held("p") == 0
+    held.release()  # a second release is a no-op
+    assert pool.held("p") == 0
