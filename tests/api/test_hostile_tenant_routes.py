@@ -12,6 +12,7 @@ import base64
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +21,11 @@ from starlette.routing import BaseRoute
 
 from shipyard.api.app import create_app
 from shipyard.executors.base import NullExecutor
-from shipyard.settings import Settings
+from shipyard.settings import Settings, prepare
 from tests.api.tenants import project_token
 from tests.api.test_uploads import CONTEXT
 from tests.conftest import SHA, Factory
+from tests.helpers.pg import scratch_database
 
 PARAM = re.compile(r"\{(\w+)\}")
 # Routes any caller may get a 2xx from (their answers are checked not to name B).
@@ -126,6 +128,19 @@ def body_for(path: str) -> Any:
     return {}
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Both databases: PostgreSQL refuses what SQLite stores (a NUL in text: found here)."""
+    if request.param == "sqlite":
+        yield prepare(Settings(data_dir=tmp_path / "data", admin_token=None, secret_key=None))
+        return
+    with scratch_database("shipyard_sweep") as url:
+        yield prepare(
+            Settings(data_dir=tmp_path / "data", database_url=url, admin_token=None,
+                     secret_key=None)
+        )  # fmt: skip
+
+
 @pytest.fixture
 def world(client: TestClient, factory: Factory) -> World:
     return World(client, factory)
@@ -225,18 +240,19 @@ def test_websocket_tails_of_b_refuse_a(world: World, client: TestClient) -> None
 
 GARBAGE_PARAMS = [
     "..", "%2e%2e%2f", "%00", "a" * 5000, "ü🚢", "-1", "99999999999999999999999999",
-    "x' OR '1'='1", "$(id)", "%ff%fe", " ", "null",
+    "x' OR '1'='1", "$(id)", "%ff%fe", " ", "null", "a%00b",
 ]  # fmt: skip
 GARBAGE_BODIES: list[Any] = [
     [], "text", 1e308, None, {"name": {"$gt": ""}}, {"branch": ["a"] * 1000},
-    {"sha": "z" * 100_000}, json.loads("[" * 200 + "]" * 200),
+    {"sha": "z" * 100_000}, json.loads("[" * 200 + "]" * 200), {"name": "a\u0000b"},
+    {"branch": "main\u0000"}, {"url": "https://example.com/\u0000"},
     {"buildArguments": {"A" * 300: "v"}, "overrides": {"docker": {"buildArguments": 5}}},
 ]  # fmt: skip
 GARBAGE_QUERIES = [
     {"per_page": "-5"}, {"page": "1e9"}, {"cursor": base64.b64encode(b'{"o": 1e400}').decode()},
     {"buildId": "\x00"}, {"startTime": "99999-99-99"}, {"lineLimit": "9" * 30},
     {"after": "9" * 40}, {"duration": "-1"}, {"scope": "repository:../../x:*"},
-    {"regexIncludes": "(a+)+$" * 50},
+    {"regexIncludes": "(a+)+$" * 50}, {"textIncludes": "\x00"},
 ]  # fmt: skip
 
 
