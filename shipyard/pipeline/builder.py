@@ -431,12 +431,18 @@ class Buildah:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)
+        if self.runc_root is not None:
+            remove_unborn_runc_state(self.runc_root, tmpdir)
         if self.exclusive_store:
             # Working containers carry no trace of the build that made them, so only a
             # store nobody else is using right now can be swept.
             self.sweep_store(on_line=on_line)
         unmount_under(tmpdir)
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        if self.runc_root is None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        # else the sandbox removes the work dir (TMPDIR in it) once the build's cgroup is
+        # empty: a ``runc create`` outside the killed process group may still leave unborn
+        # state, matched to this build by the bundle dirs kept until then.
 
     def sweep_store(self, *, on_line: LineSink | None = None) -> None:
         """Remove every working container of the store: only safe while no build runs in it
@@ -479,6 +485,23 @@ class Buildah:
             if entry.get("id", "").startswith("buildah-") and bundle.is_relative_to(tmpdir):
                 found.append(str(entry["id"]))
         return found
+
+
+def remove_unborn_runc_state(runc_root: Path, tmpdir: Path) -> None:
+    """State dirs of containers whose ``runc create`` was killed before it wrote state.json
+    (only ``exec.fifo`` inside): ``runc list`` skips them ("container does not exist"), so
+    ``delete --force`` never sees them. buildah names a container ``buildah-<bundle dir>``
+    and puts the bundle dir in its TMPDIR, which ties the state to this build."""
+    try:
+        states = list(runc_root.iterdir())
+    except OSError:
+        return
+    for state in states:
+        bundle = state.name.removeprefix("buildah-")
+        if bundle == state.name or (state / "state.json").exists():
+            continue
+        if (tmpdir / bundle).is_dir():
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def _skopeo_inspect(
