@@ -191,6 +191,11 @@ class LocalRuntime:
         )
 
     @property
+    def worker_sessions(self) -> sessionmaker[Session]:
+        """The executor's own engine (a scale-out worker's sweep uses it too)."""
+        return self._worker_sessions
+
+    @property
     def metrics(self) -> WorkerMetrics:
         """The in-process worker's histograms and gauges (the API's /metrics adds them)."""
         return self.executor.metrics

@@ -311,7 +311,7 @@ class Worker:
             {RESET_CACHE: sandbox.reset_cache, RELEASE: sandbox.release},
         )
         self.sweeper = Sweeper(
-            self.runtime._worker_sessions,
+            self.runtime.worker_sessions,
             self.doorbells,
             interval_s=settings.worker_sweep_s,
             lease=timedelta(seconds=settings.lease_s),
