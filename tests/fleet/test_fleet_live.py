@@ -6,7 +6,9 @@ hands a running build back; a SIGKILLed worker's build is re-queued within lease
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 from tests.faults.helpers import create_service, start_build, wait_for_status
 from tests.fleet.fleet import Fleet, TcpProxy, new_secret_key
 from tests.helpers.images import BUSYBOX_IMAGE
-from tests.helpers.live import LiveServer, running_containers_under
+from tests.helpers.live import BIN, LiveServer, running_containers_under
 from tests.helpers.pg import scratch_database
 from tests.helpers.sample_app import SampleApp
 
@@ -72,6 +74,15 @@ def test_builds_spread_over_both_workers_and_succeed_first_time(
     listed = {w["id"]: w for w in fleet.listed()}
     assert holders <= set(listed)
     assert all(listed[h]["alive"] for h in holders)
+    # `shipyard workers`: both, alive, with their last heartbeat.
+    out = subprocess.run(
+        [str(BIN / "shipyard"), "workers", "--output", "json"],
+        env={"SHIPYARD_URL": live.url, "SHIPYARD_TOKEN": live.token, "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    rows = {row["id"]: row for row in json.loads(out.stdout)}
+    assert holders <= set(rows)
+    assert all(rows[h]["alive"] and rows[h]["lastHeartbeatAt"] for h in holders)
     for worker in fleet.workers:
         text = httpx.get(f"http://127.0.0.1:{worker.metrics_port}/metrics").text
         assert "shipyard_build_duration_seconds" in text
@@ -218,10 +229,6 @@ def test_up_with_worker_builds_alone(tmp_path: Path, sample_app: SampleApp) -> N
 
 
 def test_procrastinate_on_sqlite_is_refused(tmp_path: Path) -> None:
-    import subprocess
-
-    from tests.helpers.live import BIN
-
     out = subprocess.run(
         [str(BIN / "shipyard"), "worker"],
         env={"SHIPYARD_EXECUTOR": "procrastinate", "SHIPYARD_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
