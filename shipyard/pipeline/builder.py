@@ -432,7 +432,7 @@ class Buildah:
                 break
             time.sleep(0.1)
         if self.runc_root is not None:
-            remove_unborn_runc_state(self.runc_root, tmpdir)
+            remove_unborn_runc_state(self.runc_root)
         if self.exclusive_store:
             # Working containers carry no trace of the build that made them, so only a
             # store nobody else is using right now can be swept.
@@ -441,8 +441,7 @@ class Buildah:
         if self.runc_root is None:
             shutil.rmtree(tmpdir, ignore_errors=True)
         # else the sandbox removes the work dir (TMPDIR in it) once the build's cgroup is
-        # empty: a ``runc create`` outside the killed process group may still leave unborn
-        # state, matched to this build by the bundle dirs kept until then.
+        # empty, and unborn runc state again (a ``runc create`` may outlive the group kill).
 
     def sweep_store(self, *, on_line: LineSink | None = None) -> None:
         """Remove every working container of the store: only safe while no build runs in it
@@ -487,21 +486,37 @@ class Buildah:
         return found
 
 
-def remove_unborn_runc_state(runc_root: Path, tmpdir: Path) -> None:
+def remove_unborn_runc_state(runc_root: Path) -> None:
     """State dirs of containers whose ``runc create`` was killed before it wrote state.json
     (only ``exec.fifo`` inside): ``runc list`` skips them ("container does not exist"), so
-    ``delete --force`` never sees them. buildah names a container ``buildah-<bundle dir>``
-    and puts the bundle dir in its TMPDIR, which ties the state to this build."""
+    ``delete --force`` never sees them. One being created right now belongs to a live
+    ``runc create``, which names the container on its command line: only those no live
+    process names are removed. (buildah may have removed their bundle dirs already, so the
+    bundle cannot tie them to a build.)"""
     try:
-        states = list(runc_root.iterdir())
+        unborn = [
+            d for d in runc_root.iterdir()
+            if d.name.startswith("buildah-") and not (d / "state.json").exists()
+        ]  # fmt: skip
     except OSError:
         return
-    for state in states:
-        bundle = state.name.removeprefix("buildah-")
-        if bundle == state.name or (state / "state.json").exists():
-            continue
-        if (tmpdir / bundle).is_dir():
+    if not unborn:
+        return
+    named = _command_lines()
+    for state in unborn:
+        if not any(state.name.encode() in line for line in named):
             shutil.rmtree(state, ignore_errors=True)
+
+
+def _command_lines() -> list[bytes]:
+    lines = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                lines.append((proc / "cmdline").read_bytes())
+            except OSError:
+                continue  # gone meanwhile
+    return lines
 
 
 def _skopeo_inspect(

@@ -567,16 +567,13 @@ def _runc_state_cleanup(runc_root: Path, workdir: Path) -> None:
         try:
             config = json.loads((state / "state.json").read_text()).get("config", {})
         except (OSError, ValueError):
-            continue  # unborn: see remove_unborn_runc_state below
+            continue  # unborn (only exec.fifo): removed below
         # runc records the bundle dir (in the build's TMPDIR) as a label.
         labels = [str(label) for label in config.get("labels") or []]
         bundles = [Path(label[len("bundle=") :]) for label in labels if label.startswith("bundle=")]
         if any(bundle.is_relative_to(workdir) for bundle in bundles):
             shutil.rmtree(state, ignore_errors=True)
-    # The janitor removes those of a cancelled bud; a build killed otherwise (its cgroup
-    # emptied at close) may leave some too. buildah's TMPDIR is a directory of the work dir.
-    for tmpdir in [d for d in workdir.iterdir() if d.is_dir()] if workdir.is_dir() else []:
-        remove_unborn_runc_state(runc_root, tmpdir)
+    remove_unborn_runc_state(runc_root)
 
 
 class BaseImages:
