@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 JS_STAMP := tests/js/node_modules/.installed
 
-.PHONY: up test test-fast lint typecheck deps system bench clean
+.PHONY: up test test-fast test-postgres lint typecheck deps system bench clean
 
 deps: system $(STAMP)
 
@@ -31,6 +31,10 @@ test: deps $(JS_STAMP)
 
 test-fast: deps
 	$(BIN)/python -m pytest -q -m "not slow and not js"
+
+# Scale-out workers on PostgreSQL (docs/workers.md): needs the server at 127.0.0.1:5432.
+test-postgres: deps
+	$(BIN)/python -m pytest -q tests/executors/procrastinate tests/fleet
 
 lint: deps
 	$(BIN)/ruff check shipyard tests

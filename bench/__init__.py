@@ -25,4 +25,6 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "load": ("bench.load", "main", "8. SQLite at 16/32/64 clients with builds running"),
     "fresh": ("bench.fresh_worker", "main",
               "9. fresh worker's first build of a known service vs cold (registry cache)"),
+    "scale": ("bench.scale", "main",
+              "10. scale-out workers: dispatch latency, first log line, 1 vs 2 workers"),
 }  # fmt: skip

@@ -376,6 +376,12 @@ def start_server(data_dir: Path, argv: Sequence[str] | None = None, **env: str) 
         "SHIPYARD_REGISTRY_PORT": str(registry_port),
         "SHIPYARD_BUILD_NETWORK": "none",
         "SHIPYARD_ALLOWED_LOCAL_ROOTS": tempfile.gettempdir(),
+        # Benches measure throughput, one project at a time: the per-project abuse caps
+        # (SECURITY.md, "API hardening") would turn their load into 429s.
+        "SHIPYARD_MAX_QUEUED_BUILDS_PER_PROJECT": "1000000000",
+        "SHIPYARD_MAX_LOG_STREAMS_PER_PROJECT": "1000000",
+        "SHIPYARD_MAX_PENDING_UPLOADS": "1000000",
+        "SHIPYARD_WEBHOOK_MAX_CONCURRENT": "1000000",
         **env,
     }
     with log_path.open("ab") as out:

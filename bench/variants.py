@@ -91,7 +91,8 @@ def apply_lean_insert() -> None:
     table = Build.__table__
 
     def start(session: Session, box: Any, workload: Any, request: Any, *,
-              idempotency_key: str | None = None, fingerprint: str | None = None) -> Any:  # fmt: skip
+              idempotency_key: str | None = None, fingerprint: str | None = None,
+              **_: Any) -> Any:  # fmt: skip  (max_queued: benches lift the cap)
         if idempotency_key is not None:
             return original(session, box, workload, request,
                             idempotency_key=idempotency_key, fingerprint=fingerprint)  # fmt: skip

@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # Behind a TLS proxy: the addresses whose X-Forwarded-Proto/-For uvicorn believes
+    # (comma-separated, "*" for any), so the dashboard sees https and marks its cookies Secure.
+    forwarded_allow_ips: str = "127.0.0.1"
+    # The dashboard's cookies: None = Secure when the request came over https (directly or
+    # from a trusted proxy); true = always Secure (a TLS proxy that sends no header).
+    cookie_secure: bool | None = None
 
     # Pipeline
     registry: str | None = Field(
@@ -52,6 +58,18 @@ class Settings(BaseSettings):
     # from is kept before garbage collection deletes it.
     max_upload_bytes: int = 512 * 1024 * 1024
     upload_ttl_s: float = 3600.0
+    # API hardening (SECURITY.md "API hardening"): what one project may hold at once.
+    max_pending_uploads: int = Field(
+        default=8,
+        ge=1,
+        description="Uploads of one project received or waiting for a build (429 past it)",
+    )
+    max_queued_builds_per_project: int = Field(
+        default=200, ge=1, description="QUEUED builds one project may have (429 past it)"
+    )
+    max_log_streams_per_project: int = Field(
+        default=32, ge=1, description="Live log streams (SSE/websocket) one project may hold open"
+    )
     # Supply chain: an SBOM and SLSA provenance attached to every image as OCI referrers
     # (false: neither is made). The provenance's builder id (default: one per instance).
     supply_chain: bool = True
@@ -63,7 +81,33 @@ class Settings(BaseSettings):
         "ranges), none, or host (UNSAFE: RUN steps reach every host service)",
     )
     git_timeout_s: float = 600.0
-    executor: str = Field(default="local", description="local | none (API only)")
+    executor: str = Field(
+        default="local",
+        description="local | none (API only) | procrastinate (scale-out workers on "
+        "PostgreSQL: docs/workers.md)",
+    )
+    # Scale-out workers (SHIPYARD_EXECUTOR=procrastinate; docs/workers.md)
+    worker_sweep_s: float = Field(
+        default=10.0, gt=0, description="Seconds between lease sweeps (one worker at a time)"
+    )
+    build_max_attempts: int = Field(
+        default=2,
+        ge=1,
+        description="Runs a build gets when its worker vanishes: a build whose lease ran out "
+        "is re-queued until it has run this often, then ends CRASHED",
+    )
+    worker_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM a worker claims nothing more; running builds get this long, "
+        "then are handed back (re-queued for another worker)",
+    )
+    worker_watchdog_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="A worker whose heartbeat of a build fails this long stops the build and "
+        "hands it back (keep it below SHIPYARD_LEASE_S)",
+    )
     heartbeat_s: float = 2.0
     # Set by prepare(): names this instance's build users, namespaces and cgroups.
     instance_id: str = ""
@@ -187,6 +231,9 @@ class Settings(BaseSettings):
         description="Keep a bare mirror per project and repository under <data dir>/mirrors "
         "(builds, relevant-commit walks, webhook diffs, branches endpoints); false = fetch "
         "afresh for every build",
+    )
+    webhook_max_concurrent: int = Field(
+        default=16, ge=1, description="Webhook deliveries handled at once per process (429 past it)"
     )
     webhook_max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Larger webhook deliveries get 413"

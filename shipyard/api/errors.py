@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -18,6 +19,7 @@ from shipyard.builds.errors import (
     InvalidRequest,
     NotFound,
     ShipyardError,
+    TooManyRequests,
     Unauthenticated,
     Upstream,
 )
@@ -33,6 +35,7 @@ STATUS_OF: dict[type[ShipyardError], int] = {
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
+    TooManyRequests: 429,
     Upstream: 502,
 }
 
@@ -95,7 +98,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ShipyardError)
     async def _domain(_: Request, exc: ShipyardError) -> JSONResponse:
         status = next((code for cls, code in STATUS_OF.items() if isinstance(exc, cls)), 400)
-        return error_response(status, exc.message, exc.details, exc.slug)
+        response = error_response(status, exc.message, exc.details, exc.slug)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -128,6 +134,19 @@ def install(app: FastAPI) -> None:
         response = error_response(503, "the database is busy; retry shortly", slug="unavailable")
         response.headers["Retry-After"] = "1"
         return response
+
+    @app.exception_handler(DataError)
+    async def _bad_data(_: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot store (PostgreSQL: a NUL in text, a number out of
+        # range): what the caller sent, not a server fault. The driver's text stays in the log.
+        log.warning("value refused by the database: %s", exc.orig)
+        nul = "NUL" in str(exc.orig)
+        message = (
+            "a text value contains a NUL character (\\u0000), which cannot be stored"
+            if nul
+            else "a value is out of range or invalid for storage"
+        )
+        return error_response(400, message, slug="invalid-request")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

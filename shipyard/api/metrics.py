@@ -77,18 +77,35 @@ class DiskCollector(Collector):
 
 
 class WebhookRejectionCollector(Collector):
-    """Webhook deliveries refused with 401 (nothing else of them is recorded)."""
+    """Webhook deliveries refused with 401 (nothing else of them is recorded). The reason
+    (``unknown-project`` / ``no-secret`` / …) is detail: anonymously it would tell whoever
+    sends a delivery to a guessed project id whether that project exists."""
 
-    def __init__(self, counts: Rejections | None) -> None:
+    def __init__(self, counts: Rejections | None, detail: bool = True) -> None:
         self._counts = counts
+        self._detail = detail
 
     def collect(self) -> Iterator[CounterMetricFamily]:
+        snapshot = (self._counts or Rejections()).snapshot()
+        if not self._detail:
+            family = CounterMetricFamily(
+                "shipyard_webhook_rejected",
+                "Webhook deliveries refused (401) by provider",
+                labels=["provider"],
+            )
+            by_provider: dict[str, float] = {}
+            for (provider, _), value in snapshot.items():
+                by_provider[provider] = by_provider.get(provider, 0.0) + value
+            for provider, total in sorted(by_provider.items()):
+                family.add_metric([provider], total)
+            yield family
+            return
         family = CounterMetricFamily(
             "shipyard_webhook_rejected",
             "Webhook deliveries refused (401) by provider and reason",
             labels=["provider", "reason"],
         )
-        for (provider, reason), value in sorted((self._counts or Rejections()).snapshot().items()):
+        for (provider, reason), value in sorted(snapshot.items()):
             family.add_metric([provider, reason], value)
         yield family
 
@@ -115,35 +132,46 @@ def disk_usage(request: Request, state: AppState) -> Cached:
     return cached
 
 
-def check_scraper(authorization: str | None, state: AppState) -> None:
-    """Open unless ``SHIPYARD_METRICS_TOKEN`` is set (build counts say little, but an operator
-    may not want them public); then that token or the admin token is required."""
+def check_scraper(authorization: str | None, state: AppState) -> bool:
+    """Whether the scraper may see the detailed metrics (per project, build, worker, host).
+
+    Without ``SHIPYARD_METRICS_TOKEN`` an anonymous scrape gets aggregates only (build counts
+    by status, queue age, disk, webhook refusals, workers up/down); the admin token sees the
+    detail. With it set, that token or the admin token is required (401 otherwise) and both
+    see the detail."""
     required = state.settings.metrics_token
-    if required is None:
-        return
     token = bearer(authorization)
     if token is None:
+        if required is None:
+            return False
         raise Unauthenticated("metrics need a bearer token (Authorization: Bearer <token>)")
     # Constant-time comparisons, both always made: timing says nothing about either token.
-    metrics_ok = hmac.compare_digest(token.encode(), required.get_secret_value().encode())
+    expected = required.get_secret_value() if required is not None else ""
+    metrics_ok = required is not None and hmac.compare_digest(token.encode(), expected.encode())
     admin_ok = is_admin_token(token, state.admin_token)
-    if not (metrics_ok or admin_ok):
-        raise Unauthenticated("unknown metrics token")
+    if metrics_ok or admin_ok:
+        return True
+    if required is None:
+        return False  # any other token (a project's): what anyone may see
+    raise Unauthenticated("unknown metrics token")
 
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(
     request: Request, state: State, authorization: Annotated[str | None, Header()] = None
 ) -> Response:
-    check_scraper(authorization, state)
+    detail = check_scraper(authorization, state)
     registry = CollectorRegistry()
     registry.register(BuildCollector(state.sessions))
     registry.register(DiskCollector(disk_usage(request, state)))
     registry.register(
-        WebhookRejectionCollector(getattr(request.app.state, "webhook_rejections", None))
+        WebhookRejectionCollector(
+            getattr(request.app.state, "webhook_rejections", None), detail=detail
+        )
     )
-    registry.register(FleetCollector(state.sessions, timedelta(seconds=state.settings.lease_s)))
+    lease = timedelta(seconds=state.settings.lease_s)
+    registry.register(FleetCollector(state.sessions, lease, detail=detail))
     worker = getattr(state.executor, "metrics", None)
-    if isinstance(worker, WorkerMetrics):
+    if detail and isinstance(worker, WorkerMetrics):
         registry.register(worker)
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

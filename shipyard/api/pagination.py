@@ -15,6 +15,13 @@ from shipyard.builds.errors import InvalidRequest
 
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 50
+MAX_PAGE = 1_000_000
+# The furthest a cursor may point: what ``page`` allows. A forged ``{"o": 10**30}`` would
+# otherwise reach the database as an OFFSET it cannot bind (a 500 instead of a 400).
+MAX_OFFSET = MAX_PAGE * MAX_PER_PAGE
+# The largest integer a path or query parameter may carry into SQL (a signed 64-bit column):
+# past it SQLite and PostgreSQL refuse to bind it, a 500 instead of the caller's 400.
+MAX_DB_INT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
 
 def page_request(
     per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = DEFAULT_PER_PAGE,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> PageRequest:
     decoded = decode_cursor(cursor) if cursor else None
@@ -54,7 +61,7 @@ def offset_of(page: PageRequest) -> int:
     if page.cursor is None:
         return page.offset
     offset = page.cursor.get("o")
-    if not isinstance(offset, int) or offset < 0:
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
         raise InvalidRequest("cursor is not valid", {"cursor": "invalid"})
     return offset
 

@@ -60,6 +60,8 @@ def serve(app: FastAPI, host: str, port: int) -> None:
         port=port,
         log_level="info",
         timeout_graceful_shutdown=CONNECTIONS_GRACE_S,
+        proxy_headers=True,
+        forwarded_allow_ips=state.settings.forwarded_allow_ips,
     )
     server = ShipyardServer(config, state)
     server.run()

@@ -60,3 +60,16 @@ class Upstream(ShipyardError):
     """A system Shipyard asked on the caller's behalf (a git remote) failed or refused."""
 
     slug = "upstream-error"
+
+
+class TooManyRequests(ShipyardError):
+    """A bounded resource of the caller's project (pending uploads, live log streams, …) is
+    full (HTTP 429, ``Retry-After``): the message names the setting that bounds it."""
+
+    slug = "rate-limited"
+
+    def __init__(
+        self, message: str, details: Any = None, *, retry_after_s: int = 5, slug: str | None = None
+    ) -> None:
+        super().__init__(message, details, slug=slug)
+        self.retry_after_s = retry_after_s

@@ -47,7 +47,15 @@ def request_of(box: SecretBox, build: Build) -> BuildRequest:
     return BuildRequest(source=source, overrides=Overrides.from_secret_json(secret_json, docker))
 
 
-def rerun(session: Session, box: SecretBox, workload: Workload, build: Build) -> Build:
+def rerun(
+    session: Session,
+    box: SecretBox,
+    workload: Workload,
+    build: Build,
+    max_queued: int | None = None,
+) -> Build:
     """Persist a QUEUED copy of ``build``'s request; the caller commits and submits it."""
-    new, _ = build_service.start(session, box, workload, request_of(box, build))
+    new, _ = build_service.start(
+        session, box, workload, request_of(box, build), max_queued=max_queued
+    )
     return new

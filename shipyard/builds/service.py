@@ -10,11 +10,12 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shipyard.builds.bundle_url import redact as redact_bundle_url
-from shipyard.builds.errors import Conflict
+from shipyard.builds.errors import Conflict, TooManyRequests
 from shipyard.builds.repo_url import join_credentials, split_credentials
 from shipyard.builds.request import (
     BuildRequest,
@@ -97,13 +98,18 @@ def start(
     idempotency_key: str | None = None,
     fingerprint: str | None = None,
     trigger: dict[str, Any] | None = None,
+    max_queued: int | None = None,
 ) -> tuple[Build, bool]:
     """Persist a QUEUED build with its complete request; returns (build, created).
-    ``trigger``: what started it when not the API (e.g. a webhook delivery)."""
+    ``trigger``: what started it when not the API (e.g. a webhook delivery).
+    ``max_queued``: refuse (429) when the project already has that many QUEUED builds
+    (SHIPYARD_MAX_QUEUED_BUILDS_PER_PROJECT); a replayed Idempotency-Key is never refused."""
     if idempotency_key is not None:
         existing = build_store.by_idempotency_key(session, workload.id, idempotency_key)
         if existing is not None:
             return _replay(existing, fingerprint), False
+    if max_queued is not None:
+        _check_queue(session, workload.project_id, max_queued)
 
     source = request.source
     docker = request.overrides.docker
@@ -152,6 +158,32 @@ def start(
         # After the insert (which may redraw the id), in the same transaction.
         uploads.claim(session, source.upload_id, workload.project_id, build.id)
     return build, True
+
+
+def queued_in_project(session: Session, project_id: str) -> int:
+    count = session.scalar(
+        select(func.count())
+        .select_from(Build)
+        .join(Workload, Build.workload_id == Workload.id)
+        .where(
+            Workload.project_id == project_id,
+            Build.status == BuildStatus.QUEUED,
+            Build.concluded.is_(False),
+        )
+    )
+    return int(count or 0)
+
+
+def _check_queue(session: Session, project_id: str, limit: int) -> None:
+    """A soft cap (two starts at the same instant may both pass): what it bounds is a
+    tenant queueing without end, which every dispatch and queue notice would then scan."""
+    if queued_in_project(session, project_id) >= limit:
+        raise TooManyRequests(
+            f"project '{project_id}' already has {limit} queued builds "
+            "(SHIPYARD_MAX_QUEUED_BUILDS_PER_PROJECT); wait for some to start, or abort some",
+            {"maxQueuedBuilds": limit},
+            retry_after_s=30,
+        )
 
 
 def _replay(existing: Build, fingerprint: str | None) -> Build:

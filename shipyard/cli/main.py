@@ -14,6 +14,7 @@ from shipyard.cli import backup as backup_cmds
 from shipyard.cli import builds, gc, images, registry, resources, upload, workers
 from shipyard.cli import tokens as token_cmds
 from shipyard.cli import webhooks as webhook_cmds
+from shipyard.cli import worker as worker_cmd
 from shipyard.settings import Settings, prepare
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ app.add_typer(images.images_app, name="images")
 app.command()(resources.login)
 app.command("gc")(gc.gc)
 app.command("workers")(workers.workers)
+app.command("worker")(worker_cmd.worker)
 app.command("build")(upload.build)
 app.command("backup")(backup_cmds.backup)
 app.command("restore")(backup_cmds.restore)
@@ -49,9 +51,19 @@ console = Console(stderr=True)
 def up(
     host: Annotated[str | None, typer.Option(help="Listen address (SHIPYARD_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (SHIPYARD_PORT)")] = None,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            "--with-worker",
+            help="SHIPYARD_EXECUTOR=procrastinate: run a build worker in this process too",
+        ),
+    ] = False,
 ) -> None:
-    """Run the API, the local build executor and the embedded registry."""
+    """Run the API, the local build executor and the embedded registry (with
+    SHIPYARD_EXECUTOR=procrastinate: the API and the registry; builds run in `shipyard worker`
+    processes, or here with --with-worker)."""
     import os
+    from functools import partial
 
     from shipyard.api.app import create_app
     from shipyard.api.server import serve
@@ -66,6 +78,17 @@ def up(
     )
     logging.getLogger("shipyard").setLevel(logging.INFO)
     configured = Settings()
+    if with_worker and configured.executor != "procrastinate":
+        console.print("--with-worker needs SHIPYARD_EXECUTOR=procrastinate")
+        raise typer.Exit(2)
+    if configured.executor == "procrastinate":
+        from shipyard.executors.procrastinate.jobs import NotPostgres, conninfo
+
+        try:
+            conninfo(configured.resolved_database_url)
+        except NotPostgres as exc:
+            console.print(str(exc), soft_wrap=True)
+            raise typer.Exit(2) from None
     token_file = configured.data_dir / "admin-token"
     # Printed once, when generated: a terminal's scrollback or a journal is no place to keep it.
     generated = configured.admin_token is None and not token_file.exists()
@@ -76,7 +99,7 @@ def up(
         )
     # Held until exit: `shipyard restore` refuses to overwrite the data of a running server.
     running.hold(settings.data_dir)
-    application = create_app(settings, executor_for)
+    application = create_app(settings, partial(executor_for, with_worker=with_worker))
     assert settings.admin_token is not None
     console.print(
         f"[bold]Shipyard[/] on http://{settings.host}:{settings.port}  (data: {settings.data_dir})"

@@ -40,12 +40,30 @@ from shipyard.uploads import store as uploads
 log = logging.getLogger(__name__)
 
 
-class LocalRuntime:
-    """Executor facade that also owns the embedded registry's process."""
+ExecutorMaker = Callable[..., LocalExecutor]
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], box: SecretBox) -> None:
+
+class LocalRuntime:
+    """Executor facade that also owns the embedded registry's process.
+
+    A scale-out worker (``shipyard worker``) is the same runtime with its own executor class
+    (``make_executor``, same arguments as ``LocalExecutor``) and ``serve_registry=False``:
+    the embedded registry is then the one ``shipyard up`` runs on this machine (same
+    ``SHIPYARD_REGISTRY_PORT``); the worker only pushes to it. Garbage collection and log
+    retention stay with ``shipyard up`` then too."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        box: SecretBox,
+        *,
+        make_executor: ExecutorMaker = LocalExecutor,
+        serve_registry: bool = True,
+    ) -> None:
         data = settings.data_dir
         self._sessions = sessions
+        self._serve_registry = serve_registry
         self.embedded: EmbeddedRegistry | None = None
         self._starting: threading.Thread | None = None
         if settings.registry:
@@ -142,10 +160,14 @@ class LocalRuntime:
                 uploads.sweep, sessions, settings.data_dir, ttl_s=settings.upload_ttl_s
             ),
         )
-        self._gc_schedule = Schedule(self.collector.run, settings.gc_interval_s)
+        self._gc_schedule = Schedule(
+            self.collector.run, settings.gc_interval_s if serve_registry else 0
+        )
         self._log_schedule = Schedule(
             self.log_retention.run,
-            settings.log_retention_interval_s if self.log_retention.policy.active else 0,
+            settings.log_retention_interval_s
+            if self.log_retention.policy.active and serve_registry
+            else 0,
             name="log-retention",
             summary=lambda r: f"logs of {len(r.builds)} builds removed ({r.lines} lines)",
         )
@@ -153,7 +175,7 @@ class LocalRuntime:
         # their own: they never wait behind API requests for a connection, and go first for
         # SQLite's writer (issue 11; shipyard/store/write_gate.py).
         self._worker_sessions = worker_sessions(sessions)
-        self.executor = LocalExecutor(
+        self.executor = make_executor(
             self._worker_sessions,
             box,
             pipeline,
@@ -167,6 +189,11 @@ class LocalRuntime:
                 settings.resolved_database_url, settings.disk_reserve_mb << 20
             ),
         )
+
+    @property
+    def worker_sessions(self) -> sessionmaker[Session]:
+        """The executor's own engine (a scale-out worker's sweep uses it too)."""
+        return self._worker_sessions
 
     @property
     def metrics(self) -> WorkerMetrics:
@@ -255,7 +282,7 @@ class LocalRuntime:
         start when that is done."""
         began = time.monotonic()
         self.sandbox.start()
-        if self.embedded is not None:
+        if self.embedded is not None and self._serve_registry:
             self.embedded.start()
         registry_s = time.monotonic() - began
 
@@ -292,7 +319,7 @@ class LocalRuntime:
         if self._starting is not None:
             self._starting.join()
         self.executor.stop()
-        if self.embedded is not None:
+        if self.embedded is not None and self._serve_registry:
             self.embedded.stop()
         self._worker_sessions.kw["bind"].dispose()
 
@@ -314,9 +341,23 @@ def limits_of(settings: Settings) -> fairness.Limits:
     )
 
 
-def executor_for(settings: Settings, sessions: sessionmaker[Session], box: SecretBox) -> Executor:
+def executor_for(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    box: SecretBox,
+    *,
+    with_worker: bool = False,
+) -> Executor:
+    """``with_worker``: scale-out only, a build worker in the API's process too."""
     if settings.executor == "none":
         return NullExecutor()
     if settings.executor == "local":
         return LocalRuntime(settings, sessions, box)
-    raise ValueError(f"unknown SHIPYARD_EXECUTOR {settings.executor!r} (local | none)")
+    if settings.executor == "procrastinate":
+        # Imported here: the worker module builds on this one.
+        from shipyard.executors.procrastinate.api import ProcrastinateApi
+
+        return ProcrastinateApi(settings, sessions, box, with_worker=with_worker)
+    raise ValueError(
+        f"unknown SHIPYARD_EXECUTOR {settings.executor!r} (local | none | procrastinate)"
+    )

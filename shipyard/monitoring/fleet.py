@@ -21,11 +21,18 @@ from shipyard.store.models import Build, Workload
 
 
 class FleetCollector(Collector):
-    def __init__(self, sessions: sessionmaker[Session], lease: timedelta) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], lease: timedelta, detail: bool = True
+    ) -> None:
         self._sessions = sessions
         self._lease = lease
+        # False (an anonymous scrape): aggregates only, no project, build, worker or host name.
+        self._detail = detail
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        if not self._detail:
+            yield from self._aggregates()
+            return
         with self._sessions() as session:
             depth = session.execute(
                 select(Workload.project_id, func.count())
@@ -91,3 +98,15 @@ class FleetCollector(Collector):
         yield up
         yield age
         yield slots
+
+    def _aggregates(self) -> Iterator[GaugeMetricFamily]:
+        with self._sessions() as session:
+            workers = worker_store.listed(session)
+        at = now()
+        alive = sum(1 for w in workers if worker_status.alive(w, self._lease, at))
+        family = GaugeMetricFamily(
+            "shipyard_workers", "Registered workers by liveness", labels=["state"]
+        )
+        family.add_metric(["up"], float(alive))
+        family.add_metric(["down"], float(len(workers) - alive))
+        yield family

@@ -431,12 +431,17 @@ class Buildah:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)
+        if self.runc_root is not None:
+            remove_unborn_runc_state(self.runc_root)
         if self.exclusive_store:
             # Working containers carry no trace of the build that made them, so only a
             # store nobody else is using right now can be swept.
             self.sweep_store(on_line=on_line)
         unmount_under(tmpdir)
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        if self.runc_root is None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        # else the sandbox removes the work dir (TMPDIR in it) once the build's cgroup is
+        # empty, and unborn runc state again (a ``runc create`` may outlive the group kill).
 
     def sweep_store(self, *, on_line: LineSink | None = None) -> None:
         """Remove every working container of the store: only safe while no build runs in it
@@ -479,6 +484,39 @@ class Buildah:
             if entry.get("id", "").startswith("buildah-") and bundle.is_relative_to(tmpdir):
                 found.append(str(entry["id"]))
         return found
+
+
+def remove_unborn_runc_state(runc_root: Path) -> None:
+    """State dirs of containers whose ``runc create`` was killed before it wrote state.json
+    (only ``exec.fifo`` inside): ``runc list`` skips them ("container does not exist"), so
+    ``delete --force`` never sees them. One being created right now belongs to a live
+    ``runc create``, which names the container on its command line: only those no live
+    process names are removed. (buildah may have removed their bundle dirs already, so the
+    bundle cannot tie them to a build.)"""
+    try:
+        unborn = [
+            d for d in runc_root.iterdir()
+            if d.name.startswith("buildah-") and not (d / "state.json").exists()
+        ]  # fmt: skip
+    except OSError:
+        return
+    if not unborn:
+        return
+    named = _command_lines()
+    for state in unborn:
+        if not any(state.name.encode() in line for line in named):
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def _command_lines() -> list[bytes]:
+    lines = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                lines.append((proc / "cmdline").read_bytes())
+            except OSError:
+                continue  # gone meanwhile
+    return lines
 
 
 def _skopeo_inspect(

@@ -18,6 +18,7 @@ import contextlib
 import ipaddress
 import os
 import queue
+import re
 import socket
 import ssl
 import stat
@@ -42,6 +43,18 @@ MAX_REDIRECTS = 5
 # An archive of more entries than this is refused before extraction: inode exhaustion is a
 # bomb too, and no real source tree comes close.
 MAX_ENTRIES = 200_000
+# Header bombs (a hostile-tenant review): tarfile reads a GNU long name or a pax header whole
+# into memory, parses pax records with regexes that backtrack quadratically on long digit
+# runs (CVE-2024-6232; Debian 12's Python 3.11 lacks the fix; ``re`` holds the GIL, so one
+# header froze the whole process for minutes), and follows chains of extension headers by
+# recursion. Each is bounded before tarfile sees it.
+MAX_NAME_BYTES = 4096  # a member's path or link target (PATH_MAX)
+MAX_PAX_HEADER_BYTES = 64 * 1024  # one pax extended/global header
+MAX_HEADER_BYTES = 32 * 1024 * 1024  # every extension header of an archive together
+MAX_HEADER_CHAIN = 8  # extension headers in a row before one member
+MAX_PAX_DIGIT_RUN = 256  # the regexes' quadratic input: no honest record has such a run
+# A zip's central directory is read whole (a ZipInfo per entry) before any entry is checked.
+MAX_ZIP_DIRECTORY_BYTES = 64 * 1024 * 1024
 PRIVATE_REFUSED = (
     "bundle URL resolves to a private address (set SHIPYARD_ALLOW_PRIVATE_URLS=true to allow)"
 )
@@ -430,6 +443,90 @@ def _link_escapes(name: str, target: str, links: dict[str, str]) -> bool:
     return False
 
 
+_LONG_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+_PAX_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+_DIGIT_RUN = re.compile(rb"[0-9]{%d}" % (MAX_PAX_DIGIT_RUN + 1))
+
+
+def _check_pax(data: bytes) -> None:
+    """Parse the records ourselves, linearly, before tarfile's regexes do: each must be
+    ``"<len> <key>=<value>\n"`` with ``len`` its exact size; no GNU sparse maps (they make
+    tarfile read block lists of any length); names at most ``MAX_NAME_BYTES``."""
+    if _DIGIT_RUN.search(data):
+        raise SourceError("bundle has a malformed pax header (a run of digits too long)")
+    pos = 0
+    while pos < len(data):
+        if data[pos] == 0:  # padding to the block
+            if data[pos:].strip(b"\x00"):
+                raise SourceError("bundle has a malformed pax header")
+            return
+        space = data.find(b" ", pos, pos + 12)
+        digits = data[pos:space] if space > pos else b""
+        if not digits.isdigit():
+            raise SourceError("bundle has a malformed pax header")
+        length = int(digits)
+        record = data[pos : pos + length]
+        if length <= len(digits) + 3 or len(record) != length or not record.endswith(b"\n"):
+            raise SourceError("bundle has a malformed pax header")
+        keyword, eq, value = record[len(digits) + 1 : -1].partition(b"=")
+        if not eq or not keyword:
+            raise SourceError("bundle has a malformed pax header")
+        if keyword.startswith(b"GNU.sparse"):
+            raise SourceError("bundle contains a sparse file (not supported)")
+        if keyword in (b"path", b"linkpath") and len(value) > MAX_NAME_BYTES:
+            raise SourceError(f"bundle has a path longer than {MAX_NAME_BYTES} bytes")
+        pos += length
+
+
+class _Replay:
+    """``fileobj`` for tarfile's own header processing: the pax header just read and
+    checked, then the real stream (no backwards seek: on a gzip stream that re-reads it)."""
+
+    def __init__(self, real: IO[bytes], data: bytes) -> None:
+        self._real, self._data = real, data
+
+    def read(self, size: int = -1) -> bytes:
+        if self._data is not None:
+            data, self._data = self._data, None  # type: ignore[assignment]
+            return data
+        return self._real.read(size)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile's member reader with header bombs refused first (see ``MAX_HEADER_BYTES``)."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise SourceError("bundle contains a sparse file (not supported)")
+        if self.type not in _LONG_TYPES + _PAX_TYPES:
+            return super()._proc_member(tarfile_)  # type: ignore[misc,no-any-return]
+        limit = MAX_NAME_BYTES + 1 if self.type in _LONG_TYPES else MAX_PAX_HEADER_BYTES
+        if self.size > limit:
+            what = "name" if self.type in _LONG_TYPES else "pax header"
+            raise SourceError(f"bundle has a {what} of {self.size} bytes (at most {limit})")
+        seen = getattr(tarfile_, "_shipyard_header_bytes", 0) + self.size
+        depth = getattr(tarfile_, "_shipyard_header_chain", 0) + 1
+        if seen > MAX_HEADER_BYTES:
+            raise SourceError(f"bundle has more than {MAX_HEADER_BYTES} bytes of extended headers")
+        if depth > MAX_HEADER_CHAIN:
+            raise SourceError(f"bundle has more than {MAX_HEADER_CHAIN} extended headers in a row")
+        tarfile_._shipyard_header_bytes = seen  # type: ignore[attr-defined]
+        tarfile_._shipyard_header_chain = depth  # type: ignore[attr-defined]
+        real = tarfile_.fileobj
+        try:
+            if self.type in _PAX_TYPES:
+                data = real.read(self._block(self.size))  # type: ignore[attr-defined]
+                _check_pax(data[: self.size])
+                tarfile_.fileobj = _Replay(real, data)  # type: ignore[arg-type,assignment]
+            return super()._proc_member(tarfile_)  # type: ignore[misc,no-any-return]
+        finally:
+            tarfile_.fileobj = real
+            tarfile_._shipyard_header_chain = depth - 1  # type: ignore[attr-defined]
+
+
 def _check_tar(tf: tarfile.TarFile, max_bytes: int) -> list[tarfile.TarInfo]:
     """Our own checks before tarfile's ``data`` filter, which had bypasses in 3.11.x
     releases before 3.11.13 (CVE-2025-4517 and others)."""
@@ -440,6 +537,8 @@ def _check_tar(tf: tarfile.TarFile, max_bytes: int) -> list[tarfile.TarInfo]:
     for member in tf:  # lazily: a bomb stops at the first header past the limit
         if len(members) >= MAX_ENTRIES:
             raise SourceError(f"bundle has more than {MAX_ENTRIES} entries")
+        if len(member.name) > MAX_NAME_BYTES or len(member.linkname) > MAX_NAME_BYTES:
+            raise SourceError(f"bundle has a path longer than {MAX_NAME_BYTES} bytes")
         name = _safe_name(member.name)
         if member.ischr() or member.isblk() or member.isfifo():
             raise SourceError(f"bundle contains a device file or FIFO: {name!r}")
@@ -473,7 +572,7 @@ def _check_tar(tf: tarfile.TarFile, max_bytes: int) -> list[tarfile.TarInfo]:
 
 
 def _extract_tar(archive: Path, dest: Path, max_bytes: int) -> int:
-    with tarfile.open(archive, mode="r:*") as tf:
+    with tarfile.open(archive, mode="r:*", tarinfo=_BoundedTarInfo) as tf:
         members = _check_tar(tf, max_bytes)
         tf.extractall(dest, members=members, filter="data")
     return sum(1 for m in members if m.isfile())
@@ -488,6 +587,8 @@ def _check_zip(infos: list[zipfile.ZipInfo], max_bytes: int) -> list[tuple[str, 
         raise SourceError(f"bundle is larger than {max_bytes} bytes when extracted")
     checked: list[tuple[str, zipfile.ZipInfo]] = []
     for info in infos:
+        if len(info.filename) > MAX_NAME_BYTES:
+            raise SourceError(f"bundle has a path longer than {MAX_NAME_BYTES} bytes")
         name = _safe_name(info.filename)
         kind = stat.S_IFMT(info.external_attr >> 16)
         if kind == stat.S_IFLNK:
@@ -501,9 +602,24 @@ def _check_zip(infos: list[zipfile.ZipInfo], max_bytes: int) -> list[tuple[str, 
     return checked
 
 
+def _check_zip_directory(archive: Path) -> None:
+    """Entry count and central directory size from the end record, before ``ZipFile`` reads
+    the whole directory into memory (a ZipInfo per entry)."""
+    with archive.open("rb") as f:
+        end = zipfile._EndRecData(f)  # type: ignore[attr-defined]
+    if end is None:
+        raise SourceError("could not extract bundle: not a zip archive (no end record)")
+    entries, size = int(end[zipfile._ECD_ENTRIES_TOTAL]), int(end[zipfile._ECD_SIZE])  # type: ignore[attr-defined]
+    if entries > MAX_ENTRIES:
+        raise SourceError(f"bundle has more than {MAX_ENTRIES} entries")
+    if size > MAX_ZIP_DIRECTORY_BYTES:
+        raise SourceError(f"bundle's zip directory is larger than {MAX_ZIP_DIRECTORY_BYTES} bytes")
+
+
 def _extract_zip(archive: Path, dest: Path, max_bytes: int) -> int:
     # Written by hand rather than with ZipFile.extractall: it follows no links (none are
     # created) and keeps no permission bits but the executable one.
+    _check_zip_directory(archive)
     with zipfile.ZipFile(archive) as zf:
         budget = max_bytes
         files = 0

@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shipyard.pipeline.builder import Buildah, BuildahStore, unmount_under
+from shipyard.pipeline.builder import (
+    Buildah,
+    BuildahStore,
+    remove_unborn_runc_state,
+    unmount_under,
+)
 from shipyard.pipeline.errors import PipelineError
 from shipyard.sandbox import network
 from shipyard.sandbox.cgroups import BuildCgroup, Limits
@@ -562,12 +567,13 @@ def _runc_state_cleanup(runc_root: Path, workdir: Path) -> None:
         try:
             config = json.loads((state / "state.json").read_text()).get("config", {})
         except (OSError, ValueError):
-            continue
+            continue  # unborn (only exec.fifo): removed below
         # runc records the bundle dir (in the build's TMPDIR) as a label.
         labels = [str(label) for label in config.get("labels") or []]
         bundles = [Path(label[len("bundle=") :]) for label in labels if label.startswith("bundle=")]
         if any(bundle.is_relative_to(workdir) for bundle in bundles):
             shutil.rmtree(state, ignore_errors=True)
+    remove_unborn_runc_state(runc_root)
 
 
 class BaseImages:

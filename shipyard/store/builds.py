@@ -91,10 +91,16 @@ def list_page(
 
 
 def conclude_if_waiting(session: Session, build_id: str, status: BuildStatus, message: str) -> bool:
-    """Conclude a build no worker has claimed yet (abort of a queued build)."""
+    """Conclude a build no worker holds (abort of a queued build). A build a worker handed
+    back (``hand_back``) is QUEUED again with attempt > 0: no worker writes it any more
+    (their writes require ``status <> QUEUED``), so it is concluded here too."""
     result = session.execute(
         update(Build)
-        .where(Build.id == build_id, Build.status == BuildStatus.QUEUED, Build.attempt == 0)
+        .where(
+            Build.id == build_id,
+            Build.status == BuildStatus.QUEUED,
+            Build.concluded.is_(False),
+        )
         .values(
             status=status,
             concluded=True,
@@ -178,11 +184,30 @@ def claim(session: Session, build_id: str, worker_id: str) -> int | None:
     return int(row[0]) if row is not None else None
 
 
+def _mine(build_id: str, attempt: int) -> list[Any]:
+    """The fence of every write of a run: its attempt, not concluded, and not handed back
+    (a re-queued build keeps its attempt until the next claim bumps it, so the attempt
+    alone would let the old run write a build that waits for its next worker)."""
+    return [
+        Build.id == build_id,
+        Build.attempt == attempt,
+        Build.concluded.is_(False),
+        Build.status != BuildStatus.QUEUED,
+    ]
+
+
 def fenced_update(session: Session, build_id: str, attempt: int, **values: Any) -> bool:
+    result = session.execute(update(Build).where(*_mine(build_id, attempt)).values(**values))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def hand_back(session: Session, build_id: str, attempt: int) -> bool:
+    """Re-queue a build this run holds (graceful shutdown, watchdog, lease sweep): QUEUED
+    again for any worker to claim as attempt + 1; fenced like every write of the run."""
     result = session.execute(
         update(Build)
-        .where(Build.id == build_id, Build.attempt == attempt, Build.concluded.is_(False))
-        .values(**values)
+        .where(*_mine(build_id, attempt))
+        .values(status=BuildStatus.QUEUED, worker_id=None, heartbeat_at=None)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -215,7 +240,7 @@ def heartbeat(session: Session, build_id: str, attempt: int) -> bool | None:
     """Renew the lease; returns ``abort_requested``, or None when the build is no longer ours."""
     result = session.execute(
         update(Build)
-        .where(Build.id == build_id, Build.attempt == attempt, Build.concluded.is_(False))
+        .where(*_mine(build_id, attempt))
         .values(heartbeat_at=now())
         .returning(Build.abort_requested)
     )

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.builds.errors import InvalidRequest, ShipyardError
@@ -100,6 +100,22 @@ def record(session: Session, upload_id: str, project_id: str, size: int, digest:
     )
     session.add(upload)
     return upload
+
+
+def pending(session: Session, project_id: str, *, ttl_s: float) -> int:
+    """Uploads of the project no build was started from yet and not expired: what
+    ``SHIPYARD_MAX_PENDING_UPLOADS`` bounds (with those being received)."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=ttl_s)
+    count = session.scalar(
+        select(func.count())
+        .select_from(Upload)
+        .where(
+            Upload.project_id == project_id,
+            Upload.build_id.is_(None),
+            Upload.created_at >= cutoff,
+        )
+    )
+    return int(count or 0)
 
 
 def claim(session: Session, upload_id: str, project_id: str, build_id: str) -> None:

@@ -106,7 +106,7 @@ async def deliveries(
         data = _json(hook).get("data") if hook.status_code == 200 else None
         if isinstance(data, dict):
             configured = bool(data.get("configured"))
-    return page(
+    shown = page(
         request,
         "deliveries.html",
         viewer,
@@ -119,3 +119,7 @@ async def deliveries(
         configured=configured,
         webhooks=webhook_urls(request, projectId),
     )
+    if error is not None and response.status_code >= 400:
+        # The API's refusal (403 for another project's page, 404): the page says so too.
+        shown.status_code = response.status_code
+    return shown

@@ -64,7 +64,13 @@ def _signin_page(request: Request, error: str | None, status: int = 200) -> HTML
     response = page(request, "signin.html", None, form_csrf=token, error=error)
     response.status_code = status
     response.set_cookie(
-        web_session.LOGIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict", path="/"
+        web_session.LOGIN_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="strict",
+        secure=web_session.secure(request),
+        path="/",
     )
     return response
 
@@ -104,7 +110,13 @@ async def signin(request: Request, state: State) -> Response:
         return _signin_page(request, message, 401)
     response = RedirectResponse("/", status_code=303)
     web_session.set_cookie(response, request, state.box, web_session.new_session(token))
-    response.delete_cookie(web_session.LOGIN_COOKIE, path="/")
+    response.delete_cookie(
+        web_session.LOGIN_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=web_session.secure(request),
+    )
     return response
 
 
@@ -115,7 +127,7 @@ async def signout(request: Request, state: State) -> Response:
     if signed_in is not None and not signed_in.csrf_matches(form.get("csrf")):
         return Response("missing or wrong CSRF token", status_code=403)
     response = RedirectResponse("/signin", status_code=303)
-    web_session.clear_cookie(response)
+    web_session.clear_cookie(response, request)
     return response
 
 
@@ -403,7 +415,7 @@ def log_page(
     buildId: str,
     viewer: CurrentViewer,
     session: DB,
-    start: Annotated[int | None, Query(alias="from", ge=0)] = None,
+    start: Annotated[int | None, Query(alias="from", ge=0, le=2**62)] = None,
     count: Annotated[int, Query(ge=1, le=MAX_PAGE_LINES)] = 1000,
     tail: Annotated[int | None, Query(ge=1, le=MAX_PAGE_LINES)] = None,
 ) -> dict[str, Any]:

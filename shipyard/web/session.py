@@ -60,8 +60,13 @@ def from_request(box: SecretBox, request: HTTPConnection) -> WebSession | None:
     return unseal(box, request.cookies.get(COOKIE))
 
 
-def _secure(request: HTTPConnection) -> bool:
-    return request.url.scheme == "https"
+def secure(request: HTTPConnection) -> bool:
+    """Whether a cookie set in answer to ``request`` is ``Secure``: over https (uvicorn reads
+    X-Forwarded-Proto from SHIPYARD_FORWARDED_ALLOW_IPS only), or always when
+    SHIPYARD_COOKIE_SECURE=true."""
+    state = getattr(request.app.state, "shipyard", None)
+    forced = getattr(getattr(state, "settings", None), "cookie_secure", None)
+    return forced is True or request.url.scheme == "https"
 
 
 def set_cookie(response: Response, request: HTTPConnection, box: SecretBox, s: WebSession) -> None:
@@ -71,10 +76,12 @@ def set_cookie(response: Response, request: HTTPConnection, box: SecretBox, s: W
         max_age=LIFETIME_S,
         httponly=True,
         samesite="strict",
-        secure=_secure(request),
+        secure=secure(request),
         path="/",
     )
 
 
-def clear_cookie(response: Response) -> None:
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+def clear_cookie(response: Response, request: HTTPConnection) -> None:
+    response.delete_cookie(
+        COOKIE, path="/", httponly=True, samesite="strict", secure=secure(request)
+    )

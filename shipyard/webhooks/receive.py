@@ -9,6 +9,7 @@ delivery finds it and does nothing), each build in its own transaction, then the
 from __future__ import annotations
 
 import json
+import secrets
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,14 @@ from shipyard.webhooks.events import (
 )
 from shipyard.webhooks.signatures import Provider, missing_proof, verify
 
+# One answer for every refusal (docs/webhooks.md): which of them it was goes to the counter.
+REFUSED = (
+    "the delivery's signature or token is missing or does not match this project's webhook "
+    "secret (the project must exist and have one: POST /v1/projects/{p}/webhook)"
+)
+# Checked when a project has no secret, so the refusal costs what a wrong signature does.
+_DECOY = secrets.token_urlsafe(32)
+
 
 class Rejected(Exception):
     """401: no secret configured, no proof, or a wrong one. Nothing is recorded."""
@@ -67,6 +76,7 @@ class WebhookSettings:
     allowed_local_roots: tuple[Path, ...] = ()
     git_timeout_s: float = 120.0
     supersede_queued: bool = False
+    max_queued: int | None = None  # SHIPYARD_MAX_QUEUED_BUILDS_PER_PROJECT
 
 
 @dataclass
@@ -85,20 +95,22 @@ def receive(
     body: bytes,
     submit: Callable[[str], None],
 ) -> Received:
-    """Raises ``Rejected`` (401) and ``BadPayload`` (400). An unknown project gets the same
-    401 as a project without a secret: the unauthenticated endpoint is no oracle of which
-    projects exist."""
+    """Raises ``Rejected`` (401) and ``BadPayload`` (400). Every refusal gives the same 401
+    message after the same work (the project and secret looked up, an HMAC made and compared,
+    against a throwaway secret when there is none): the unauthenticated endpoint is no oracle
+    of which projects exist or have a webhook secret. Only the counter's label differs."""
     with sessions() as session:
         known = session.get(Project, project_id) is not None
-        expected = secret.current(session, settings.box, project_id) if known else None
-    if expected is None:
-        raise Rejected("no webhook secret is configured for this project (POST "
-                       "/v1/projects/{p}/webhook creates one)",
-                       "no-secret" if known else "unknown-project")  # fmt: skip
-    if not verify(provider, headers, body, expected):
-        if missing_proof(provider, headers):
-            raise Rejected("the delivery is not signed", "unsigned")
-        raise Rejected("the delivery's signature does not match", "bad-signature")
+        expected = secret.current(session, settings.box, project_id)
+    proven = verify(provider, headers, body, expected if expected is not None else _DECOY)
+    if expected is None or not proven:
+        if expected is None:
+            reason = "no-secret" if known else "unknown-project"
+        elif missing_proof(provider, headers):
+            reason = "unsigned"
+        else:
+            reason = "bad-signature"
+        raise Rejected(REFUSED, reason)
     event = parse(provider, headers, _json(body))
     with sessions() as session:
         row = _claim(session, provider, project_id, headers, body, event)
@@ -262,7 +274,12 @@ def _start(
     if settings.supersede_queued:
         _supersede(session, workload)
     build, _created = build_service.start(
-        session, settings.box, workload, BuildRequest(source=source), trigger=trigger
+        session,
+        settings.box,
+        workload,
+        BuildRequest(source=source),
+        trigger=trigger,
+        max_queued=settings.max_queued,
     )
     session.commit()
     return build

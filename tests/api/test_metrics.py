@@ -11,7 +11,9 @@ from pydantic import SecretStr
 from shipyard.api.app import create_app
 from shipyard.executors.base import NullExecutor
 from shipyard.settings import Settings
+from tests.api.tenants import project_token
 from tests.api.test_start_build_rules import assert_error
+from tests.conftest import Factory
 
 
 def test_metrics(client: TestClient, targets: dict[str, str]) -> None:
@@ -80,7 +82,7 @@ def test_fleet_metrics(client: TestClient, targets: dict[str, str]) -> None:
             .values(heartbeat_at=build_store.now() - timedelta(seconds=7))
         )
         session.commit()
-    text = client.get("/metrics", headers={"Authorization": ""}).text
+    text = client.get("/metrics").text  # the admin token: the detail
     assert f'shipyard_queue_depth{{project="{project}"}} 2.0' in text
     assert 'shipyard_worker_running_builds{worker="w-live"} 1.0' in text
     assert 'shipyard_worker_running_builds{worker="w-dead"} 0.0' in text
@@ -93,3 +95,44 @@ def test_fleet_metrics(client: TestClient, targets: dict[str, str]) -> None:
     ]  # fmt: skip
     assert 'worker="w-live"' in age and 7 <= float(age.rsplit(" ", 1)[1]) < 60
     assert "shipyard_worker_heartbeat_age_seconds" in text
+
+
+def test_anonymous_metrics_are_aggregates_only(
+    client: TestClient, factory: Factory, targets: dict[str, str]
+) -> None:
+    """Hostile-tenant finding: an anonymous scrape listed every project id (queue depth per
+    project), running build ids and worker host names. Anonymous (or any non-admin token)
+    now gets aggregates only; the admin token (or SHIPYARD_METRICS_TOKEN) the detail."""
+    from sqlalchemy import update
+
+    from shipyard.store import builds as build_store
+    from shipyard.store import workers as worker_store
+    from shipyard.store.models import Build
+
+    sessions = client.app.state.shipyard.sessions  # type: ignore[attr-defined]
+    project = targets["project"]
+    path = f"/v1/projects/{project}/services/{targets['build']}/build"
+    held, _ = (client.post(path, json={"branch": "main"}).json()["data"]["id"] for _ in range(2))
+    with sessions() as session:
+        assert build_store.claim(session, held, "w-secret") == 1
+        worker_store.register(session, "w-secret", "internal-host.corp", 11, 2)
+        session.execute(
+            update(Build).where(Build.id == held).values(heartbeat_at=build_store.now())
+        )
+        session.commit()
+    other = factory.client.post(
+        "/v1/projects", json={"name": "Other"}
+    ).json()["data"]["id"]  # fmt: skip
+    tenant = project_token(client, other)
+    for headers in ({"Authorization": ""}, {"Authorization": f"Bearer {tenant}"}):
+        response = client.get("/metrics", headers=headers)
+        assert response.status_code == 200, response.text
+        text = response.text
+        for secret in (project, held, "w-secret", "internal-host.corp"):
+            assert secret not in text, secret
+        assert 'shipyard_builds{status="QUEUED"} 1.0' in text
+        assert 'shipyard_workers{state="up"} 1.0' in text
+        assert "shipyard_queue_depth{" not in text
+    detail = client.get("/metrics").text
+    assert f'shipyard_queue_depth{{project="{project}"}} 1.0' in detail
+    assert "internal-host.corp" in detail

@@ -15,7 +15,13 @@ import pytest
 
 from shipyard.pipeline.builder import unmount_under
 from tests.faults.helpers import create_service, leftovers, start_build, wait_for_status
-from tests.helpers.live import LiveServer, seed_base_image, start_server, stop_server
+from tests.helpers.live import (
+    LiveServer,
+    sandbox_dir,
+    seed_base_image,
+    start_server,
+    stop_server,
+)
 from tests.helpers.sample_app import SampleApp
 
 pytestmark = pytest.mark.slow
@@ -137,13 +143,14 @@ def test_disk_full_while_logging_ends_the_build_failure(
     indirect=True,
 )
 def test_aborts_at_random_moments_leave_nothing(server: LiveServer, sample_app: SampleApp) -> None:
-    """Two builds of one project at a time, each aborted 0 to 1.5 s after it was started (in
-    buildah's first moments, during the source fetch, in RUN): nothing is left."""
+    """A hundred builds (SHIPYARD_TEST_ABORTS), two of one project at a time, each aborted 0 to
+    1.5 s after it was started (in buildah's first moments, during the source fetch, in RUN):
+    nothing is left."""
     svc = create_service(server, sample_app.url)
     rng = random.Random(11)
     builds: list[str] = []
     with server.client() as c:
-        for i in range(int(os.environ.get("SHIPYARD_TEST_ABORTS", "12"))):
+        for i in range(int(os.environ.get("SHIPYARD_TEST_ABORTS", "100"))):
             build = start_build(server, svc, target="slow", arg=f"a{i}")
             builds.append(build)
             time.sleep(rng.uniform(0.0, 1.5))
@@ -158,4 +165,5 @@ def test_aborts_at_random_moments_leave_nothing(server: LiveServer, sample_app: 
     deadline = time.monotonic() + 10
     while (left := leftovers(server.data_dir)) and time.monotonic() < deadline:
         time.sleep(0.5)  # the idle store's sweep runs as the last build leaves
-    assert left == []
+    runc_dirs = sorted(sandbox_dir(server.data_dir).glob("*/home/run/runc/*"))
+    assert left == [], [(d.name, sorted(f.name for f in d.iterdir())) for d in runc_dirs]

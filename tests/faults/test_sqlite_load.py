@@ -106,7 +106,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
         remove_sandbox(data)
 
 
-@pytest.mark.parametrize("clients", [16, 64])
+@pytest.mark.parametrize("clients", [16, 32, 64])
 def test_sqlite_holds_concurrent_clients_while_builds_run(loaded: Loaded, clients: int) -> None:
     before = build_statuses(loaded.database)
     result = run_mix(

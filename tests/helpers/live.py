@@ -63,7 +63,10 @@ class LiveServer:
             return [line["log"] for line in r.json()["data"]]
 
 
-def start_server(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], LiveServer]:
+def start_server(
+    data_dir: Path, *, args: tuple[str, ...] = (), **env: str
+) -> tuple[subprocess.Popen[bytes], LiveServer]:
+    """``shipyard up *args`` with ``env`` on top of the test defaults."""
     port, registry_port = free_port(), free_port()
     log_path = data_dir.parent / "server.log"
     environment = {
@@ -81,7 +84,7 @@ def start_server(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], L
     }
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [str(BIN / "shipyard"), "up"],
+            [str(BIN / "shipyard"), "up", *args],
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,

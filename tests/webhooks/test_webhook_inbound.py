@@ -18,6 +18,7 @@ from shipyard.api.app import create_app
 from shipyard.executors.base import NullExecutor
 from shipyard.settings import Settings, prepare
 from shipyard.store.models import ProjectWebhook
+from shipyard.webhooks.receive import REFUSED
 from tests.conftest import Factory
 from tests.helpers import webhook_payloads as wp
 from tests.helpers.upstream import Upstream
@@ -251,7 +252,7 @@ def test_bad_or_missing_signature_is_401_and_records_nothing(
     # An unknown project answers like a project without a secret (no existence oracle).
     r = hooks.client.post("/v1/webhooks/github/no-such-project", content=body,
                           headers={"Authorization": "", **wp.github_headers("push", body, "x")})  # fmt: skip
-    assert r.status_code == 401 and "no webhook secret" in r.json()["error"]["message"]
+    assert r.status_code == 401 and r.json()["error"]["message"] == REFUSED
     # GitLab and Gitea too.
     gl = wp.encode(wp.gitlab_push(hooks.up.url, "refs/heads/main", before, after, "x"))
     assert hooks.send("gitlab", wp.gitlab_headers("Push Hook", "nope"), gl).status_code == 401

@@ -151,6 +151,7 @@ def _start(
         request,
         idempotency_key=idempotency_key,
         fingerprint=fingerprint,
+        max_queued=state.settings.max_queued_builds_per_project,
     )
     session.commit()
     if created:

@@ -23,7 +23,7 @@ async def collect(
     state: State,
     caller: Caller,
     dryRun: bool = False,
-    keepLast: Annotated[int | None, Query(ge=1)] = None,
+    keepLast: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     keepDays: Annotated[float | None, Query(ge=0)] = None,
 ) -> dict[str, Any]:
     """Applies the retention policy now (``dryRun``: only says what it would free). Runs

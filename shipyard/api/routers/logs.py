@@ -20,11 +20,19 @@ from starlette.concurrency import run_in_threadpool
 
 from shipyard.api.auth import Principal, authenticate
 from shipyard.api.deps import DB, AppState, Caller, State
+from shipyard.api.guards import GuardedStream, Held, LogStreamSlot, log_stream_refusal, slots
+from shipyard.api.pagination import MAX_DB_INT
 from shipyard.api.routers.builds import build_out
 from shipyard.api.schemas.common import envelope, iso_ms
 from shipyard.api.tail_wakeups import TailWakeups
 from shipyard.builds import permissions
-from shipyard.builds.errors import InvalidRequest, NotFound, ShipyardError, not_found_slug
+from shipyard.builds.errors import (
+    InvalidRequest,
+    NotFound,
+    ShipyardError,
+    TooManyRequests,
+    not_found_slug,
+)
 from shipyard.builds.log_filter import MAX_PATTERN_CHARS, LineFilter
 from shipyard.store import builds as build_store
 from shipyard.store import logs as log_store
@@ -323,7 +331,9 @@ async def _send_error(websocket: WebSocket, code: int, data: dict[str, Any]) -> 
     await websocket.close(code=code)
 
 
-async def _tail_socket(websocket: WebSocket, entity: Entity, project_id: str, slug: str) -> None:
+async def _tail_socket(
+    websocket: WebSocket, entity: Entity, project_id: str, slug: str, held: Held
+) -> None:
     state: AppState = websocket.app.state.shipyard
     await websocket.accept()
     try:
@@ -355,6 +365,12 @@ async def _tail_socket(websocket: WebSocket, entity: Entity, project_id: str, sl
             )
             await websocket.close(code=4001)
             return
+        cap = state.settings.max_log_streams_per_project
+        try:  # after the auth: an anonymous socket never holds a project's slot
+            held.take(cap, log_stream_refusal(project_id, cap))
+        except TooManyRequests as exc:
+            await _send_error(websocket, 4029, {"status": 429, "message": exc.message})
+            return
         await websocket.send_json({"type": "init", "data": {"auth": "successful"}})
         after = -1
         if limit is not None or start is not None:
@@ -383,17 +399,28 @@ async def _tail_socket(websocket: WebSocket, entity: Entity, project_id: str, sl
 
 @router.websocket("/services/{serviceId}/build-logs")
 async def tail_service_build_logs(websocket: WebSocket, projectId: str, serviceId: str) -> None:
-    await _tail_socket(websocket, "service", projectId, serviceId)
+    held = Held(slots(websocket.app, "log_streams"), projectId)
+    try:
+        await _tail_socket(websocket, "service", projectId, serviceId, held)
+    finally:
+        held.release()
 
 
 @router.websocket("/jobs/{jobId}/build-logs")
 async def tail_job_build_logs(websocket: WebSocket, projectId: str, jobId: str) -> None:
-    await _tail_socket(websocket, "job", projectId, jobId)
+    held = Held(slots(websocket.app, "log_streams"), projectId)
+    try:
+        await _tail_socket(websocket, "job", projectId, jobId, held)
+    finally:
+        held.release()
 
 
 def _event_id(value: str | None) -> int:
     try:
-        return int(value) if value is not None else -1
+        seq = int(value) if value is not None else -1
+        if not -1 <= seq <= MAX_DB_INT:
+            raise ValueError(value)
+        return seq
     except ValueError:
         raise InvalidRequest(
             "Last-Event-ID must be a line id", {"Last-Event-ID": "invalid"}
@@ -407,8 +434,11 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
         state: State,
         session: DB,
         caller: Caller,
+        stream_slot: LogStreamSlot,
         buildId: str | None = None,
-        after: Annotated[int | None, Query(ge=-1, description="Resume after this line id")] = None,
+        after: Annotated[
+            int | None, Query(ge=-1, le=MAX_DB_INT, description="Resume after this line id")
+        ] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
         lineLimit: Annotated[int | None, Query(ge=1, le=MAX_LINES)] = None,
         startTime: datetime | None = None,
@@ -456,7 +486,7 @@ def _stream_endpoint(entity: Entity):  # type: ignore[no-untyped-def]
             concluded = await run_in_threadpool(final)
             yield f"event: end\ndata: {json.dumps(concluded)}\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return GuardedStream(stream_slot, events(), media_type="text/event-stream")
 
     return handler
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import StringConstraints
 from sqlalchemy import select
 
 from shipyard.api.deps import DB, Caller, State
-from shipyard.api.pagination import Page, encode_cursor, offset_of, pagination
+from shipyard.api.pagination import MAX_DB_INT, Page, encode_cursor, offset_of, pagination
 from shipyard.api.routers.webhooks import READ, SECRET_UPDATE
 from shipyard.api.schemas.common import Strict, envelope, iso_ms
 from shipyard.notify import endpoints
@@ -57,7 +57,12 @@ def add_endpoint(
 
 
 @router.delete("/{endpointId}", summary="Remove a notification URL")
-def delete_endpoint(projectId: str, endpointId: int, session: DB, caller: Caller) -> dict[str, Any]:
+def delete_endpoint(
+    projectId: str,
+    endpointId: Annotated[int, Path(ge=1, le=MAX_DB_INT)],
+    session: DB,
+    caller: Caller,
+) -> dict[str, Any]:
     caller.require(SECRET_UPDATE, projectId)
     row = endpoints.get(session, projectId, endpointId)
     session.delete(row)

@@ -31,7 +31,9 @@ def _rerun(
     caller.require(permissions.DEPLOY_BUILD[entity], project_id)
     workload = workload_store.get(session, project_id, entity, slug)
     build = build_store.get(session, workload.id, build_id)
-    new = rerun(session, state.box, workload, build)
+    new = rerun(
+        session, state.box, workload, build, max_queued=state.settings.max_queued_builds_per_project
+    )
     session.commit()
     state.executor.submit(new.id)
     return envelope(build_out(new))

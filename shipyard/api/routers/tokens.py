@@ -6,11 +6,12 @@ token once; these two calls are what an operator needs afterwards, from anywhere
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from shipyard.api.deps import DB, Caller
+from shipyard.api.pagination import MAX_DB_INT
 from shipyard.api.schemas.common import envelope, iso_ms
 from shipyard.builds.errors import NotFound
 from shipyard.store import tokens as token_store
@@ -36,7 +37,9 @@ def list_tokens(session: DB, caller: Caller) -> dict[str, Any]:
 
 
 @router.delete("/{tokenId}")
-def revoke_token(tokenId: int, session: DB, caller: Caller) -> dict[str, Any]:
+def revoke_token(
+    tokenId: Annotated[int, Path(ge=1, le=MAX_DB_INT)], session: DB, caller: Caller
+) -> dict[str, Any]:
     caller.require_admin()
     if not token_store.revoke(session, tokenId):
         raise NotFound(f"no API token with id {tokenId}", slug="token-not-found")

@@ -8,11 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from shipyard.api.deps import DB, Caller, State
+from shipyard.api.deps import DB, AppState, Caller, State
+from shipyard.api.guards import slots
 from shipyard.api.schemas.common import envelope, iso_ms
 from shipyard.builds import permissions
+from shipyard.builds.errors import TooManyRequests
 from shipyard.store import projects as project_store
 from shipyard.uploads import store as uploads
 
@@ -47,6 +50,34 @@ async def create_upload(
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise uploads.too_large(max_bytes)  # before reading a byte
+    limit, ttl_s = state.settings.max_pending_uploads, state.settings.upload_ttl_s
+    refusal = TooManyRequests(
+        f"project '{projectId}' already has {limit} pending uploads "
+        "(SHIPYARD_MAX_PENDING_UPLOADS: received or being received, no build started from "
+        f"them yet); start a build from one, or wait for them to expire ({int(ttl_s)} s)",
+        {"maxPendingUploads": limit},
+        retry_after_s=30,
+    )
+    receiving = slots(request.app, "uploads")
+    receiving.acquire(projectId, limit, refusal)  # counted before the database is asked
+    try:
+
+        def count() -> int:
+            try:
+                return uploads.pending(session, projectId, ttl_s=ttl_s)
+            finally:
+                session.close()  # the body may take minutes: hold no connection meanwhile
+
+        if await run_in_threadpool(count) + receiving.held(projectId) > limit:
+            raise refusal
+        return await _receive(projectId, request, session, state, max_bytes)
+    finally:
+        receiving.release(projectId)
+
+
+async def _receive(
+    projectId: str, request: Request, session: Session, state: AppState, max_bytes: int
+) -> dict[str, Any]:
     upload_id = uploads.new_upload_id()
     path = uploads.archive_path(state.settings.data_dir, upload_id)
     size, digest = await uploads.receive(request.stream(), path, max_bytes=max_bytes)

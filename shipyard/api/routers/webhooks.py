@@ -4,6 +4,7 @@ delivery records (``GET …/webhook/deliveries``). docs/webhooks.md."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,8 +13,10 @@ from starlette.concurrency import run_in_threadpool
 
 from shipyard.api.deps import DB, AppState, Caller, State
 from shipyard.api.errors import error_response
+from shipyard.api.guards import slots
 from shipyard.api.pagination import Page, encode_cursor, offset_of, pagination
 from shipyard.api.schemas.common import envelope, iso_ms
+from shipyard.builds.errors import TooManyRequests
 from shipyard.builds.permissions import Permission
 from shipyard.pipeline.mirror import MirrorStore
 from shipyard.store import projects as project_store
@@ -26,6 +29,10 @@ from shipyard.webhooks.receive import Rejected, WebhookSettings, receive
 from shipyard.webhooks.signatures import Provider
 
 router = APIRouter(tags=["webhooks"])
+
+# A delivery's body must arrive within this: a slow sender cannot keep one of the
+# SHIPYARD_WEBHOOK_MAX_CONCURRENT places for long.
+WEBHOOK_BODY_TIMEOUT_S = 30.0
 
 # Making or rotating the secret is a secrets write; reading whether one exists, or the
 # deliveries, needs only read access to the project's services or jobs.
@@ -50,6 +57,7 @@ def webhook_settings(state: AppState) -> WebhookSettings:
         allowed_local_roots=tuple(s.allowed_local_roots),
         git_timeout_s=min(s.git_timeout_s, 120.0),
         supersede_queued=s.webhook_supersede_queued,
+        max_queued=s.max_queued_builds_per_project,
     )
 
 
@@ -68,8 +76,36 @@ async def _bounded_body(request: Request, limit: int) -> bytes | None:
 async def receive_delivery(
     provider: Provider, projectId: str, request: Request, state: State
 ) -> Any:
+    cap = state.settings.webhook_max_concurrent
+    handling = slots(request.app, "webhooks")
+    # Before the body is read: bounds the memory bodies take (cap x the body limit) and the
+    # worker threads deliveries hold; a body must arrive within WEBHOOK_BODY_TIMEOUT_S.
+    handling.acquire("all", cap, _busy(cap))
+    try:
+        return await _handle(provider, projectId, request, state)
+    finally:
+        handling.release("all")
+
+
+def _busy(cap: int) -> TooManyRequests:
+    return TooManyRequests(
+        f"{cap} webhook deliveries are being handled already (SHIPYARD_WEBHOOK_MAX_CONCURRENT); "
+        "retry shortly",
+        {"maxConcurrent": cap},
+        retry_after_s=2,
+    )
+
+
+async def _handle(provider: Provider, projectId: str, request: Request, state: AppState) -> Any:
     limit = state.settings.webhook_max_body_bytes
-    body = await _bounded_body(request, limit)
+    try:
+        async with asyncio.timeout(WEBHOOK_BODY_TIMEOUT_S):
+            body = await _bounded_body(request, limit)
+    except TimeoutError:
+        return error_response(
+            408, f"the webhook body did not arrive within {WEBHOOK_BODY_TIMEOUT_S:g} s",
+            slug="request-timeout",
+        )  # fmt: skip
     if body is None:
         return error_response(
             413, f"webhook body larger than {limit} bytes", slug="payload-too-large"

@@ -1,0 +1,1 @@
+"""Scale-out build workers: procrastinate jobs on Shipyard's own PostgreSQL (docs/workers.md)."""
