@@ -14,9 +14,11 @@ from collections.abc import Callable, Mapping
 
 import psycopg
 
+from shipyard.store import listen
+
 log = logging.getLogger(__name__)
 
-CHANNEL = "shipyard_abort"
+CHANNEL = listen.ABORT  # sent by store.builds.request_abort with the flag's commit
 RESET_CACHE = "shipyard_reset_cache"
 RELEASE = "shipyard_release"
 

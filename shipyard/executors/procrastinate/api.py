@@ -1,11 +1,11 @@
 """The API's side of scale-out (``SHIPYARD_EXECUTOR=procrastinate``): it runs no builds.
 
 ``submit`` does nothing: the build's doorbell was deferred in the transaction that inserted
-the row (``jobs.install_enqueue_hook``). ``abort`` publishes the build id on
-``shipyard_abort``; the worker running the build hears it (``abort_listener``), and the
-heartbeat's abort flag is the fallback. With ``--with-worker`` a worker runs in this
-process too. The embedded registry (no ``SHIPYARD_REGISTRY``) runs here: workers on this
-machine push to it.
+the row (``jobs.install_enqueue_hook``). ``abort`` has nothing to send: the store published
+the build id on ``shipyard_abort`` when the flag was committed; the worker running the build
+hears it (``abort_listener``), and the heartbeat's abort flag is the fallback. With
+``--with-worker`` a worker runs in this process too. The embedded registry (no
+``SHIPYARD_REGISTRY``) runs here: workers on this machine push to it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shipyard.executors.procrastinate import jobs
 from shipyard.executors.procrastinate.abort_listener import (
-    CHANNEL,
     RELEASE,
     RESET_CACHE,
     publish,
@@ -83,9 +82,10 @@ class ProcrastinateApi:
         return None  # the doorbell was committed with the row
 
     def abort(self, build_id: str) -> None:
-        # The flag is committed already (the heartbeat would carry it within a few seconds);
-        # the notification makes it immediate.
-        self._publish(CHANNEL, build_id)
+        # ``store.builds.request_abort`` sent ``shipyard_abort`` with the flag's commit; the
+        # worker running the build (an in-process one too) hears it; the heartbeat's flag
+        # is the fallback.
+        return None
 
     def prepare(self, project_id: str) -> None:
         return None  # each worker prepares a project's sandbox on its first build of it

@@ -31,6 +31,7 @@ from shipyard.executors.procrastinate.worker import HANDBACK, WorkerExecutor
 from shipyard.executors.runtime import executor_for
 from shipyard.settings import Settings, prepare
 from shipyard.store import builds as build_store
+from shipyard.store import listen
 from shipyard.store import logs as log_store
 from shipyard.store.builds import now
 from shipyard.store.db import make_engine, make_sessionmaker
@@ -270,7 +271,9 @@ def test_abort_reaches_the_listener_over_notify(api: TestClient) -> None:
     try:
         assert listener.listening.wait(5)
         began = time.monotonic()
-        executor_of(api).abort("some-build-0001")
+        # What store.builds.request_abort sends with the flag's commit.
+        with sessions_of(api)() as session, session.begin():
+            listen.publish(session, listen.ABORT, "some-build-0001")
         assert got.wait(5)
         assert heard == ["some-build-0001"]
         assert time.monotonic() - began < 1.0
@@ -292,7 +295,8 @@ def test_the_listener_reconnects(api: TestClient) -> None:
             )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            executor_of(api).abort("again-0001")
+            with sessions_of(api)() as session, session.begin():
+                listen.publish(session, listen.ABORT, "again-0001")
             if got.wait(0.5):
                 break
         assert got.is_set()
