@@ -47,6 +47,7 @@ from shipyard.sandbox.dockerfile import (
     onbuild_triggers,
     stage_args,
     with_args_key,
+    with_labels,
     with_secret_key,
 )
 from shipyard.sandbox.sandbox import BuildSandbox, Sandbox, SandboxRequest
@@ -485,6 +486,11 @@ class Pipeline:
             # numbers move down by the LABEL lines just inserted.
             keyed = with_secret_key(keyed, _shifted(plan, stage_keys))
             build_args[SECRET_KEY_ARG] = job.secrets_key
+        # The origin labels as one LABEL step at the end (buildah makes a step and a commit
+        # per ``--label``); ``--label`` only when the text cannot take the line safely.
+        labels = origin.labels()
+        if (labelled := with_labels(keyed, labels)) is not None:
+            keyed, labels = labelled, {}
         # buildah always reads the text that was checked, from a file Shipyard wrote outside
         # the context: never the checkout's own file, which buildah would read differently
         # (a lone CR is a line break to the check, a space to buildah; a name ending in .in
@@ -546,7 +552,7 @@ class Pipeline:
             cache_from=cache.source,
             # The commit's time: the same commit and settings give the same digest.
             timestamp=origin.created,
-            labels=origin.labels(),
+            labels=labels,
         )
         image_id = buildah.bud(
             spec, on_line=report.line, cancel=cancel, timeout_s=self._remaining(deadline)

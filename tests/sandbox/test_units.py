@@ -157,6 +157,26 @@ def test_the_args_key_label_follows_each_stage_that_declares_a_given_argument(
     check_dockerfile("\n".join(keyed), context_dir=tmp_path, display_path="Dockerfile")
 
 
+def test_origin_labels_become_one_label_step_at_the_end(tmp_path: Path) -> None:
+    from shipyard.sandbox.dockerfile import with_labels
+
+    labels = {"b.source": 'https://h/a$HOME"q\\x ${X}', "a.created": "2020-01-01T00:00:00Z"}
+    text = "FROM scratch AS one\nCOPY f /f\nFROM one\nRUN true"
+    labelled = with_labels(text, labels)
+    assert labelled is not None
+    # One instruction, sorted; nothing expands and quotes and backslashes survive.
+    assert labelled.splitlines()[-1] == (
+        'LABEL "a.created"="2020-01-01T00:00:00Z" "b.source"="https://h/a\\$HOME\\"q\\\\x \\${X}"'
+    )
+    assert labelled.startswith(text + "\n")
+    check_dockerfile(labelled, context_dir=tmp_path, display_path="Dockerfile")
+    assert with_labels(text, {}) == text
+    # The new line would continue the last instruction, or a value has a line break: no.
+    assert with_labels("FROM a\nRUN x \\\n", labels) is None
+    assert with_labels("FROM a\nRUN x \\\n# comment\n\n", labels) is None
+    assert with_labels(text, {"a": "x\ny"}) is None
+
+
 def test_local_inspect_reads_the_triggers_from_the_stores_own_files(tmp_path: Path) -> None:
     import base64
     import json
