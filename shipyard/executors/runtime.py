@@ -292,6 +292,7 @@ class LocalRuntime:
         if self._starting is not None:
             self._starting.join()
         self.executor.stop()
+        self.sandbox.stop()
         if self.embedded is not None:
             self.embedded.stop()
         self._worker_sessions.kw["bind"].dispose()
