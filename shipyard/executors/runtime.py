@@ -262,6 +262,7 @@ class LocalRuntime:
         def recover() -> None:
             try:
                 removed = self.pipeline.clean_leftovers()
+                self.sandbox.prepare_network()
                 self.executor.start()
             except Exception:
                 log.exception("starting the build executor failed")

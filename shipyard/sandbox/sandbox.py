@@ -431,6 +431,12 @@ class Sandbox:
 
         threading.Thread(target=fill, name="spare-network", daemon=True).start()
 
+    def prepare_network(self) -> None:
+        """Make the first spare network in the background (after ``clean_leftovers``, which
+        would remove it): the first build after a start gets one ready too."""
+        if self.settings.network is not NetworkMode.HOST:
+            self._refill()
+
     def stop(self) -> None:
         """No more builds: remove the spare network (one still being made removes itself;
         after a kill, ``clean_leftovers`` at the next start removes it)."""
