@@ -298,8 +298,9 @@ class BuildSandbox:
         if self.cgroup is not None:
             self.cgroup.destroy()  # kills every process of the build first
         if self.net is not None:
-            with contextlib.suppress(SandboxError):
-                self.net.destroy()
+            # Nothing of the build runs any more (its cgroup is empty): the namespace and
+            # its rules go in the background, off the build's path (``Sandbox.stop`` waits).
+            self.sandbox.discard_network(self.net)
         _runc_state_cleanup(self.dirs.runc_root, self.workdir)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -319,6 +320,7 @@ class Sandbox:
         self._spare: BuildNetwork | None = None
         self._filling = False
         self._stopped = False
+        self._discarding: set[threading.Thread] = set()  # finished builds' networks
 
     def start(self) -> None:
         self.layout.create()
@@ -437,14 +439,36 @@ class Sandbox:
         if self.settings.network is not NetworkMode.HOST:
             self._refill()
 
-    def stop(self) -> None:
-        """No more builds: remove the spare network (one still being made removes itself;
-        after a kill, ``clean_leftovers`` at the next start removes it)."""
+    def discard_network(self, net: BuildNetwork) -> None:
+        """Remove a finished build's network in the background."""
+
+        def destroy() -> None:
+            try:
+                net.destroy()
+            except Exception:  # clean_leftovers at the next start removes what is left
+                log.exception("removing build network %s failed", net.name)
+            finally:
+                with self._lock:
+                    self._discarding.discard(thread)
+
+        thread = threading.Thread(target=destroy, name="discard-network", daemon=True)
+        with self._lock:
+            self._discarding.add(thread)
+        thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """No more builds: remove the spare network and wait for the removal of finished
+        builds' networks (one still being made removes itself; after a kill,
+        ``clean_leftovers`` at the next start removes them)."""
         with self._lock:
             self._stopped = True
             spare, self._spare = self._spare, None
+            pending = list(self._discarding)
         if spare is not None:
             spare.destroy()
+        deadline = time.monotonic() + timeout_s
+        for thread in pending:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _leave(self, box: BuildSandbox) -> None:
         """The last build of a project to leave sweeps its store if any build of it ended
