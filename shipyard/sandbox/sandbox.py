@@ -320,7 +320,8 @@ class Sandbox:
         self._spare: BuildNetwork | None = None
         self._filling = False
         self._stopped = False
-        self._discarding: set[threading.Thread] = set()  # finished builds' networks
+        # Threads making a spare or removing a finished build's network: ``stop`` waits.
+        self._discarding: set[threading.Thread] = set()
 
     def start(self) -> None:
         self.layout.create()
@@ -411,11 +412,6 @@ class Sandbox:
         )
 
     def _refill(self) -> None:
-        with self._lock:
-            if self._spare is not None or self._filling or self._stopped:
-                return
-            self._filling = True
-
         def fill() -> None:
             made: BuildNetwork | None = None
             try:
@@ -428,10 +424,20 @@ class Sandbox:
                 self._filling = False
                 if made is not None and self._spare is None and not self._stopped:
                     self._spare, made = made, None
-            if made is not None:
-                made.destroy()
+            try:
+                if made is not None:
+                    made.destroy()
+            finally:
+                with self._lock:
+                    self._discarding.discard(threading.current_thread())
 
-        threading.Thread(target=fill, name="spare-network", daemon=True).start()
+        with self._lock:
+            if self._spare is not None or self._filling or self._stopped:
+                return
+            self._filling = True
+            thread = threading.Thread(target=fill, name="spare-network", daemon=True)
+            self._discarding.add(thread)  # ``stop`` waits for it (it removes what it made)
+        thread.start()
 
     def prepare_network(self) -> None:
         """Make the first spare network in the background (after ``clean_leftovers``, which

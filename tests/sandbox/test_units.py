@@ -256,3 +256,37 @@ def test_a_build_takes_the_spare_network_and_the_next_one_is_made_behind_it(
     assert alive == {spare.name, third.name, fourth.name}  # the builds' own
     sandbox._refill()  # stopped: no new spare
     assert sandbox._spare is None and not sandbox._filling
+
+
+def test_stopping_waits_for_a_spare_network_being_made_and_removes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from shipyard.sandbox import network as network_module
+    from shipyard.sandbox.network import BuildNetwork
+    from shipyard.sandbox.sandbox import Sandbox
+
+    alive: set[str] = set()
+
+    def slow_create(self: BuildNetwork) -> None:
+        time.sleep(0.3)
+        alive.add(self.name)
+
+    monkeypatch.setattr(BuildNetwork, "create", slow_create)
+    monkeypatch.setattr(BuildNetwork, "destroy", lambda self: alive.discard(self.name))
+    monkeypatch.setattr(network_module, "nameservers", lambda: [])
+
+    class Settings:
+        instance_id = "spare2"
+        loopback_ports = (5000,)
+        allowed_networks = ()
+
+    sandbox = Sandbox.__new__(Sandbox)
+    sandbox.settings = Settings()  # type: ignore[assignment]
+    sandbox._lock = threading.Lock()
+    sandbox._spare, sandbox._filling, sandbox._stopped = None, False, False
+    sandbox._discarding = set()
+    sandbox._refill()  # as at start
+    sandbox.stop()  # before the spare is made: waits, and nothing is left (a quick exit
+    assert alive == set() and sandbox._spare is None  # would otherwise leak a namespace)
