@@ -289,6 +289,7 @@ class LocalRuntime:
         def recover() -> None:
             try:
                 removed = self.pipeline.clean_leftovers()
+                self.sandbox.prepare_network()
                 self.executor.start()
             except Exception:
                 log.exception("starting the build executor failed")
@@ -319,6 +320,7 @@ class LocalRuntime:
         if self._starting is not None:
             self._starting.join()
         self.executor.stop()
+        self.sandbox.stop()
         if self.embedded is not None and self._serve_registry:
             self.embedded.stop()
         self._worker_sessions.kw["bind"].dispose()

@@ -64,6 +64,12 @@ ZERO_SHA = "0" * 40
 _LOCK_POLL_S = 0.05
 
 
+# Half of ``gc.autoPackLimit`` (50) and of ``gc.auto`` (6 700) / 256 (git counts the
+# loose objects in ``objects/17`` and multiplies by 256).
+GC_PACKS_CHECK = 25
+GC_LOOSE_17_CHECK = 14
+
+
 def normalise_url(url: str) -> str:
     """The repository a URL names, for comparing URLs: no credentials, no scheme, no
     ``.git`` suffix or trailing slash, lower-case host; scp-like ``git@host:a/b`` equals
@@ -229,7 +235,21 @@ class MirrorFetcher(_Fetcher):
         return _pick_ref(self, None, number)
 
     def gc(self) -> None:
-        """Repack and prune when git thinks it is due (cheap when it is not)."""
+        """Repack and prune when git thinks it is due. ``git gc --auto`` is asked only when
+        the mirror is at least half way to git's default thresholds (50 packs; 6 700 loose
+        objects, estimated as git does from ``objects/17``): a directory listing instead of a
+        git process on every build's path."""
+        objects = self.mirror / "objects"
+        try:
+            packs = sum(1 for p in (objects / "pack").iterdir() if p.suffix == ".pack")
+        except OSError:
+            packs = 0
+        try:
+            loose = sum(1 for _ in (objects / "17").iterdir())
+        except OSError:
+            loose = 0
+        if packs < GC_PACKS_CHECK and loose < GC_LOOSE_17_CHECK:
+            return
         self.git.run("gc", "--auto", "--quiet", sink=lambda _line: None)
 
     def update_all(self) -> dict[str, str]:

@@ -9,6 +9,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -47,10 +48,11 @@ from shipyard.sandbox.dockerfile import (
     onbuild_triggers,
     stage_args,
     with_args_key,
+    with_labels,
     with_secret_key,
 )
 from shipyard.sandbox.sandbox import BuildSandbox, Sandbox, SandboxRequest
-from shipyard.supply.attach import Attachments, SbomJob, attach
+from shipyard.supply.attach import Attacher, Attachments, SbomJob
 from shipyard.supply.labels import Origin, newest_mtime, public_url
 from shipyard.supply.provenance import BuildFacts
 from shipyard.uploads import store as uploads
@@ -485,6 +487,11 @@ class Pipeline:
             # numbers move down by the LABEL lines just inserted.
             keyed = with_secret_key(keyed, _shifted(plan, stage_keys))
             build_args[SECRET_KEY_ARG] = job.secrets_key
+        # The origin labels as one LABEL step at the end (buildah makes a step and a commit
+        # per ``--label``); ``--label`` only when the text cannot take the line safely.
+        labels = origin.labels()
+        if (labelled := with_labels(keyed, labels)) is not None:
+            keyed, labels = labelled, {}
         # buildah always reads the text that was checked, from a file Shipyard wrote outside
         # the context: never the checkout's own file, which buildah would read differently
         # (a lone CR is a line break to the check, a space to buildah; a name ending in .in
@@ -546,7 +553,7 @@ class Pipeline:
             cache_from=cache.source,
             # The commit's time: the same commit and settings give the same digest.
             timestamp=origin.created,
-            labels=origin.labels(),
+            labels=labels,
         )
         image_id = buildah.bud(
             spec, on_line=report.line, cancel=cancel, timeout_s=self._remaining(deadline)
@@ -580,26 +587,41 @@ class Pipeline:
 
         report.stage(BuildStatus.UPLOADING)
         tags = image_tags(job.build_id, sha, branch, job.default_branch)[1:]
-        with self.push_gate.pushing(lambda: report.line(_GC_WAIT)):
-            report.line(f"Pushing {local_tag}")
-            digest = buildah.push(
-                image_id,
-                local_tag,
-                target=target,
-                tmpdir=tmpdir,
-                on_line=report.line,
-                cancel=cancel,
-                timeout_s=self._remaining(deadline),
-            )
-            add_tags(target, repository, digest, tags, timeout_s=self._remaining(deadline, 60))
-            also = f", also tagged :{', :'.join(tags)}" if tags else ""  # none: an upload
-            report.line(f"Pushed {local_tag} ({digest}){also}")
-            # Under the gate: garbage collection deletes an image with its artifacts.
-            attached = (
-                self._attach(target, repository, digest, sbom, facts, report, deadline)
+        with self.push_gate.pushing(lambda: report.line(_GC_WAIT)), ThreadPoolExecutor(1) as pool:
+            # Under the gate (garbage collection deletes blobs no manifest holds yet): the
+            # SBOM and its blobs go up while buildah pushes the image.
+            attacher = (
+                Attacher(target, repository, sbom, timeout_s=self._remaining(deadline, 120))
                 if sbom is not None
                 else None
             )
+            try:
+                report.line(f"Pushing {local_tag}")
+                digest = buildah.push(
+                    image_id,
+                    local_tag,
+                    target=target,
+                    tmpdir=tmpdir,
+                    on_line=report.line,
+                    cancel=cancel,
+                    timeout_s=self._remaining(deadline),
+                )
+                # The artifacts are attached while the tags are added.
+                attaching = (
+                    pool.submit(self._attach, attacher, digest, facts, deadline)
+                    if attacher is not None
+                    else None
+                )
+                add_tags(target, repository, digest, tags, timeout_s=self._remaining(deadline, 60))
+                also = f", also tagged :{', :'.join(tags)}" if tags else ""  # none: an upload
+                report.line(f"Pushed {local_tag} ({digest}){also}")
+                attached, said = attaching.result() if attaching is not None else (None, [])
+                for line in said:
+                    report.line(line)
+            finally:
+                pool.shutdown(wait=True)  # the attaching thread is done with the client
+                if attacher is not None:
+                    attacher.close()
         image = f"{repository}@{digest}"
         return Outcome(
             image=image, tag=local_tag, digest=digest, base_images=bases,
@@ -608,34 +630,29 @@ class Pipeline:
         )  # fmt: skip
 
     def _attach(
-        self,
-        target: RegistryTarget,
-        repository: str,
-        digest: str,
-        sbom: SbomJob,
-        facts: BuildFacts,
-        report: Reporter,
-        deadline: float,
-    ) -> Attachments | None:
-        """SBOM and provenance as referrers of the image. A failure here is reported in the
-        log and leaves the build successful: the image itself is complete."""
+        self, attacher: Attacher, digest: str, facts: BuildFacts, deadline: float
+    ) -> tuple[Attachments | None, list[str]]:
+        """SBOM and provenance as referrers of the image, and the lines to log. A failure
+        here is reported in the log and leaves the build successful: the image itself is
+        complete."""
+        said: list[str] = []
         document = None
         try:
-            made = sbom.result(self._remaining(deadline, 120))
+            made = attacher.sbom(self._remaining(deadline, 120))
             document = made.document
-            report.line(
+            said.append(
                 f"SBOM: {made.packages} package(s) found in the image ({made.seconds:.2f} s)"
             )
         except Exception as exc:
-            report.line(f"Warning: no SBOM: {type(exc).__name__}: {exc}")
+            said.append(f"Warning: no SBOM: {type(exc).__name__}: {exc}")
         facts = dataclasses.replace(facts, finished=time.time())
         try:
-            attached = attach(target, repository, digest, sbom=document, facts=facts,
-                              timeout_s=self._remaining(deadline, 60))  # fmt: skip
+            attached = attacher.finish(digest, sbom=document, facts=facts,
+                                       timeout_s=self._remaining(deadline, 60))  # fmt: skip
         except Exception as exc:
-            report.line(f"Warning: could not attach the SBOM and provenance: {exc}")
-            return None
+            said.append(f"Warning: could not attach the SBOM and provenance: {exc}")
+            return None, said
         how = "referrers tag schema" if attached.via_tag else "referrers API"
-        report.line(f"Attached SBOM {attached.sbom_digest or '(none)'} and provenance "
+        said.append(f"Attached SBOM {attached.sbom_digest or '(none)'} and provenance "
                     f"{attached.provenance_digest} to {digest} ({how})")  # fmt: skip
-        return attached
+        return attached, said

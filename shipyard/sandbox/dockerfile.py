@@ -687,6 +687,39 @@ def with_secret_key(text: str, plan: DockerfilePlan) -> str:
     return "\n".join(lines)
 
 
+def with_labels(text: str, labels: Mapping[str, str]) -> str | None:
+    """``text`` with ``labels`` as ONE ``LABEL`` instruction after its last line: the last
+    stage, where buildah puts ``--label``s too, but as one step (buildah makes a LABEL step,
+    a commit, per ``--label``). None when that cannot be done safely — a value with a line
+    break, or a text whose last instruction would swallow the new line (an open
+    continuation): then pass ``--label``."""
+    if not labels:
+        return text
+    words = []
+    for key, value in sorted(labels.items()):
+        if any(c in key + value for c in "\n\r"):
+            return None
+        words.append(f"{_label_word(key)}={_label_word(value)}")
+    line = "LABEL " + " ".join(words)
+    body = text if text.endswith("\n") or not text else text + "\n"
+    result = f"{body}{line}\n"
+    # Read back as buildah reads it: the new line must be an instruction of its own.
+    try:
+        last = list(_logical_lines(result, "Dockerfile"))[-1:]
+    except UnsafeDockerfile:
+        return None
+    if last != [(body.count("\n") + 1, line)]:
+        return None
+    return result
+
+
+def _label_word(value: str) -> str:
+    """A double-quoted word that imagebuilder reads back as ``value``: no variable is
+    expanded (``\\$``), quotes and backslashes are escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
 def _arg_words(ins: _Instruction) -> Iterator[tuple[str, str | None]]:
     """``ARG a=1 b``: (name, default or None); quotes removed as buildah's word splitter
     does. Words that are not ``name[=value]`` are left to buildah to complain about."""

@@ -266,6 +266,10 @@ class BuildNetwork:
         lines.append("COMMIT")
         return lines
 
+    def exists(self) -> bool:
+        """Whether the namespace and the host's end of its link are (still) there."""
+        return Path(f"/run/netns/{self.name}").exists() and _link_exists(self.host_if)
+
     def destroy(self) -> None:
         _run(["ip", "netns", "del", self.name], check=False)  # takes the veth pair with it
         if _link_exists(self.host_if):

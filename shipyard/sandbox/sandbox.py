@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import threading
@@ -302,8 +303,9 @@ class BuildSandbox:
         if self.cgroup is not None:
             self.cgroup.destroy()  # kills every process of the build first
         if self.net is not None:
-            with contextlib.suppress(SandboxError):
-                self.net.destroy()
+            # Nothing of the build runs any more (its cgroup is empty): the namespace and
+            # its rules go in the background, off the build's path (``Sandbox.stop`` waits).
+            self.sandbox.discard_network(self.net)
         _runc_state_cleanup(self.dirs.runc_root, self.workdir)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -319,6 +321,12 @@ class Sandbox:
         self._active: Counter[str] = Counter()
         self._dirty: set[str] = set()  # stores to sweep once their project is idle
         self._sweeping: set[str] = set()  # no build of these projects starts meanwhile
+        # A network namespace made ahead for the next build (``_network``).
+        self._spare: BuildNetwork | None = None
+        self._filling = False
+        self._stopped = False
+        # Threads making a spare or removing a finished build's network: ``stop`` waits.
+        self._discarding: set[threading.Thread] = set()
 
     def start(self) -> None:
         self.layout.create()
@@ -350,22 +358,19 @@ class Sandbox:
     ) -> Iterator[BuildSandbox]:
         network_mode, limits, notes = effective(self.settings, request)
         user, dirs = self._user_dirs(project_id)
-        workdir = dirs.work / key
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(mode=0o700)
-        cgroup = None
-        if self.settings.use_cgroups:
-            cgroup = BuildCgroup(self.settings.instance_id, key)
-            cgroup.create(limits)
-        net = None
-        if network_mode is not NetworkMode.HOST:
-            net = BuildNetwork(
-                self.settings.instance_id,
-                key,
-                Loopback(self.settings.loopback_ports),
-                allowed=self.settings.allowed_networks,
-                dns=tuple(network.nameservers()),
-            )
+        net = self._network() if network_mode is not NetworkMode.HOST else None
+        try:
+            workdir = dirs.work / key
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir(mode=0o700)
+            cgroup = None
+            if self.settings.use_cgroups:
+                cgroup = BuildCgroup(self.settings.instance_id, key)
+                cgroup.create(limits)
+        except BaseException:
+            if net is not None:
+                net.destroy()
+            raise
         box = BuildSandbox(
             self, project_id, key, user, dirs, workdir, cgroup, net, network_mode, limits, notes
         )
@@ -374,8 +379,6 @@ class Sandbox:
                 self._changed.wait()
             self._active[user.name] += 1
         try:
-            if net is not None:
-                net.create()
             yield box
         except BaseException:
             box.dirty = True
@@ -385,6 +388,98 @@ class Sandbox:
                 box.close()
             finally:
                 self._leave(box)
+
+    def _network(self) -> BuildNetwork:
+        """A build's network namespace, ready: the spare made in the background while the
+        previous build ran (when it still exists and has today's resolvers), else a new one.
+        Then the next spare is made in the background: creating one costs 7 ``ip`` and
+        ``iptables`` processes (40-130 ms here) that no longer sit on a build's path."""
+        dns = tuple(network.nameservers())
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None and (spare.dns != dns or not spare.exists()):
+            spare.destroy()
+            spare = None
+        if spare is None:
+            spare = self._new_network(dns)
+            spare.create()
+        self._refill()
+        return spare
+
+    def _new_network(self, dns: tuple[str, ...]) -> BuildNetwork:
+        # Named by a token, not by the build: whichever build comes next takes it.
+        return BuildNetwork(
+            self.settings.instance_id,
+            f"net-{secrets.token_hex(8)}",
+            Loopback(self.settings.loopback_ports),
+            allowed=self.settings.allowed_networks,
+            dns=dns,
+        )
+
+    def _refill(self) -> None:
+        def fill() -> None:
+            made: BuildNetwork | None = None
+            try:
+                made = self._new_network(tuple(network.nameservers()))
+                made.create()
+            except Exception:  # the next build makes its own
+                log.exception("making a spare build network failed")
+                made = None
+            with self._lock:
+                self._filling = False
+                if made is not None and self._spare is None and not self._stopped:
+                    self._spare, made = made, None
+            try:
+                if made is not None:
+                    made.destroy()
+            finally:
+                with self._lock:
+                    self._discarding.discard(threading.current_thread())
+
+        with self._lock:
+            if self._spare is not None or self._filling or self._stopped:
+                return
+            self._filling = True
+            thread = threading.Thread(target=fill, name="spare-network", daemon=True)
+            self._discarding.add(thread)  # ``stop`` waits for it (it removes what it made)
+        thread.start()
+
+    def prepare_network(self) -> None:
+        """Make the first spare network in the background (after ``clean_leftovers``, which
+        would remove it): the first build after a start gets one ready too."""
+        if self.settings.network is not NetworkMode.HOST:
+            self._refill()
+
+    def discard_network(self, net: BuildNetwork) -> None:
+        """Remove a finished build's network in the background."""
+
+        def destroy() -> None:
+            try:
+                net.destroy()
+            except Exception:  # clean_leftovers at the next start removes what is left
+                log.exception("removing build network %s failed", net.name)
+            finally:
+                with self._lock:
+                    self._discarding.discard(thread)
+
+        thread = threading.Thread(target=destroy, name="discard-network", daemon=True)
+        with self._lock:
+            self._discarding.add(thread)
+        thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """No more builds: remove the spare network and wait for the removal of finished
+        builds' networks (one still being made removes itself; after a kill,
+        ``clean_leftovers`` at the next start removes them)."""
+        with self._lock:
+            self._stopped = True
+            spare, self._spare = self._spare, None
+            pending = list(self._discarding)
+        if spare is not None:
+            spare.destroy()
+        deadline = time.monotonic() + timeout_s
+        for thread in pending:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _leave(self, box: BuildSandbox) -> None:
         """The last build of a project to leave sweeps its store if any build of it ended
@@ -516,6 +611,7 @@ class Sandbox:
 
     def remove(self) -> None:
         """Delete the instance's build users and everything they own (tests, uninstall)."""
+        self.stop()
         self.clean_leftovers()
         for name in self.users.all():
             subprocess.run(["umount", "-l", str(self.settings.root / name)],

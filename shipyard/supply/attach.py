@@ -15,7 +15,7 @@ from shipyard.supply.labels import rfc3339
 from shipyard.supply.packages import distro, inventory
 from shipyard.supply.provenance import MEDIA_TYPE as PROVENANCE_TYPE
 from shipyard.supply.provenance import BuildFacts, statement
-from shipyard.supply.referrers import OciClient
+from shipyard.supply.referrers import EMPTY, OciClient
 from shipyard.supply.rootfs import ImageTree, layer_dirs
 
 
@@ -78,16 +78,89 @@ def attach(
 ) -> Attachments:
     """Attach ``sbom`` (when made) and the provenance to ``repository@digest``
     (``repository`` with its host, as ``registry.uri`` has it)."""
+    with OciClient(target, actions="pull,push", timeout_s=timeout_s) as client:
+        return _attach(client, repository, digest, sbom=sbom, facts=facts)
+
+
+def _attach(
+    client: OciClient,
+    repository: str,
+    digest: str,
+    *,
+    sbom: bytes | None,
+    facts: BuildFacts,
+    pushed: frozenset[str] = frozenset(),
+) -> Attachments:
     name = repository.split("/", 1)[1]
     created = {"org.opencontainers.image.created": rfc3339(facts.origin.created)}
-    with OciClient(target, actions="pull,push", timeout_s=timeout_s) as client:
-        sbom_digest = None
-        via_tag = True
-        if sbom is not None:
-            done = client.attach(name, digest, artifact_type=sbom_format.MEDIA_TYPE,
-                                 document=sbom, annotations=created)  # fmt: skip
-            sbom_digest, via_tag = done.digest, done.via_tag
-        document = statement(facts, repository=repository, digest=digest)
-        done = client.attach(name, digest, artifact_type=PROVENANCE_TYPE, document=document,
-                             annotations=created)  # fmt: skip
-        return Attachments(sbom_digest, done.digest, via_tag and done.via_tag)
+    document = statement(facts, repository=repository, digest=digest)
+    artifacts = [(PROVENANCE_TYPE, document, created)]
+    if sbom is not None:
+        artifacts.insert(0, (sbom_format.MEDIA_TYPE, sbom, created))
+    done = client.attach_all(name, digest, artifacts, pushed=pushed)
+    return Attachments(
+        done[0].digest if sbom is not None else None,
+        done[-1].digest,
+        all(one.via_tag for one in done),
+    )
+
+
+class Attacher:
+    """The supply-chain step of one build, started before its image is pushed: the SBOM
+    (``SbomJob``) and the blobs that do not depend on the image's digest (the empty config,
+    the SBOM document) are made and uploaded while buildah pushes; ``finish`` then attaches
+    both artifacts to the pushed image."""
+
+    def __init__(
+        self, target: RegistryTarget, repository: str, sbom: SbomJob, *, timeout_s: float
+    ) -> None:
+        self._target, self._repository = target, repository
+        self._sbom = sbom
+        self._client = OciClient(target, actions="pull,push", timeout_s=timeout_s)
+        self._made: Sbom | BaseException | None = None
+        self._pushed: frozenset[str] = frozenset()
+        self._thread = threading.Thread(
+            target=self._upload, args=(timeout_s,), name="sbom-upload", daemon=True
+        )
+        self._thread.start()
+
+    def _upload(self, timeout_s: float) -> None:
+        try:
+            made = self._made = self._sbom.result(timeout_s)
+        except BaseException as exc:  # reported by ``finish``
+            self._made = exc
+            return
+        name = self._repository.split("/", 1)[1]
+        try:
+            pushed = {self._client.push_blob(name, EMPTY)}
+            pushed.add(self._client.push_blob(name, made.document))
+            self._pushed = frozenset(pushed)
+        except Exception:  # ``finish`` uploads what is missing (and reports a failure)
+            return
+
+    def sbom(self, timeout_s: float) -> Sbom:
+        """The SBOM, or the exception that stopped it (``TimeoutError`` after ``timeout_s``)."""
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise TimeoutError("the SBOM took too long")
+        assert self._made is not None
+        if isinstance(self._made, BaseException):
+            raise self._made
+        return self._made
+
+    def finish(
+        self, digest: str, *, sbom: bytes | None, facts: BuildFacts, timeout_s: float
+    ) -> Attachments:
+        """Attach ``sbom`` (None: it failed) and the provenance to ``repository@digest``;
+        call after ``sbom``."""
+        if self._thread.is_alive():  # still waiting for the SBOM: a client of its own
+            with OciClient(self._target, actions="pull,push", timeout_s=timeout_s) as client:
+                return _attach(client, self._repository, digest, sbom=sbom, facts=facts)
+        self._client.renew(timeout_s)
+        return _attach(self._client, self._repository, digest, sbom=sbom, facts=facts,
+                       pushed=self._pushed)  # fmt: skip
+
+    def close(self) -> None:
+        """Ends the uploads too (a build that failed to push must not wait for them)."""
+        self._client.close()
+        self._thread.join(1)

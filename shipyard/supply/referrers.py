@@ -81,6 +81,10 @@ class OciClient:
     def close(self) -> None:
         self._client.close()
 
+    def renew(self, timeout_s: float) -> None:
+        """From now on, everything this client does is bounded by ``timeout_s``."""
+        self._deadline = time.monotonic() + timeout_s
+
     def __enter__(self) -> OciClient:
         return self
 
@@ -189,44 +193,73 @@ class OciClient:
         annotations: dict[str, str],
     ) -> Attached:
         """Push ``document`` as an artifact whose subject is ``name@subject``."""
+        return self.attach_all(name, subject, [(artifact_type, document, annotations)])[0]
+
+    def attach_all(
+        self,
+        name: str,
+        subject: str,
+        artifacts: list[tuple[str, bytes, dict[str, str]]],
+        *,
+        pushed: frozenset[str] = frozenset(),
+    ) -> list[Attached]:
+        """Push each ``(artifact type, document, annotations)`` as an artifact whose subject
+        is ``name@subject``: the subject read once, the referrers index (without a referrers
+        API) written once for all of them. ``pushed``: blob digests already uploaded to
+        ``name`` by this client (``push_blob``), not checked again."""
         found = self.manifest(name, subject)
         if found is None:
             raise ReferrerError(f"the image {subject} is not in {name}")
         subject_body, subject_type = found
-        self.push_blob(name, EMPTY)
-        layer = self.push_blob(name, document)
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "artifactType": artifact_type,
-                "config": {"mediaType": EMPTY_TYPE, "digest": sha256(EMPTY), "size": 2},
-                "layers": [{"mediaType": artifact_type, "digest": layer, "size": len(document)}],
-                "subject": {
-                    "mediaType": subject_type.split(";")[0] or OCI_MANIFEST,
-                    "digest": subject,
-                    "size": len(subject_body),
+        subject_descriptor = {
+            "mediaType": subject_type.split(";")[0] or OCI_MANIFEST,
+            "digest": subject,
+            "size": len(subject_body),
+        }
+        if sha256(EMPTY) not in pushed:
+            self.push_blob(name, EMPTY)
+        done: list[Attached] = []
+        unlisted: list[dict[str, Any]] = []
+        for artifact_type, document, notes in artifacts:
+            layer = sha256(document)
+            if layer not in pushed:
+                self.push_blob(name, document)
+            manifest = json.dumps(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "artifactType": artifact_type,
+                    "config": {"mediaType": EMPTY_TYPE, "digest": sha256(EMPTY), "size": 2},
+                    "layers": [
+                        {"mediaType": artifact_type, "digest": layer, "size": len(document)}
+                    ],
+                    "subject": subject_descriptor,
+                    "annotations": notes,
                 },
-                "annotations": annotations,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        ).encode()
-        digest = sha256(manifest)
-        put = self.put_manifest(name, digest, manifest, OCI_MANIFEST)
-        if put.headers.get("oci-subject") == subject:
-            return Attached(digest, len(manifest), via_tag=False)
-        self._list_in_fallback_index(name, subject, {
-            "mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest),
-            "artifactType": artifact_type, "annotations": annotations,
-        })  # fmt: skip
-        return Attached(digest, len(manifest), via_tag=True)
+                sort_keys=True,
+                separators=(",", ":"),
+            ).encode()
+            digest = sha256(manifest)
+            put = self.put_manifest(name, digest, manifest, OCI_MANIFEST)
+            if put.headers.get("oci-subject") == subject:
+                done.append(Attached(digest, len(manifest), via_tag=False))
+                continue
+            unlisted.append({
+                "mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest),
+                "artifactType": artifact_type, "annotations": notes,
+            })  # fmt: skip
+            done.append(Attached(digest, len(manifest), via_tag=True))
+        if unlisted:
+            self._list_in_fallback_index(name, subject, unlisted)
+        return done
 
-    def _list_in_fallback_index(self, name: str, subject: str, entry: dict[str, Any]) -> None:
+    def _list_in_fallback_index(
+        self, name: str, subject: str, entries: list[dict[str, Any]]
+    ) -> None:
         with _INDEX_LOCK:
-            self._extend_index(name, subject, entry)
+            self._extend_index(name, subject, entries)
 
-    def _extend_index(self, name: str, subject: str, entry: dict[str, Any]) -> None:
+    def _extend_index(self, name: str, subject: str, entries: list[dict[str, Any]]) -> None:
         tag = fallback_tag(subject)
         found = self.manifest(name, tag)
         index: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
@@ -237,8 +270,9 @@ class OciClient:
                 loaded = None
             if isinstance(loaded, dict) and isinstance(loaded.get("manifests"), list):
                 index = loaded
-        manifests = [m for m in index["manifests"] if m.get("digest") != entry["digest"]]
-        index["manifests"] = [*manifests, entry]
+        new = {entry["digest"] for entry in entries}
+        manifests = [m for m in index["manifests"] if m.get("digest") not in new]
+        index["manifests"] = [*manifests, *entries]
         body = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
         self.put_manifest(name, tag, body, OCI_INDEX)
 

@@ -200,3 +200,32 @@ def test_walks_deepen_past_tips_a_listing_left_shallow(
     rules = PathRules(("docs/**",), False)
     assert fetch(repo.url, branch="long", rules=rules).sha == repo.shas["c2"]
     assert fetch(repo.url, branch="merged", rules=rules).sha == repo.shas["merge"]
+
+
+def test_git_gc_is_asked_only_near_its_thresholds(tmp_path: Path) -> None:
+    from shipyard.pipeline.mirror import GC_LOOSE_17_CHECK, GC_PACKS_CHECK, MirrorFetcher
+
+    calls: list[tuple[str, ...]] = []
+
+    class Recorder:
+        def run(self, *args: str, **_: Any) -> None:
+            calls.append(args)
+
+    mirror = tmp_path / "m.git"
+    (mirror / "objects" / "pack").mkdir(parents=True)
+    fetcher = MirrorFetcher.__new__(MirrorFetcher)
+    fetcher.mirror, fetcher.git = mirror, Recorder()  # type: ignore[assignment]
+    fetcher.gc()
+    assert calls == []  # a small mirror: no git process
+    for i in range(GC_PACKS_CHECK):
+        (mirror / "objects" / "pack" / f"pack-{i}.pack").touch()
+    fetcher.gc()
+    assert calls == [("gc", "--auto", "--quiet")]
+    calls.clear()
+    for pack in (mirror / "objects" / "pack").iterdir():
+        pack.unlink()
+    (mirror / "objects" / "17").mkdir()
+    for i in range(GC_LOOSE_17_CHECK):
+        (mirror / "objects" / "17" / f"{i:038x}").touch()
+    fetcher.gc()
+    assert calls == [("gc", "--auto", "--quiet")]

@@ -157,6 +157,26 @@ def test_the_args_key_label_follows_each_stage_that_declares_a_given_argument(
     check_dockerfile("\n".join(keyed), context_dir=tmp_path, display_path="Dockerfile")
 
 
+def test_origin_labels_become_one_label_step_at_the_end(tmp_path: Path) -> None:
+    from shipyard.sandbox.dockerfile import with_labels
+
+    labels = {"b.source": 'https://h/a$HOME"q\\x ${X}', "a.created": "2020-01-01T00:00:00Z"}
+    text = "FROM scratch AS one\nCOPY f /f\nFROM one\nRUN true"
+    labelled = with_labels(text, labels)
+    assert labelled is not None
+    # One instruction, sorted; nothing expands and quotes and backslashes survive.
+    assert labelled.splitlines()[-1] == (
+        'LABEL "a.created"="2020-01-01T00:00:00Z" "b.source"="https://h/a\\$HOME\\"q\\\\x \\${X}"'
+    )
+    assert labelled.startswith(text + "\n")
+    check_dockerfile(labelled, context_dir=tmp_path, display_path="Dockerfile")
+    assert with_labels(text, {}) == text
+    # The new line would continue the last instruction, or a value has a line break: no.
+    assert with_labels("FROM a\nRUN x \\\n", labels) is None
+    assert with_labels("FROM a\nRUN x \\\n# comment\n\n", labels) is None
+    assert with_labels(text, {"a": "x\ny"}) is None
+
+
 def test_local_inspect_reads_the_triggers_from_the_stores_own_files(tmp_path: Path) -> None:
     import base64
     import json
@@ -176,3 +196,97 @@ def test_local_inspect_reads_the_triggers_from_the_stores_own_files(tmp_path: Pa
     assert inspected is not None and inspected["FromImageID"] == image_id
     assert onbuild_triggers(inspected) == config["config"]["OnBuild"]
     assert buildah.local_inspect("localhost/missing:1") is None
+
+
+def test_a_build_takes_the_spare_network_and_the_next_one_is_made_behind_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from shipyard.sandbox import network as network_module
+    from shipyard.sandbox.network import BuildNetwork
+    from shipyard.sandbox.sandbox import Sandbox
+
+    alive: set[str] = set()
+    created: list[str] = []
+    monkeypatch.setattr(BuildNetwork, "create", lambda self: (created.append(self.name),
+                                                              alive.add(self.name)))  # fmt: skip
+    monkeypatch.setattr(BuildNetwork, "destroy", lambda self: alive.discard(self.name))
+    monkeypatch.setattr(BuildNetwork, "exists", lambda self: self.name in alive)
+    resolvers = ["192.0.2.1"]
+    monkeypatch.setattr(network_module, "nameservers", lambda: list(resolvers))
+
+    class Settings:
+        instance_id = "spare1"
+        loopback_ports = (5000,)
+        allowed_networks = ()
+
+    sandbox = Sandbox.__new__(Sandbox)
+    sandbox.settings = Settings()  # type: ignore[assignment]
+    sandbox._lock = threading.Lock()
+    sandbox._spare, sandbox._filling, sandbox._stopped = None, False, False
+    sandbox._discarding = set()
+
+    def settled() -> BuildNetwork | None:
+        deadline = time.monotonic() + 5
+        while (sandbox._filling or sandbox._spare is None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return sandbox._spare
+
+    first = sandbox._network()  # none ready: made on the spot, a spare behind it
+    spare = settled()
+    assert spare is not None and spare.name != first.name and len(created) == 2
+    assert sandbox._network() is spare  # taken as it is, no process on the build's path
+    settled()
+    # A spare that vanished (a clean-up removed it) or has old resolvers is not used.
+    gone = sandbox._spare
+    assert gone is not None
+    alive.discard(gone.name)
+    third = sandbox._network()
+    assert third is not gone and third.name in alive
+    resolvers[:] = ["192.0.2.2"]
+    old = settled()
+    fourth = sandbox._network()
+    assert fourth is not old and fourth.dns == ("192.0.2.2",) and old is not None
+    assert old.name not in alive
+    settled()
+    sandbox.discard_network(first)  # a finished build's, in the background
+    sandbox.stop()
+    assert sandbox._spare is None and not sandbox._discarding
+    assert alive == {spare.name, third.name, fourth.name}  # the builds' own
+    sandbox._refill()  # stopped: no new spare
+    assert sandbox._spare is None and not sandbox._filling
+
+
+def test_stopping_waits_for_a_spare_network_being_made_and_removes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from shipyard.sandbox import network as network_module
+    from shipyard.sandbox.network import BuildNetwork
+    from shipyard.sandbox.sandbox import Sandbox
+
+    alive: set[str] = set()
+
+    def slow_create(self: BuildNetwork) -> None:
+        time.sleep(0.3)
+        alive.add(self.name)
+
+    monkeypatch.setattr(BuildNetwork, "create", slow_create)
+    monkeypatch.setattr(BuildNetwork, "destroy", lambda self: alive.discard(self.name))
+    monkeypatch.setattr(network_module, "nameservers", lambda: [])
+
+    class Settings:
+        instance_id = "spare2"
+        loopback_ports = (5000,)
+        allowed_networks = ()
+
+    sandbox = Sandbox.__new__(Sandbox)
+    sandbox.settings = Settings()  # type: ignore[assignment]
+    sandbox._lock = threading.Lock()
+    sandbox._spare, sandbox._filling, sandbox._stopped = None, False, False
+    sandbox._discarding = set()
+    sandbox._refill()  # as at start
+    sandbox.stop()  # before the spare is made: waits, and nothing is left (a quick exit
+    assert alive == set() and sandbox._spare is None  # would otherwise leak a namespace)
