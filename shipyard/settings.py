@@ -8,8 +8,12 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Bind addresses of the embedded registry that include 127.0.0.1: image names, Shipyard's
+# own checks and this machine's builds (through DNAT) all use 127.0.0.1:<port>.
+REGISTRY_LISTEN = frozenset({"127.0.0.1", "0.0.0.0", "::"})
 
 
 class Settings(BaseSettings):
@@ -34,7 +38,25 @@ class Settings(BaseSettings):
     )
     registry_username: str | None = None
     registry_password: SecretStr | None = None
+    registry_auth: Literal["basic", "shipyard"] = Field(
+        default="basic",
+        description="How SHIPYARD_REGISTRY is logged in to: basic (SHIPYARD_REGISTRY_USERNAME/"
+        "_PASSWORD, or none) or shipyard (it is another Shipyard's embedded registry: a worker "
+        "on another machine; every build gets a credential of its own project signed with "
+        "SHIPYARD_SECRET_KEY, no password: docs/workers.md)",
+    )
     registry_port: int = 5000
+    registry_listen: str = Field(
+        default="127.0.0.1",
+        description="The embedded registry's bind address: 127.0.0.1, or 0.0.0.0 / :: so "
+        "workers on other machines push to it (docs/workers.md)",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The API's address as workers on other machines see it "
+        "(http[s]://host:port); the embedded registry sends clients there for tokens. "
+        "Unset = http://127.0.0.1:SHIPYARD_PORT",
+    )
     registry_insecure: bool = True
     max_concurrent_builds: int = Field(
         default=2, description="Builds running at once, across every worker (global limit)"
@@ -273,11 +295,58 @@ class Settings(BaseSettings):
         description="Bearer token GET /metrics requires (the admin token works too); unset = open",
     )
 
+    @model_validator(mode="after")
+    def _check_registry(self) -> Settings:
+        # Refused at start, not at the first build: a worker with a wrong registry set-up
+        # would otherwise take builds and fail every one of them.
+        if self.registry_auth == "shipyard":
+            if not self.registry:
+                raise ValueError(
+                    "SHIPYARD_REGISTRY_AUTH=shipyard needs SHIPYARD_REGISTRY=<api host>:<port> "
+                    "(without it this instance runs its own embedded registry)"
+                )
+            if self.registry_username is not None or self.registry_password is not None:
+                raise ValueError(
+                    "SHIPYARD_REGISTRY_AUTH=shipyard takes no SHIPYARD_REGISTRY_USERNAME/"
+                    "_PASSWORD: every build gets a credential of its own project signed with "
+                    "SHIPYARD_SECRET_KEY (unset them, or use SHIPYARD_REGISTRY_AUTH=basic)"
+                )
+        if self.registry_listen not in REGISTRY_LISTEN:
+            raise ValueError(
+                f"SHIPYARD_REGISTRY_LISTEN={self.registry_listen!r}: one of "
+                f"{', '.join(sorted(REGISTRY_LISTEN))} (Shipyard and this machine's builds "
+                "reach the registry on 127.0.0.1, so it must listen there too)"
+            )
+        if self.public_url is not None:
+            url = self.public_url.rstrip("/")
+            scheme, _, rest = url.partition("://")
+            if scheme not in ("http", "https") or not rest or "/" in rest:
+                raise ValueError(
+                    f"SHIPYARD_PUBLIC_URL={self.public_url!r}: expected http[s]://host[:port] "
+                    "(the API's address as workers on other machines see it)"
+                )
+            self.public_url = url
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'shipyard.db').resolve()}"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot work together; the message is for the operator."""
+
+
+def load() -> Settings:
+    """``Settings()`` from the environment, with a refused combination as one readable
+    message (``shipyard up`` / ``shipyard worker`` print it and exit) instead of a trace."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()]
+        raise SettingsError("\n".join(lines)) from None
 
 
 def _load_or_create(path: Path, length: int) -> str:

@@ -15,7 +15,8 @@ from shipyard.cli import builds, gc, images, registry, resources, upload, worker
 from shipyard.cli import tokens as token_cmds
 from shipyard.cli import webhooks as webhook_cmds
 from shipyard.cli import worker as worker_cmd
-from shipyard.settings import Settings, prepare
+from shipyard.settings import Settings, SettingsError, prepare
+from shipyard.settings import load as load_settings
 
 app = typer.Typer(
     help="Shipyard: container builds behind Northflank's v1 build API.", no_args_is_help=True
@@ -77,7 +78,11 @@ def up(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("shipyard").setLevel(logging.INFO)
-    configured = Settings()
+    try:
+        configured = load_settings()
+    except SettingsError as exc:
+        console.print(str(exc), soft_wrap=True, markup=False)
+        raise typer.Exit(2) from None
     if with_worker and configured.executor != "procrastinate":
         console.print("--with-worker needs SHIPYARD_EXECUTOR=procrastinate")
         raise typer.Exit(2)

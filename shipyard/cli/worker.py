@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from shipyard.settings import Settings, prepare
+from shipyard.settings import Settings, SettingsError, prepare
+from shipyard.settings import load as load_settings
 
 console = Console(stderr=True)
 
@@ -38,7 +39,11 @@ def worker(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("shipyard").setLevel(logging.INFO)
-    configured = Settings()
+    try:
+        configured = load_settings()
+    except SettingsError as exc:
+        console.print(str(exc), soft_wrap=True, markup=False)
+        raise typer.Exit(2) from None
     if configured.executor != "procrastinate":
         console.print("shipyard worker needs SHIPYARD_EXECUTOR=procrastinate (docs/workers.md)")
         raise typer.Exit(2)

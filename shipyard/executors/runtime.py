@@ -23,11 +23,13 @@ from shipyard.monitoring.worker import WorkerMetrics
 from shipyard.pipeline import build_cache
 from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.logsink import LogLimits
-from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
-from shipyard.pipeline.run import BuildTarget, Pipeline, PipelineSettings
+from shipyard.pipeline.registry import LOOPBACK, EmbeddedRegistry, RegistryTarget
+from shipyard.pipeline.run import Pipeline, PipelineSettings
 from shipyard.pipeline.source_git import CheckoutLimits
-from shipyard.registryauth import credentials, token_auth
+from shipyard.registryauth import realm, token_auth
+from shipyard.registryauth.targets import build_target, own_target, shipyard_token_auth
 from shipyard.sandbox.cgroups import Limits
+from shipyard.sandbox.endpoints import Endpoint, plan
 from shipyard.sandbox.network import NetworkMode
 from shipyard.sandbox.sandbox import Sandbox, SandboxSettings, default_root
 from shipyard.settings import Settings
@@ -66,30 +68,20 @@ class LocalRuntime:
         self._serve_registry = serve_registry
         self.embedded: EmbeddedRegistry | None = None
         self._starting: threading.Thread | None = None
-        if settings.registry:
-            target = RegistryTarget.parse(
-                settings.registry,
-                insecure=settings.registry_insecure,
-                username=settings.registry_username,
-                password=settings.registry_password.get_secret_value()
-                if settings.registry_password
-                else None,
-            )
-        else:
+        if not settings.registry:
             self.embedded = EmbeddedRegistry(
-                data, settings.registry_port, auth=token_auth(settings)
+                data,
+                settings.registry_port,
+                auth=token_auth(settings),
+                listen=settings.registry_listen,
             )
-            # Shipyard's own identity (reuse checks); each build pushes and pulls with the
-            # credential of its own project (Pipeline.build_target).
-            target = self.embedded.target_with(*credentials(settings).internal_credential())
+        # Shipyard's own identity (reuse checks); each build pushes and pulls with the
+        # credential of its own project (Pipeline.build_target) on the embedded registry or
+        # another Shipyard's (SHIPYARD_REGISTRY_AUTH=shipyard).
+        target = own_target(settings, self.embedded)
+        assert target is not None  # a registry setting or an embedded registry
         base = settings.base_images_dir or data / "base-images"
-        # The loopback ports a build's namespace may reach: the registry it pushes to (when
-        # it is on this machine) and the token endpoint (the API). Nothing else of the host.
-        loopback: tuple[int, ...] = (settings.port,)
-        if self.embedded is not None:
-            loopback += (settings.registry_port,)
-        elif (port := loopback_port(target.host)) is not None:
-            loopback += (port,)
+        reach = plan(registry_endpoints(settings, target, embedded=self.embedded is not None))
         self.sandbox = Sandbox(
             SandboxSettings(
                 root=settings.sandbox_dir or default_root(settings.instance_id),
@@ -101,7 +93,9 @@ class LocalRuntime:
                     cpu_shares=settings.build_cpu_shares,
                     cpu_quota=settings.build_cpus,
                 ),
-                loopback_ports=loopback,
+                loopback_ports=reach.loopback_ports,
+                local_endpoints=reach.local,
+                remote_endpoints=reach.remote,
                 allowed_networks=tuple(settings.build_allowed_networks),
                 base_store=BuildahStore(root=base / "root", runroot=base / "runroot"),
                 disk_bytes=int(settings.build_disk_gb * (1 << 30))
@@ -137,7 +131,7 @@ class LocalRuntime:
             ),
             self.sandbox,
             target,
-            build_target=self._build_target(settings),
+            build_target=build_target(settings, self.embedded, target),
             fingerprint=box.fingerprint,
         )
         self.registry = target
@@ -199,18 +193,6 @@ class LocalRuntime:
     def metrics(self) -> WorkerMetrics:
         """The in-process worker's histograms and gauges (the API's /metrics adds them)."""
         return self.executor.metrics
-
-    def _build_target(self, settings: Settings) -> BuildTarget | None:
-        embedded = self.embedded
-        if embedded is None:
-            return None  # an external registry: the operator's credentials (SECURITY.md)
-        issuer = credentials(settings)
-        ttl = int(settings.build_timeout_s) + 600
-
-        def build_target(project_id: str, build_id: str) -> RegistryTarget:
-            return embedded.target_with(*issuer.issue_build_credential(project_id, build_id, ttl))
-
-        return build_target
 
     def submit(self, build_id: str) -> None:
         self.executor.submit(build_id)
@@ -324,6 +306,25 @@ class LocalRuntime:
         if self.embedded is not None and self._serve_registry:
             self.embedded.stop()
         self._worker_sessions.kw["bind"].dispose()
+
+
+def registry_endpoints(
+    settings: Settings, target: RegistryTarget, *, embedded: bool
+) -> list[Endpoint]:
+    """What a build's namespace must reach of Shipyard: the token endpoint (the realm the
+    registry names) and the registry it pushes to. Nothing else of the host; with the
+    defaults both are loopback ports (127.0.0.1:SHIPYARD_PORT, :SHIPYARD_REGISTRY_PORT)."""
+    endpoints = [Endpoint.parse(realm(settings), settings.port)]
+    if embedded:
+        endpoints.append(Endpoint(LOOPBACK, settings.registry_port))
+    elif shipyard_token_auth(settings):
+        # Another Shipyard's registry, wherever it is: exactly its host:port.
+        endpoints.append(Endpoint.parse(target.host, 80 if target.insecure else 443))
+    elif (port := loopback_port(target.host)) is not None:
+        # An external registry on this machine; one elsewhere is the operator's to allow
+        # (SHIPYARD_BUILD_ALLOWED_NETWORKS when it is in a private range).
+        endpoints.append(Endpoint(LOOPBACK, port))
+    return endpoints
 
 
 def loopback_port(host: str) -> int | None:

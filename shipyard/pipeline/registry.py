@@ -127,13 +127,14 @@ class TokenAuth:
         }
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def _port_is_free(port: int, listen: str = LOOPBACK) -> bool:
+    family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         # As the registry binds (Go sets SO_REUSEADDR): its own TIME-WAIT sockets from a
         # previous run must not make the port look taken.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((LOOPBACK, port))
+            sock.bind((listen, port))
         except OSError:
             return False
     return True
@@ -153,7 +154,9 @@ class EmbeddedRegistry:
 
     ``auth``: the token auth the registry enforces. Shipyard's runtime always passes one;
     without it the registry is open to every local process, which only pipeline tests that
-    exercise buildah alone may want."""
+    exercise buildah alone may want. ``listen``: the bind address, 127.0.0.1 unless workers
+    on other machines push here (``SHIPYARD_REGISTRY_LISTEN``); clients on this machine use
+    127.0.0.1 either way."""
 
     def __init__(
         self,
@@ -161,12 +164,14 @@ class EmbeddedRegistry:
         port: int | None = None,
         *,
         auth: TokenAuth | None = None,
+        listen: str = LOOPBACK,
         binary: str = "docker-registry",
         startup_timeout_s: float = 10.0,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self._port = port
         self.auth = auth
+        self.listen = listen
         self.binary = binary
         self.startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
@@ -259,11 +264,15 @@ class EmbeddedRegistry:
             },
             # A fixed secret per start silences the "no HTTP secret" warning; uploads never
             # span a restart of a single instance, so it need not persist.
-            "http": {"addr": f"{LOOPBACK}:{self.port}", "secret": secrets.token_hex(16)},
+            "http": {"addr": f"{self._bind}:{self.port}", "secret": secrets.token_hex(16)},
         }
         if self.auth is not None:
             config["auth"] = {"token": self.auth.config()}
         self.config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+    @property
+    def _bind(self) -> str:
+        return f"[{self.listen}]" if ":" in self.listen else self.listen
 
     def _output_tail(self, lines: int = 15) -> str:
         try:
@@ -321,10 +330,12 @@ class EmbeddedRegistry:
         self._stop_orphan()
         if self._port is None:
             self._port = free_port(LOOPBACK)
-        if not _port_is_free(self.port):
+        if not _port_is_free(self.port, self.listen):
             # Checked first because another registry on this port would answer /v2/ with
             # 200 and make a failed start look like a successful one.
-            raise RegistryStartError(f"cannot start the registry: {LOOPBACK}:{self.port} is in use")
+            raise RegistryStartError(
+                f"cannot start the registry: {self._bind}:{self.port} is in use"
+            )
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
         # REGISTRY_* variables override the config file; drop them so the file is the truth.

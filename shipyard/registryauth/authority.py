@@ -23,8 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def realm(settings: Settings) -> str:
-    """Always loopback over plain HTTP: the registry listens only there, and builds reach both
-    from their network namespace through DNAT to 127.0.0.1."""
+    """Where the registry sends its clients for tokens. By default loopback over plain HTTP:
+    the registry listens only there, and builds reach both from their network namespace
+    through DNAT to 127.0.0.1. With ``SHIPYARD_PUBLIC_URL`` (workers on other machines push
+    to this registry) the API's address as those workers see it: the registry names one
+    realm to every client."""
+    if settings.public_url:
+        return f"{settings.public_url}{TOKEN_PATH}"
     return f"http://{LOOPBACK}:{settings.port}{TOKEN_PATH}"
 
 
@@ -40,7 +45,7 @@ def credentials(settings: Settings) -> RegistryCredentials:
 
 def token_auth(settings: Settings) -> TokenAuth:
     """What the embedded registry's ``auth.token`` needs (creates the key on first use)."""
-    if settings.host not in _REACHES_LOOPBACK:
+    if settings.public_url is None and settings.host not in _REACHES_LOOPBACK:
         log.warning(
             "SHIPYARD_HOST=%s: the registry's token endpoint %s will not answer; "
             "listen on 127.0.0.1 or 0.0.0.0",

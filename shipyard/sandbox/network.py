@@ -143,9 +143,14 @@ def _machine_lock() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Loopback:
-    """Host loopback ports a namespace may reach (the registry, the token endpoint)."""
+    """Host loopback ports a namespace may reach (the registry, the token endpoint).
+
+    ``aliases``: (address, port) of this host's own non-loopback addresses that stand for
+    127.0.0.1:<port> (a realm at ``SHIPYARD_PUBLIC_URL``): the namespace DNATs exactly those
+    the same way, and nothing else of the host's addresses becomes reachable."""
 
     ports: tuple[int, ...]
+    aliases: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -157,6 +162,9 @@ class BuildNetwork:
     loopback: Loopback
     allowed: tuple[str, ...] = ()  # CIDRs the operator allows despite the denied ranges
     dns: tuple[str, ...] = ()
+    # (address, port) on other machines: Shipyard's registry and token endpoint there
+    # (sandbox/endpoints.py), accepted for that TCP port only, even in a private range.
+    remote: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         digest = hashlib.sha256(f"{self.instance_id}/{self.key}".encode()).hexdigest()[:8]
@@ -221,6 +229,11 @@ class BuildNetwork:
                 "*nat",
                 f"-A OUTPUT -d 127.0.0.1/32 -p tcp -m multiport --dports {ports} "
                 f"-j DNAT --to-destination {self.host_ip}",
+                *(
+                    f"-A OUTPUT -d {address}/32 -p tcp -m tcp --dport {port} "
+                    f"-j DNAT --to-destination {self.host_ip}"
+                    for address, port in self.loopback.aliases
+                ),
                 f"-A POSTROUTING -s 127.0.0.0/8 -o {self.ns_if} -j MASQUERADE",
                 "COMMIT",
             ])  # fmt: skip
@@ -244,6 +257,14 @@ class BuildNetwork:
         if append == "-A":
             lines.append(f":{self.chain} - [0:0]")
             lines += [f"-A {self.chain} -d {cidr} -j ACCEPT" for cidr in self.allowed]
+            for address, port in self.remote:
+                match = f"-d {address}/32 -p tcp -m tcp --dport {port}"
+                # The same cap as on the loopback ports: a registry every project shares.
+                lines.append(
+                    f"-A {self.chain} {match} --syn -m connlimit --connlimit-above "
+                    f"{LOOPBACK_CONNECTIONS} --connlimit-mask 32 -j REJECT --reject-with tcp-reset"
+                )
+                lines.append(f"-A {self.chain} {match} -j ACCEPT")
             lines += [
                 f"-A {self.chain} -d {server}/32 -p {proto} -m {proto} --dport 53 -j ACCEPT"
                 for server in self.dns

@@ -90,6 +90,10 @@ class SandboxSettings:
     network: NetworkMode
     limits: Limits
     loopback_ports: tuple[int, ...] = ()  # registry and token endpoint
+    # Registry and token endpoint elsewhere (sandbox/endpoints.py): this host's own
+    # non-loopback addresses standing for loopback ports, and other machines' address:port.
+    local_endpoints: tuple[tuple[str, int], ...] = ()
+    remote_endpoints: tuple[tuple[str, int], ...] = ()
     allowed_networks: tuple[str, ...] = ()
     base_store: BuildahStore | None = None  # images every project may build FROM
     use_cgroups: bool = True
@@ -411,9 +415,10 @@ class Sandbox:
         return BuildNetwork(
             self.settings.instance_id,
             f"net-{secrets.token_hex(8)}",
-            Loopback(self.settings.loopback_ports),
+            Loopback(self.settings.loopback_ports, self.settings.local_endpoints),
             allowed=self.settings.allowed_networks,
             dns=dns,
+            remote=self.settings.remote_endpoints,
         )
 
     def _refill(self) -> None:

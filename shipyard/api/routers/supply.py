@@ -18,6 +18,7 @@ from shipyard.api.routers.builds import Entity, _get
 from shipyard.builds.errors import NotFound, Upstream
 from shipyard.pipeline.registry import LOOPBACK, RegistryTarget
 from shipyard.registryauth.authority import credentials
+from shipyard.registryauth.targets import own_target
 from shipyard.settings import Settings
 from shipyard.store.models import Build
 from shipyard.supply.referrers import OciClient, ReferrerError
@@ -30,15 +31,8 @@ _WHAT = {"sbom": "an SBOM", "provenance": "a provenance statement"}
 
 def reader(settings: Settings) -> RegistryTarget:
     """Shipyard's own read access to the registry its builds push to."""
-    if settings.registry:
-        return RegistryTarget.parse(
-            settings.registry,
-            insecure=settings.registry_insecure,
-            username=settings.registry_username,
-            password=settings.registry_password.get_secret_value()
-            if settings.registry_password
-            else None,
-        )
+    if (target := own_target(settings, None)) is not None:
+        return target
     username, password = credentials(settings).internal_credential()
     return RegistryTarget(
         host=f"{LOOPBACK}:{settings.registry_port}", insecure=True,

@@ -28,7 +28,8 @@ from shipyard.health.checks import Check
 from shipyard.monitoring.worker import WorkerMetrics
 from shipyard.pipeline import build_cache
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
-from shipyard.registryauth import credentials, token_auth
+from shipyard.registryauth import token_auth
+from shipyard.registryauth.targets import own_target
 from shipyard.settings import Settings
 from shipyard.store.crypto import SecretBox
 from shipyard.store.models import Workload
@@ -65,7 +66,10 @@ class ProcrastinateApi:
             )
         elif not settings.registry:
             self.embedded = EmbeddedRegistry(
-                settings.data_dir, settings.registry_port, auth=token_auth(settings)
+                settings.data_dir,
+                settings.registry_port,
+                auth=token_auth(settings),
+                listen=settings.registry_listen,
             )
         self._sessions = sessions
         self._cache = build_cache.configured(
@@ -156,15 +160,4 @@ class ProcrastinateApi:
 
 def registry_target(settings: Settings, embedded: EmbeddedRegistry | None) -> RegistryTarget | None:
     """Shipyard's own identity at the registry (as ``LocalRuntime`` has it)."""
-    if settings.registry:
-        return RegistryTarget.parse(
-            settings.registry,
-            insecure=settings.registry_insecure,
-            username=settings.registry_username,
-            password=settings.registry_password.get_secret_value()
-            if settings.registry_password
-            else None,
-        )
-    if embedded is not None:
-        return embedded.target_with(*credentials(settings).internal_credential())
-    return None
+    return own_target(settings, embedded)
