@@ -60,7 +60,28 @@ def worker(
         )
         raise typer.Exit(2)
     settings = prepare(configured)
+    check_registry(settings)
     run(settings, concurrency or settings.max_concurrent_builds, metrics_port)
+
+
+def check_registry(settings: Settings) -> None:
+    """A worker on another machine (``SHIPYARD_REGISTRY_AUTH=shipyard``): refuse to start
+    when the API's token endpoint refuses its credential (a wrong secret key would fail every
+    build it takes); warn when it cannot tell (the API may be starting too)."""
+    from shipyard.registryauth import realm
+    from shipyard.registryauth.probe import probe
+    from shipyard.registryauth.targets import own_target, shipyard_token_auth
+
+    if not shipyard_token_auth(settings):
+        return
+    target = own_target(settings, None)
+    assert target is not None
+    result = probe(target, realm(settings))
+    if result.refused:
+        console.print(result.message, soft_wrap=True, markup=False)
+        raise typer.Exit(2)
+    if not result.ok:
+        console.print(f"warning: {result.message}", soft_wrap=True, markup=False)
 
 
 def run(settings: Settings, concurrency: int, metrics_port: int | None) -> None:

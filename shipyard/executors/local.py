@@ -38,7 +38,7 @@ from shipyard.store import projects as project_store
 from shipyard.store import workers as worker_store
 from shipyard.store import workloads as workload_store
 from shipyard.store.ballast import Ballast, is_disk_full
-from shipyard.store.crypto import SecretBox
+from shipyard.store.crypto import NotOurKey, SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ CRASH_MESSAGE = "Shipyard stopped while the build was running; start the build a
 SHUTDOWN_MESSAGE = (
     "Shipyard was stopped while the build was running (it did not finish within "
     "SHIPYARD_SHUTDOWN_GRACE_S); start the build again"
+)
+WRONG_KEY_MESSAGE = (
+    "this worker cannot open the build's sealed settings: its SHIPYARD_SECRET_KEY is not the "
+    "API's (copy the secret-key file of the API's data dir)"
 )
 LEASE_MESSAGE = "the worker running this build stopped responding (lease expired)"
 # A worker row not renewed for this long is deleted (until then it lists as not alive).
@@ -342,6 +346,11 @@ class LocalExecutor:
     def _execute(self, run: _Running) -> None:
         try:
             self._execute_fenced(run)
+        except NotOurKey:
+            # Not the build's fault and not an internal error: say what to fix (a scale-out
+            # worker started with another secret key than the API's).
+            log.error("build %s: %s", run.build_id, WRONG_KEY_MESSAGE)
+            self._conclude(run, BuildStatus.CRASHED, WRONG_KEY_MESSAGE)
         except Exception:
             log.exception("build %s crashed", run.build_id)
             self._conclude(

@@ -8,12 +8,19 @@ import json
 import os
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _VERSION = b"\x01"
 _NONCE_BYTES = 12
+
+
+class NotOurKey(InvalidTag):
+    """A sealed value this key does not open: another ``SHIPYARD_SECRET_KEY`` sealed it (a
+    worker whose key is not the API's), or it was copied from another row. An ``InvalidTag``
+    still, for callers that catch that."""
 
 
 class SecretBox:
@@ -44,5 +51,10 @@ class SecretBox:
         if sealed[:1] != _VERSION:
             raise ValueError("unknown secret format")
         nonce = sealed[1 : 1 + _NONCE_BYTES]
-        plaintext = self._aead.decrypt(nonce, sealed[1 + _NONCE_BYTES :], context.encode())
+        try:
+            plaintext = self._aead.decrypt(nonce, sealed[1 + _NONCE_BYTES :], context.encode())
+        except InvalidTag:
+            raise NotOurKey(
+                "a sealed value does not open with this SHIPYARD_SECRET_KEY (not the API's?)"
+            ) from None
         return json.loads(plaintext)

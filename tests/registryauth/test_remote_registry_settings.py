@@ -177,3 +177,20 @@ def test_endpoint_parsing() -> None:
     assert Endpoint.parse("https://api/v1/registry/token", 1) == Endpoint("api", 443)
     assert Endpoint.parse("api:5000/prefix", 1) == Endpoint("api", 5000)
     assert Endpoint.parse("registry.example", 443) == Endpoint("registry.example", 443)
+
+
+def test_a_value_sealed_with_another_key_says_so() -> None:
+    from cryptography.exceptions import InvalidTag
+
+    from shipyard.store.crypto import NotOurKey, SecretBox
+
+    sealed = SecretBox("api key").seal({"a": 1}, "build-1")
+    with pytest.raises(NotOurKey, match="SHIPYARD_SECRET_KEY") as caught:
+        SecretBox("worker key").open(sealed, "build-1")
+    assert isinstance(caught.value, InvalidTag)  # callers catching InvalidTag still do
+
+
+def test_the_wrong_key_build_message_names_the_setting() -> None:
+    from shipyard.executors.local import WRONG_KEY_MESSAGE
+
+    assert "SHIPYARD_SECRET_KEY is not the API's" in WRONG_KEY_MESSAGE

@@ -1,0 +1,87 @@
+"""A worker as it runs on another machine, on loopback: no embedded registry of its own, no
+registry password — ``SHIPYARD_REGISTRY=<the API's registry>`` with
+``SHIPYARD_REGISTRY_AUTH=shipyard``. Its build pushes with a credential of its own project
+signed with the shared secret key, the image is pullable with the project's pull credential,
+and a worker with another secret key (or a registry password) is refused with a message that
+says why."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.faults.helpers import create_service, start_build
+from tests.fleet.fleet import Fleet, new_secret_key
+from tests.helpers.pg import scratch_database
+from tests.helpers.sample_app import SampleApp
+
+pytestmark = pytest.mark.slow
+
+QUICK = "FROM scratch\nCOPY app.txt /app.txt\n"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with scratch_database("shipyard_remote_worker") as url:
+        fleet = Fleet(tmp_path_factory.mktemp("remote"), url, new_secret_key())
+        try:
+            fleet.start_api()
+            yield fleet
+        finally:
+            fleet.close()
+
+
+def remote_env(fleet: Fleet, **extra: str) -> dict[str, str]:
+    assert fleet.api is not None
+    return {
+        "SHIPYARD_REGISTRY": fleet.api.registry,  # 127.0.0.1:<the API's registry port>
+        "SHIPYARD_REGISTRY_AUTH": "shipyard",
+        **extra,
+    }
+
+
+def test_a_remote_worker_pushes_with_per_build_credentials(
+    fleet: Fleet, sample_app: SampleApp
+) -> None:
+    live = fleet.api
+    assert live is not None
+    worker = fleet.add_worker(**remote_env(fleet))
+    # Nothing of a registry of its own: it pushes to the API's.
+    assert not (worker.data_dir / "registry").exists()
+    assert not (worker.data_dir / "registry.yml").exists()
+    svc = create_service(live, sample_app.url, "remote")
+    build_id = start_build(live, svc, dockerfile=QUICK)
+    data = live.wait(f"{svc}/build/{build_id}", timeout=180)
+    assert data["status"] == "SUCCESS", live.logs(f"{svc}/build-logs", build_id)[-30:]
+    uri = data["registry"]["uri"]
+    assert uri.startswith(f"{live.registry}/p/remote@sha256:"), uri
+    with live.client() as c:
+        creds = c.get("/v1/projects/p/registry-credentials").json()["data"]
+    inspected = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false",
+         "--creds", f"{creds['username']}:{creds['password']}", f"docker://{uri}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert inspected.returncode == 0, inspected.stderr
+    assert fleet.stop_worker(worker) == 0
+
+
+def test_a_remote_worker_with_another_secret_key_is_refused_clearly(fleet: Fleet) -> None:
+    """Its per-build credentials would be refused by the API's token endpoint (and it could
+    not open the builds' sealed settings): it does not start, and says why, instead of
+    taking builds and failing every push."""
+    with pytest.raises(RuntimeError) as caught:
+        fleet.add_worker(**remote_env(fleet, SHIPYARD_SECRET_KEY=new_secret_key()))
+    worker = fleet.workers[-1]
+    assert worker.proc is not None and worker.proc.wait(timeout=10) == 2
+    text = " ".join(str(caught.value).split())
+    assert "refused this worker's registry credential" in text, text
+    assert "SHIPYARD_SECRET_KEY is not the API's" in text, text
+
+
+def test_a_remote_worker_with_a_password_is_refused(fleet: Fleet) -> None:
+    with pytest.raises(RuntimeError) as caught:
+        fleet.add_worker(**remote_env(fleet, SHIPYARD_REGISTRY_PASSWORD="root"))
+    assert "takes no SHIPYARD_REGISTRY_USERNAME/_PASSWORD" in " ".join(str(caught.value).split())
