@@ -67,12 +67,12 @@ class Fleet:
             **extra,
         }
 
-    def start_api(self, *args: str, **extra: str) -> LiveServer:
+    def start_api(self, *args: str, port: int | None = None, **extra: str) -> LiveServer:
         data = self.root / "api" / "data"
         data.mkdir(parents=True, exist_ok=True)
         if args:
             seed_base_image(data)  # --with-worker builds here
-        self.api_proc, self.api = start_server(data, args=args, **self.env(**extra))
+        self.api_proc, self.api = start_server(data, args=args, port=port, **self.env(**extra))
         return self.api
 
     def add_worker(self, concurrency: int = 1, **extra: str) -> WorkerProc:

@@ -7,13 +7,16 @@ says why."""
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.faults.helpers import create_service, start_build
 from tests.fleet.fleet import Fleet, new_secret_key
+from tests.helpers.live import LiveServer
 from tests.helpers.pg import scratch_database
 from tests.helpers.sample_app import SampleApp
 
@@ -85,3 +88,72 @@ def test_a_remote_worker_with_a_password_is_refused(fleet: Fleet) -> None:
     with pytest.raises(RuntimeError) as caught:
         fleet.add_worker(**remote_env(fleet, SHIPYARD_REGISTRY_PASSWORD="root"))
     assert "takes no SHIPYARD_REGISTRY_USERNAME/_PASSWORD" in " ".join(str(caught.value).split())
+
+
+def host_address() -> str | None:
+    """This machine's first global IPv4 address that is not a build network's."""
+    listing = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "scope", "global"],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    for line in listing.splitlines():
+        words = line.split()
+        if "inet" in words:
+            ip = ipaddress.ip_interface(words[words.index("inet") + 1]).ip
+            if ip not in ipaddress.ip_network("10.213.0.0/16"):
+                return str(ip)
+    return None
+
+
+def pullable(live: LiveServer, uri: str, host: str) -> subprocess.CompletedProcess[str]:
+    with live.client() as c:
+        creds = c.get("/v1/projects/p/registry-credentials").json()["data"]
+    return subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false",
+         "--creds", f"{creds['username']}:{creds['password']}", f"docker://{host}"
+         + uri[uri.index("/"):]],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_worker_reaches_the_api_by_its_public_address(
+    tmp_path: Path, sample_app: SampleApp
+) -> None:
+    """As across machines, but with this host's own address: the API listens beyond
+    loopback (SHIPYARD_HOST, SHIPYARD_REGISTRY_LISTEN) and names SHIPYARD_PUBLIC_URL as the
+    realm; the worker's builds reach that address:port in their namespace through exactly
+    one DNAT rule each (sandbox/endpoints.py), not through a wider allowance."""
+    address = host_address()
+    if address is None:
+        pytest.skip("no global IPv4 address on this machine")
+    with scratch_database("shipyard_remote_worker_public") as url:
+        fleet = Fleet(tmp_path, url, new_secret_key())
+        try:
+            from shipyard.pipeline.net import free_port
+
+            api_port = free_port()
+            public = f"http://{address}:{api_port}"
+            live = fleet.start_api(
+                port=api_port,
+                SHIPYARD_HOST="0.0.0.0",
+                SHIPYARD_REGISTRY_LISTEN="0.0.0.0",
+                SHIPYARD_PUBLIC_URL=public,
+            )
+            registry_port = live.registry.rsplit(":", 1)[1]
+            remote_registry = f"{address}:{registry_port}"
+            worker = fleet.add_worker(
+                SHIPYARD_REGISTRY=remote_registry,
+                SHIPYARD_REGISTRY_AUTH="shipyard",
+                SHIPYARD_PUBLIC_URL=public,
+            )
+            assert "warning" not in worker.log_path.read_text()  # the start-up check passed
+            svc = create_service(live, sample_app.url, "public")
+            build_id = start_build(live, svc, dockerfile=QUICK)
+            data = live.wait(f"{svc}/build/{build_id}", timeout=180)
+            assert data["status"] == "SUCCESS", live.logs(f"{svc}/build-logs", build_id)[-30:]
+            uri = data["registry"]["uri"]
+            assert uri.startswith(f"{remote_registry}/p/public@sha256:"), uri
+            inspected = pullable(live, uri, remote_registry)
+            assert inspected.returncode == 0, inspected.stderr
+        finally:
+            fleet.close()

@@ -64,10 +64,11 @@ class LiveServer:
 
 
 def start_server(
-    data_dir: Path, *, args: tuple[str, ...] = (), **env: str
+    data_dir: Path, *, args: tuple[str, ...] = (), port: int | None = None, **env: str
 ) -> tuple[subprocess.Popen[bytes], LiveServer]:
-    """``shipyard up *args`` with ``env`` on top of the test defaults."""
-    port, registry_port = free_port(), free_port()
+    """``shipyard up *args`` with ``env`` on top of the test defaults (``port``: the API's,
+    when the caller must know it beforehand, e.g. for SHIPYARD_PUBLIC_URL)."""
+    port, registry_port = port or free_port(), free_port()
     log_path = data_dir.parent / "server.log"
     environment = {
         **os.environ,
