@@ -120,7 +120,19 @@ def up(
     else:
         console.print(f"Admin token: in {settings.data_dir / 'admin-token'}", soft_wrap=True)
     if not settings.registry:
-        console.print(f"Registry: 127.0.0.1:{settings.registry_port} (embedded)")
+        where = (
+            f"listening on {settings.registry_listen}, tokens at {settings.public_url}"
+            if settings.registry_listen != "127.0.0.1"
+            else "embedded"
+        )
+        console.print(f"Registry: 127.0.0.1:{settings.registry_port} ({where})", markup=False)
+        if settings.registry_listen != "127.0.0.1" and settings.public_url is None:
+            # Workers elsewhere reach the registry but would be sent to 127.0.0.1 for tokens.
+            console.print(
+                "warning: SHIPYARD_REGISTRY_LISTEN without SHIPYARD_PUBLIC_URL: the registry "
+                "sends every client to 127.0.0.1 for tokens (docs/workers.md)",
+                markup=False,
+            )
     if settings.build_network == "host":
         console.print(
             "[bold red]WARNING[/]: SHIPYARD_BUILD_NETWORK=host: RUN steps share the host's "
