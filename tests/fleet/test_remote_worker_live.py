@@ -16,6 +16,7 @@ import pytest
 
 from tests.faults.helpers import create_service, start_build
 from tests.fleet.fleet import Fleet, new_secret_key
+from tests.fleet.remote_host import remote_host
 from tests.helpers.live import LiveServer
 from tests.helpers.pg import scratch_database
 from tests.helpers.sample_app import SampleApp
@@ -116,21 +117,15 @@ def pullable(live: LiveServer, uri: str, host: str) -> subprocess.CompletedProce
     )  # fmt: skip
 
 
-def test_a_worker_reaches_the_api_by_its_public_address(
-    tmp_path: Path, sample_app: SampleApp
-) -> None:
-    """As across machines, but with this host's own address: the API listens beyond
-    loopback (SHIPYARD_HOST, SHIPYARD_REGISTRY_LISTEN) and names SHIPYARD_PUBLIC_URL as the
-    realm; the worker's builds reach that address:port in their namespace through exactly
-    one DNAT rule each (sandbox/endpoints.py), not through a wider allowance."""
-    address = host_address()
-    if address is None:
-        pytest.skip("no global IPv4 address on this machine")
-    with scratch_database("shipyard_remote_worker_public") as url:
+def run_public(tmp_path: Path, sample_app: SampleApp, address: str, name: str) -> None:
+    """An API that faces the network (SHIPYARD_HOST, SHIPYARD_REGISTRY_LISTEN) and names
+    SHIPYARD_PUBLIC_URL at ``address`` as the realm; a worker that knows the API only as
+    ``address``. A build reaches SUCCESS and its image is pullable there."""
+    from shipyard.pipeline.net import free_port
+
+    with scratch_database(f"shipyard_remote_{name}") as url:
         fleet = Fleet(tmp_path, url, new_secret_key())
         try:
-            from shipyard.pipeline.net import free_port
-
             api_port = free_port()
             public = f"http://{address}:{api_port}"
             live = fleet.start_api(
@@ -139,21 +134,40 @@ def test_a_worker_reaches_the_api_by_its_public_address(
                 SHIPYARD_REGISTRY_LISTEN="0.0.0.0",
                 SHIPYARD_PUBLIC_URL=public,
             )
-            registry_port = live.registry.rsplit(":", 1)[1]
-            remote_registry = f"{address}:{registry_port}"
+            remote_registry = f"{address}:{live.registry.rsplit(':', 1)[1]}"
             worker = fleet.add_worker(
                 SHIPYARD_REGISTRY=remote_registry,
                 SHIPYARD_REGISTRY_AUTH="shipyard",
                 SHIPYARD_PUBLIC_URL=public,
             )
             assert "warning" not in worker.log_path.read_text()  # the start-up check passed
-            svc = create_service(live, sample_app.url, "public")
+            svc = create_service(live, sample_app.url, name)
             build_id = start_build(live, svc, dockerfile=QUICK)
             data = live.wait(f"{svc}/build/{build_id}", timeout=180)
             assert data["status"] == "SUCCESS", live.logs(f"{svc}/build-logs", build_id)[-30:]
             uri = data["registry"]["uri"]
-            assert uri.startswith(f"{remote_registry}/p/public@sha256:"), uri
+            assert uri.startswith(f"{remote_registry}/p/{name}@sha256:"), uri
             inspected = pullable(live, uri, remote_registry)
             assert inspected.returncode == 0, inspected.stderr
         finally:
             fleet.close()
+
+
+def test_a_worker_reaches_the_api_by_its_public_address(
+    tmp_path: Path, sample_app: SampleApp
+) -> None:
+    """This host's own address: the worker's builds reach it through exactly one DNAT rule
+    per address:port (sandbox/endpoints.py), as the API machine's own builds would."""
+    address = host_address()
+    if address is None:
+        pytest.skip("no global IPv4 address on this machine")
+    run_public(tmp_path, sample_app, address, "public")
+
+
+def test_a_worker_reaches_an_api_on_another_machine_at_a_private_address(
+    tmp_path: Path, sample_app: SampleApp
+) -> None:
+    """Another machine (a namespace at 10.98.x.2, a private range builds are refused): the
+    worker's builds are let through to exactly the registry's and the realm's port."""
+    with remote_host() as other:
+        run_public(tmp_path, sample_app, other.address, "private")
