@@ -220,6 +220,8 @@ def test_a_build_takes_the_spare_network_and_the_next_one_is_made_behind_it(
         instance_id = "spare1"
         loopback_ports = (5000,)
         allowed_networks = ()
+        local_endpoints = ()
+        remote_endpoints = ()
 
     sandbox = Sandbox.__new__(Sandbox)
     sandbox.settings = Settings()  # type: ignore[assignment]
@@ -281,6 +283,8 @@ def test_stopping_waits_for_a_spare_network_being_made_and_removes_it(
         instance_id = "spare2"
         loopback_ports = (5000,)
         allowed_networks = ()
+        local_endpoints = ()
+        remote_endpoints = ()
 
     sandbox = Sandbox.__new__(Sandbox)
     sandbox.settings = Settings()  # type: ignore[assignment]
