@@ -27,7 +27,10 @@ def advertised_realm(target: RegistryTarget, timeout_s: float = 5.0) -> str | No
     """The realm in the registry's ``WWW-Authenticate`` challenge, or None."""
     scheme = "http" if target.insecure else "https"
     response = httpx.get(
-        f"{scheme}://{target.host}/v2/", timeout=timeout_s, trust_env=False, verify=False
+        f"{scheme}://{target.host}/v2/",
+        timeout=timeout_s,
+        trust_env=False,
+        verify=not target.insecure,
     )
     match = _REALM.search(response.headers.get("www-authenticate", ""))
     return match.group(1) if match else None

@@ -194,3 +194,23 @@ def test_the_wrong_key_build_message_names_the_setting() -> None:
     from shipyard.executors.local import WRONG_KEY_MESSAGE
 
     assert "SHIPYARD_SECRET_KEY is not the API's" in WRONG_KEY_MESSAGE
+
+
+def test_the_start_up_probe_flags_a_realm_other_than_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+
+    from shipyard.registryauth import probe as probe_module
+
+    challenge = 'Bearer realm="http://10.0.0.5:8000/v1/registry/token",service="shipyard-registry"'
+
+    def fake_get(url: str, **_: object) -> httpx.Response:
+        assert url == "http://api.internal:5000/v2/"
+        return httpx.Response(401, headers={"www-authenticate": challenge})
+
+    monkeypatch.setattr(probe_module.httpx, "get", fake_get)
+    target = RegistryTarget(host="api.internal:5000", username="u", password="p")
+    result = probe_module.probe(target, "http://127.0.0.1:8000/v1/registry/token")
+    assert not result.ok and not result.refused
+    assert "set SHIPYARD_PUBLIC_URL" in result.message
