@@ -51,7 +51,8 @@ class LocalRuntime:
     A scale-out worker (``shipyard worker``) is the same runtime with its own executor class
     (``make_executor``, same arguments as ``LocalExecutor``) and ``serve_registry=False``:
     the embedded registry is then the one ``shipyard up`` runs on this machine (same
-    ``SHIPYARD_REGISTRY_PORT``); the worker only pushes to it. Garbage collection and log
+    ``SHIPYARD_REGISTRY_PORT``), or on another one (``SHIPYARD_REGISTRY`` with
+    ``SHIPYARD_REGISTRY_AUTH=shipyard``); the worker only pushes to it. Garbage collection and log
     retention stay with ``shipyard up`` then too."""
 
     def __init__(

@@ -2,7 +2,8 @@
 
 The Debian ``docker-registry`` service does not start on these machines (DESIGN.md,
 "Building with buildah"), so Shipyard runs ``docker-registry serve <config>`` itself,
-bound to 127.0.0.1 only. It speaks plain HTTP, so it must not face the network; it requires
+bound to 127.0.0.1 unless workers on other machines push to it (``SHIPYARD_REGISTRY_LISTEN``;
+docs/workers.md). It speaks plain HTTP, so it must not face an untrusted network; it requires
 a bearer token from Shipyard's token endpoint (distribution's token auth, ``TokenAuth``);
 only Shipyard's own identity is ever granted deletes (garbage collection).
 """

@@ -4,14 +4,10 @@ embedded registry (``SHIPYARD_REGISTRY_AUTH=shipyard``: a worker on another mach
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
+from shipyard.pipeline.run import BuildTarget
 from shipyard.registryauth.authority import credentials
 from shipyard.settings import Settings
-
-# (project id, build id) -> the registry with that build's own credential.
-BuildTarget = Callable[[str, str], RegistryTarget]
 
 
 def shipyard_token_auth(settings: Settings) -> bool:
