@@ -3,6 +3,7 @@ database's disk full while a build logs, aborts at random moments."""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
@@ -117,13 +118,15 @@ def test_disk_full_while_logging_ends_the_build_failure(
         build = start_build(live, svc, dockerfile=CHATTY)
         wait_for_status(live, svc, build, "BUILDING", log_text="chatty build")
         filler = small_disk / "filler"
-        with filler.open("wb") as f:
-            try:
+        try:
+            # Under load the build's own log may have filled the disk already: then even
+            # creating the filler fails, which is the state this test wants.
+            with filler.open("wb") as f:
                 while True:
                     f.write(b"\0" * (1 << 16))
                     f.flush()
-            except OSError:
-                pass
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
         filled = time.monotonic()
         done = live.wait(f"{svc}/build/{build}", timeout=60)
         assert done["status"] == "FAILURE", done

@@ -155,7 +155,12 @@ def test_sigterm_drains_running_builds_keeps_queued_and_ends_streams(
                 assert data_["status"] == "CRASHED", data_
                 assert "Shipyard was stopped" in data_["message"]
         for build in queued:
-            assert live.wait(f"{svc}/build/{build}", timeout=120)["status"] == "SUCCESS"
+            done = live.wait(f"{svc}/build/{build}", timeout=120)
+            if done["status"] != "SUCCESS":
+                tail = live.logs(f"{svc}/build-logs", build)[-25:]
+                pytest.fail(
+                    f"{build} ended {done['status']}: {done['message']}\n" + "\n".join(tail)
+                )
     finally:
         stop_server(proc)
         unmount_under(store.root)
