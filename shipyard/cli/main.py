@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Annotated
 
 import typer
@@ -15,8 +14,8 @@ from shipyard.cli import builds, gc, images, registry, resources, upload, worker
 from shipyard.cli import tokens as token_cmds
 from shipyard.cli import webhooks as webhook_cmds
 from shipyard.cli import worker as worker_cmd
-from shipyard.settings import Settings, SettingsError, prepare
-from shipyard.settings import load as load_settings
+from shipyard.cli.startup import require_postgres, start_process
+from shipyard.settings import Settings, prepare
 
 app = typer.Typer(
     help="Shipyard: container builds behind Northflank's v1 build API.", no_args_is_help=True
@@ -63,7 +62,6 @@ def up(
     """Run the API, the local build executor and the embedded registry (with
     SHIPYARD_EXECUTOR=procrastinate: the API and the registry; builds run in `shipyard worker`
     processes, or here with --with-worker)."""
-    import os
     from functools import partial
 
     from shipyard.api.app import create_app
@@ -71,29 +69,12 @@ def up(
     from shipyard.backup import running
     from shipyard.executors.runtime import executor_for
 
-    # Everything Shipyard creates is its own unless it says otherwise (the DB and its WAL,
-    # registry storage, logs): build users read only what is explicitly handed to them.
-    os.umask(0o077)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("shipyard").setLevel(logging.INFO)
-    try:
-        configured = load_settings()
-    except SettingsError as exc:
-        console.print(str(exc), soft_wrap=True, markup=False)
-        raise typer.Exit(2) from None
+    configured = start_process(console)
     if with_worker and configured.executor != "procrastinate":
         console.print("--with-worker needs SHIPYARD_EXECUTOR=procrastinate")
         raise typer.Exit(2)
     if configured.executor == "procrastinate":
-        from shipyard.executors.procrastinate.jobs import NotPostgres, conninfo
-
-        try:
-            conninfo(configured.resolved_database_url)
-        except NotPostgres as exc:
-            console.print(str(exc), soft_wrap=True)
-            raise typer.Exit(2) from None
+        require_postgres(configured, console)
     token_file = configured.data_dir / "admin-token"
     # Printed once, when generated: a terminal's scrollback or a journal is no place to keep it.
     generated = configured.admin_token is None and not token_file.exists()

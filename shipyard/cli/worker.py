@@ -3,7 +3,6 @@ docs/workers.md). It needs the API's database (migrated by ``shipyard up``) and 
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -13,8 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from shipyard.settings import Settings, SettingsError, prepare
-from shipyard.settings import load as load_settings
+from shipyard.cli.startup import require_postgres, start_process
+from shipyard.settings import Settings, prepare
 
 console = Console(stderr=True)
 
@@ -32,26 +31,11 @@ def worker(
 ) -> None:
     """Run builds from the shared PostgreSQL queue until SIGTERM (then claim nothing more,
     let running builds finish for SHIPYARD_WORKER_GRACE_S, hand back the rest)."""
-    from shipyard.executors.procrastinate.jobs import NotPostgres, conninfo
-
-    os.umask(0o077)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("shipyard").setLevel(logging.INFO)
-    try:
-        configured = load_settings()
-    except SettingsError as exc:
-        console.print(str(exc), soft_wrap=True, markup=False)
-        raise typer.Exit(2) from None
+    configured = start_process(console)
     if configured.executor != "procrastinate":
         console.print("shipyard worker needs SHIPYARD_EXECUTOR=procrastinate (docs/workers.md)")
         raise typer.Exit(2)
-    try:
-        conninfo(configured.resolved_database_url)
-    except NotPostgres as exc:
-        console.print(str(exc), soft_wrap=True)
-        raise typer.Exit(2) from None
+    require_postgres(configured, console)
     if configured.secret_key is None and not (configured.data_dir / "secret-key").exists():
         # A key of its own would not open the builds' sealed secrets, nor sign registry
         # credentials the API's token endpoint accepts.
