@@ -131,6 +131,9 @@ class _Reporter:
 
 
 class LocalExecutor:
+    # How often the dispatcher looks at the queue without being woken by a submit.
+    dispatch_poll_s = 1.0
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -318,7 +321,7 @@ class LocalExecutor:
 
     def _dispatch(self) -> None:
         while not self._draining.is_set():
-            self._wake.wait(timeout=1.0)
+            self._wake.wait(timeout=self.dispatch_poll_s)
             self._wake.clear()
             if self._draining.is_set():
                 return

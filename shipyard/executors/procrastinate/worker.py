@@ -45,6 +45,8 @@ POLL_S = 2.0
 
 
 class WorkerExecutor(LocalExecutor):
+    dispatch_poll_s = POLL_S
+
     def __init__(
         self,
         *args: Any,
@@ -82,17 +84,6 @@ class WorkerExecutor(LocalExecutor):
         # would each see the same free slot.
         with self._claiming:
             super()._fill_slots()
-
-    def _dispatch(self) -> None:
-        while not self._draining.is_set():
-            self._wake.wait(timeout=POLL_S)
-            self._wake.clear()
-            if self._draining.is_set():
-                return
-            try:
-                self._fill_slots()
-            except Exception:
-                log.exception("dispatch failed")
 
     # --- recovery, leases, watchdog -----------------------------------------------------
 
