@@ -120,7 +120,6 @@ class RawPipeline:
         self.count += 1
         work = self.root / f"build-{self.count}"
         src, tmp = work / "src", work / "tmp"
-        iid = tmp / "image.iid"
         digest = tmp / "image.digest"
         tag = f"{self.registry}/raw/app:{sha}"
         spec = BuildSpec(
@@ -132,7 +131,7 @@ class RawPipeline:
             network="none",
             build_args=build_args or {},
         )
-        bud = shlex.join(self.buildah.bud_argv(spec, iid))
+        bud = shlex.join(self.buildah.bud_argv(spec))
         # Build-argument values travel in the environment, as Shipyard passes them.
         exports = "".join(
             f"export {k}={shlex.quote(v)}\n" for k, v in self.buildah.bud_env(spec).items()
@@ -162,7 +161,7 @@ git checkout -q --detach {q(sha)}
 {user_env}export TMPDIR={q(str(tmp))}
 {exports}{bud} > {q(str(work / "bud.log"))} 2>&1
 mark built
-{push} "$(cat {q(str(iid))})" {q("docker://" + tag)} > {q(str(work / "push.log"))} 2>&1
+{push} {q(tag)} {q("docker://" + tag)} > {q(str(work / "push.log"))} 2>&1
 mark pushed
 """
         return text, work

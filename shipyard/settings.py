@@ -159,6 +159,12 @@ class Settings(BaseSettings):
     )
 
     # Layer cache across workers (docs/build-cache.md; shipyard.pipeline.build_cache)
+    stage_cache: bool = Field(
+        default=True,
+        description="An earlier stage whose inputs (text, base, arguments, the context files "
+        "it copies) are unchanged is taken whole from the project's store instead of buildah "
+        "re-checking each of its steps (shipyard.pipeline.stage_cache)",
+    )
     build_cache_registry: bool | None = Field(
         default=None,
         description="A worker's first build of a service reads and fills a cache repository "

@@ -128,6 +128,7 @@ class LocalRuntime:
                 data_dir=settings.data_dir,
                 max_upload_bytes=settings.max_upload_bytes,
                 supply_chain=settings.supply_chain,
+                stage_cache=settings.stage_cache,
                 builder_id=settings.builder_id or f"urn:shipyard:builder:{settings.instance_id}",
             ),
             self.sandbox,

@@ -87,7 +87,7 @@ class BuildSpec:
     # The Dockerfile path as the user wrote it (relative to the source), for messages.
     display_dockerfile: str
     tag: str
-    tmpdir: Path  # this build's TMPDIR: runc bundles, iid file; removed by the janitor
+    tmpdir: Path  # this build's TMPDIR: runc bundles; removed by the janitor
     build_args: Mapping[str, str] = field(default_factory=dict)
     target: str | None = None
     secrets: Mapping[str, Path] = field(default_factory=dict)  # id -> file (0600, in tmpdir)
@@ -221,7 +221,10 @@ class Buildah:
     def _retry_args(self) -> list[str]:
         return ["--retry-delay", f"{max(1, round(self.retry_delay_s * 1000))}ms"]
 
-    def bud_argv(self, spec: BuildSpec, iidfile: Path) -> list[str]:
+    def bud_argv(self, spec: BuildSpec, iidfile: Path | None = None) -> list[str]:
+        """``iidfile``: where buildah writes the image id. Shipyard passes none: with one,
+        buildah 1.28 stops printing the ``--> <id>`` line that ends each step, which the
+        stage cache reads (``pipeline.stage_cache``); the id is read from the store instead."""
         argv = self._argv(
             "bud",
             "--isolation", "oci",
@@ -229,7 +232,7 @@ class Buildah:
             "--network", spec.network,
             "--layers",
             "--force-rm",
-            "--iidfile", str(iidfile),
+            *(["--iidfile", str(iidfile)] if iidfile is not None else []),
             *self._retry_args(),
         )  # fmt: skip
         if not self.pull_tls_verify:
@@ -265,12 +268,16 @@ class Buildah:
             # Checked here too: a clear message without starting buildah.
             raise BuildFailed(f"Dockerfile not found at {spec.display_dockerfile}")
         spec.tmpdir.mkdir(parents=True, exist_ok=True)
-        iidfile = spec.tmpdir / "shipyard.iid"
-        iidfile.unlink(missing_ok=True)
+        last: list[str] = []
+
+        def watch(line: str) -> None:
+            last[:] = [line]
+            on_line(line)
+
         try:
             completed = run(
-                self.bud_argv(spec, iidfile),
-                on_line=on_line,
+                self.bud_argv(spec),
+                on_line=watch,
                 cancel=cancel,
                 timeout_s=timeout_s,
                 cwd=spec.context_dir,
@@ -283,11 +290,15 @@ class Buildah:
             raise
         if completed.returncode != 0:
             raise BuildFailed(build_failure_message(spec, completed))
-        try:
-            image_id = iidfile.read_text().strip()
-        except OSError as exc:
-            raise BuildFailed("buildah succeeded but wrote no image id") from exc
-        return image_id
+        # buildah's last line is the image's full id; the store must know it by the tag too
+        # (a RUN step could print such a line, never after buildah's own last one).
+        printed = last[0].strip() if last else ""
+        image_id = stored_image_id(self.store.root, spec.tag)
+        if image_id is None and re.fullmatch(r"[0-9a-f]{64}", printed):
+            image_id = printed
+        if image_id is None:
+            raise BuildFailed("buildah succeeded but the image it made is not in the store")
+        return f"sha256:{image_id}"
 
     def push(
         self,
@@ -408,6 +419,13 @@ class Buildah:
         except json.JSONDecodeError as exc:
             raise BuildFailed(f"base image {reference}: unreadable image config") from exc
         return document if isinstance(document, dict) else {}
+
+    def tag(self, image_id: str, name: str) -> bool:
+        """Add ``name`` to a stored image (best effort: False when buildah refused)."""
+        if image_id.startswith("-") or name.startswith("-"):
+            raise ValueError("image ids and names cannot start with '-'")
+        done = self._quiet(self._argv("tag", image_id, name), env=True)
+        return done is not None and done.returncode == 0
 
     def remove_image(self, image: str) -> None:
         """Best effort; no ``--force``, which would also remove other builds' containers."""
@@ -546,6 +564,21 @@ def _skopeo_inspect(
     finally:
         authfile.unlink(missing_ok=True)
     return Completed(done.returncode, tuple(out))
+
+
+def stored_images(root: Path) -> list[tuple[str, tuple[str, ...]]]:
+    """(id, names) of every image in the overlay store at ``root``, from containers/storage's
+    own index (written by rename: never half-read)."""
+    try:
+        entries = json.loads((root / "overlay-images" / "images.json").read_text())
+    except (OSError, ValueError):
+        return []
+    found = []
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            names = entry.get("names") or []
+            found.append((entry["id"], tuple(n for n in names if isinstance(n, str))))
+    return found
 
 
 def stored_image_id(root: Path, reference: str) -> str | None:

@@ -26,6 +26,8 @@ class PreparedContext:
     secrets: Mapping[str, Path]
     # The Dockerfile's text, to check and build (buildah never reads ``dockerfile`` itself).
     text: str = ""
+    # The ignore files buildah may read (whether or not they exist).
+    ignore_files: tuple[Path, ...] = ()
 
 
 def _inside(root: Path, relative: str, what: str) -> Path:
@@ -110,4 +112,4 @@ def prepare(source_root: Path, overrides: Overrides, secrets_dir: Path) -> Prepa
             with os.fdopen(fd, "wb") as out:
                 out.write(content.data)
             secrets[secret_id] = file
-    return PreparedContext(context_dir, dockerfile, display, secrets, text)
+    return PreparedContext(context_dir, dockerfile, display, secrets, text, tuple(ignores))

@@ -19,8 +19,10 @@ from shipyard.builds.relevant_commit import PathRules
 from shipyard.builds.request import BuildRequest, SourceKind
 from shipyard.builds.status import BuildStatus
 from shipyard.pipeline import context as build_context
+from shipyard.pipeline import stage_cache
 from shipyard.pipeline.build_cache import CachePlan, RegistryCache
 from shipyard.pipeline.builder import (
+    Buildah,
     BuildSpec,
     remote_digest,
     remote_image_exists,
@@ -131,6 +133,8 @@ class PipelineSettings:
     max_upload_bytes: int = 512 * 1024 * 1024
     # Supply chain: SBOM + provenance attached to every image (``shipyard.supply``).
     supply_chain: bool = True
+    # Unchanged earlier stages taken whole from the store (``pipeline.stage_cache``).
+    stage_cache: bool = True
     builder_id: str = "urn:shipyard:builder"
 
 
@@ -183,6 +187,15 @@ class _Watched:
 
     def metrics(self, samples: Mapping[str, list[tuple[str, float]]]) -> None:
         self._report.metrics(samples)
+
+
+def _record_stages(buildah: Buildah, to_record: list[tuple[str, str]]) -> list[str]:
+    """Name each stage image in the store for the stage cache; what to log if one fails."""
+    said = []
+    for image_id, name in to_record:
+        if not buildah.tag(image_id, name):
+            said.append(f"Warning: stage cache: could not record image {image_id[:12]}")
+    return said
 
 
 class Pipeline:
@@ -528,14 +541,37 @@ class Pipeline:
         # buildah also runs the ONBUILD triggers of every image a stage starts FROM: they are
         # checked like the Dockerfile, and bud then uses exactly the images checked.
         bases: dict[str, str] = {}
+        triggered: set[str] = set()
         for image in plan.base_images:
             local = buildah.local_inspect(image) if image.startswith("localhost/") else None
             inspected = local or buildah.pull_and_inspect(
                 image, authfile=authfile, tmpdir=tmpdir, cancel=cancel, on_line=report.line,
                 timeout_s=self._remaining(deadline, self.settings.git_timeout_s),
             )  # fmt: skip
-            check_triggers(image, onbuild_triggers(inspected), context_dir=prepared.context_dir)
+            triggers = onbuild_triggers(inspected)
+            check_triggers(image, triggers, context_dir=prepared.context_dir)
+            if triggers:
+                triggered.add(image)
             bases[image] = _identity(image, inspected)
+        stages = stage_cache.StagePlan(keyed)
+        if (
+            self.settings.stage_cache
+            and self.fingerprint is not None
+            and job.use_cache
+            and cache.to is None
+            and cache.source is None
+        ):
+            stages = stage_cache.plan(
+                keyed, plan, context_dir=prepared.context_dir,
+                ignore_files=prepared.ignore_files, bases=bases, triggered=triggered,
+                build_args=build_args, target=request.overrides.docker.target,
+                store_root=buildah.store.root, workload=job.workload_slug,
+                fingerprint=self.fingerprint,
+            )  # fmt: skip
+            for note in stages.describe():
+                report.line(note)
+            if stages.hits:
+                dockerfile = stage_cache.write_new(workdir / "Dockerfile.stage-cache", stages.text)
         spec = BuildSpec(
             context_dir=prepared.context_dir,
             dockerfile=dockerfile,
@@ -555,9 +591,11 @@ class Pipeline:
             timestamp=origin.created,
             labels=labels,
         )
+        recorder = stage_cache.Recorder(stages, report.line)
         image_id = buildah.bud(
-            spec, on_line=report.line, cancel=cancel, timeout_s=self._remaining(deadline)
+            spec, on_line=recorder, cancel=cancel, timeout_s=self._remaining(deadline)
         )
+        to_record = stage_cache.to_record(stages, recorder, buildah.store.root)
 
         # The SBOM is read from the image's layers while buildah pushes.
         sbom = (
@@ -587,7 +625,9 @@ class Pipeline:
 
         report.stage(BuildStatus.UPLOADING)
         tags = image_tags(job.build_id, sha, branch, job.default_branch)[1:]
-        with self.push_gate.pushing(lambda: report.line(_GC_WAIT)), ThreadPoolExecutor(1) as pool:
+        with self.push_gate.pushing(lambda: report.line(_GC_WAIT)), ThreadPoolExecutor(2) as pool:
+            # The stages this build made are named in the store while the image is pushed.
+            recording = pool.submit(_record_stages, buildah, to_record) if to_record else None
             # Under the gate (garbage collection deletes blobs no manifest holds yet): the
             # SBOM and its blobs go up while buildah pushes the image.
             attacher = (
@@ -616,6 +656,8 @@ class Pipeline:
                 also = f", also tagged :{', :'.join(tags)}" if tags else ""  # none: an upload
                 report.line(f"Pushed {local_tag} ({digest}){also}")
                 attached, said = attaching.result() if attaching is not None else (None, [])
+                if recording is not None:
+                    said += recording.result()
                 for line in said:
                     report.line(line)
             finally:

@@ -116,7 +116,9 @@ _ESCAPE_DIRECTIVE = re.compile(r"#[ \t]*escape[ \t]*=[ \t]*(.)")
 
 
 @dataclass(frozen=True)
-class _Instruction:
+class Instruction:
+    """One instruction as buildah 1.28 reads it (``instructions``)."""
+
     line: int  # 1-based number of its first physical line
     cmd: str  # lower-cased
     flags: tuple[str, ...]
@@ -254,11 +256,17 @@ def _extract_builder_flags(line: str) -> tuple[str, tuple[str, ...]]:
     return "", tuple(words)
 
 
-def _instructions(text: str, where: str) -> list[_Instruction]:
+def instructions(text: str, where: str = "Dockerfile") -> list[Instruction]:
+    """``text`` split into instructions exactly as buildah 1.28 splits it (flags apart,
+    command lower-cased). Raises ``UnsafeDockerfile`` where the check would."""
+    return _instructions(text, where)
+
+
+def _instructions(text: str, where: str) -> list[Instruction]:
     result = []
     for number, line in _logical_lines(text, where):
         cmd, flags, args = _split_command(line)
-        result.append(_Instruction(number, cmd, flags, args))
+        result.append(Instruction(number, cmd, flags, args))
     return result
 
 
@@ -720,7 +728,7 @@ def _label_word(value: str) -> str:
     return f'"{escaped}"'
 
 
-def _arg_words(ins: _Instruction) -> Iterator[tuple[str, str | None]]:
+def _arg_words(ins: Instruction) -> Iterator[tuple[str, str | None]]:
     """``ARG a=1 b``: (name, default or None); quotes removed as buildah's word splitter
     does. Words that are not ``name[=value]`` are left to buildah to complain about."""
     try:
@@ -746,7 +754,7 @@ def _resolve(
         ) from None
 
 
-def _from(state: _State, ins: _Instruction, global_args: Mapping[str, str | None]) -> None:
+def _from(state: _State, ins: Instruction, global_args: Mapping[str, str | None]) -> None:
     words = [w for w in _TOKEN_WHITESPACE.split(ins.args.strip()) if w]
     name: str | None = None
     if len(words) == 3 and words[1].lower() == "as":
@@ -760,7 +768,7 @@ def _from(state: _State, ins: _Instruction, global_args: Mapping[str, str | None
     state.reference(ins.line, "FROM", base)
 
 
-def _copy(state: _State, ins: _Instruction) -> None:
+def _copy(state: _State, ins: Instruction) -> None:
     for word in ins.flags:
         name, _, value = word.partition("=")
         if name.lower() == "--from":
@@ -773,7 +781,7 @@ def _copy(state: _State, ins: _Instruction) -> None:
             state.reference(ins.line, f"{ins.cmd.upper()} --from=", value)
 
 
-def _second_opinion(state: _State, text: str, instructions: list[_Instruction]) -> None:
+def _second_opinion(state: _State, text: str, instructions: list[Instruction]) -> None:
     """Refuse a RUN whose flags dockerfile-parse reads differently (see the module doc)."""
     ours = {ins.line: ins.flags for ins in instructions if ins.cmd == "run"}
     parser = DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8")))
