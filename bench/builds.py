@@ -434,6 +434,7 @@ def run_cache(opts: Options, series: dict[str, Any] | None = None) -> dict[str, 
             "late_change_rebuild",
             "Shipyard: commit changing one late-stage file / cold build",
             paired_ratios(t["late", "shipyard"], t["cold", "shipyard"]),
+            target=("<=", 0.35),  # issue 13
             context=f"late {fmt_s(t['late', 'shipyard'])}",
         ),
         figure(

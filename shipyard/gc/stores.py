@@ -1,6 +1,7 @@
 """Pruning a project's buildah store: the images of builds the policy no longer keeps, the
-dangling layers they leave, and the whole store when it still exceeds the budget (it is a
-cache: every kept image is in the registry)."""
+stage-cache entries beyond the newest few per stage (``pipeline.stage_cache``), the dangling
+layers they leave, and the whole store when it still exceeds the budget (it is a cache:
+every kept image is in the registry)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from shipyard.gc.disk import usage
+from shipyard.pipeline.stage_cache import stale_names
 from shipyard.sandbox.sandbox import ProjectStore
 
 _PRUNE_ROUNDS = 5  # each round frees one more level of a removed image's cache chain
@@ -38,12 +40,16 @@ def doomed_names(
     return sorted(n for n in names if any(n.endswith(w) for w in wanted))
 
 
-def image_names(project: ProjectStore) -> list[str]:
+def images(project: ProjectStore) -> list[tuple[str, list[str], float]]:
+    """(id, names, created time) of every image in the project's store."""
     done = project.buildah("images", "--json", timeout_s=120)
     if done.returncode != 0:
         raise RuntimeError(f"buildah images: {done.stderr.strip()}")
     entries = json.loads(done.stdout or "[]") or []
-    return [str(n) for e in entries for n in e.get("names") or []]
+    return [
+        (str(e.get("id")), [str(n) for n in e.get("names") or []], float(e.get("created") or 0))
+        for e in entries
+    ]
 
 
 def prune(
@@ -59,7 +65,9 @@ def prune(
     if not (project.dirs.store / "root").is_dir():
         result.bytes_after = result.bytes_before
         return result
-    names = doomed_names(image_names(project), project_id, doomed)
+    stored = images(project)
+    names = doomed_names([n for _, named, _ in stored for n in named], project_id, doomed)
+    names += stale_names(stored)
     result.images_removed = names
     if dry_run:
         result.bytes_after = result.bytes_before

@@ -110,9 +110,7 @@ def repo(tmp_path: Path) -> Path:
     return repo
 
 
-def test_an_unchanged_stage_is_taken_whole(
-    live: LiveServer, repo: Path
-) -> None:
+def test_an_unchanged_stage_is_taken_whole(live: LiveServer, repo: Path) -> None:
     svc = service(live, "stage-warm", repo)
     first, logs = build(live, svc, {"branch": "main"})
     assert not any(HIT in line for line in logs)
@@ -160,7 +158,9 @@ def test_a_changed_input_of_the_stage_takes_nothing(live: LiveServer, repo: Path
             "name": "nocache", "vcsData": {"projectUrl": f"file://{repo}"},
             "buildSettings": {"dockerfile": {"buildkit": {"useCache": False}}},
         })  # fmt: skip
-    done, logs = build(live, "/v1/projects/stage-inputs/services/nocache", {"branch": "main", "sha": sha})
+    done, logs = build(
+        live, "/v1/projects/stage-inputs/services/nocache", {"branch": "main", "sha": sha}
+    )
     assert not any(HIT in line for line in logs)
     assert any("COPY deps/" in line for line in logs)
 
