@@ -120,9 +120,14 @@ def plan(
     keys: dict[int, str | None] = {}
     skipped: dict[int, str] = {}
     triggered = set(triggered)
+    step_less: set[int] = set()
     for stage in stages[:final]:
         end = froms[stage.index + 1].line - 1 if stage.index + 1 < len(froms) else len(lines)
-        body = [ins for ins in parsed if froms[stage.index].line <= ins.line <= end]
+        body = [ins for ins in parsed if froms[stage.index].line < ins.line <= end]
+        if not body:
+            # Only its FROM line: nothing to take, and buildah prints no image for it; its
+            # key still stands for it in the stages that read it.
+            step_less.add(stage.index)
         try:
             material = _material(
                 stage.index, stage.base, body, "\n".join(lines[froms[stage.index].line - 1 : end]),
@@ -137,7 +142,7 @@ def plan(
     hits: dict[int, str] = {}
     record: dict[int, str] = {}
     for index, key in keys.items():
-        if key is None:
+        if key is None or index in step_less:
             continue
         if key in known:
             hits[index] = known[key]
@@ -354,18 +359,24 @@ def write_new(path: Path, text: str) -> Path:
 
 
 class Recorder:
-    """Watches buildah's output for the image that ends each stage to record."""
+    """Watches buildah's output for the image that ends each stage to record: the last
+    ``--> <id>`` line before the next stage's first step.
+
+    RUN steps print into the same stream, so a build can print such lines too. Stages only
+    move forward here: a later stage (whose text the key does not cover) cannot name the
+    image of an earlier one, and buildah's own lines of a stage come after anything an
+    earlier stage printed about it. What a stage's own RUN prints is covered by its key."""
 
     def __init__(self, stage_plan: StagePlan, on_line: LineSink) -> None:
         self._wanted = set(stage_plan.record)
         self._on_line = on_line
-        self._stage: int | None = None
+        self._stage = -1
         self.ends: dict[int, str] = {}
 
     def __call__(self, line: str) -> None:
         if self._wanted:
             if (step := _STEP.match(line)) is not None:
-                self._stage = int(step.group(1)) - 1
+                self._stage = max(self._stage, int(step.group(1)) - 1)
             elif self._stage in self._wanted and (done := _COMMITTED.match(line)) is not None:
                 self.ends[self._stage] = done.group(1)
         self._on_line(line)

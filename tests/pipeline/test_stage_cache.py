@@ -293,3 +293,53 @@ def test_the_rewritten_dockerfile_is_a_new_file(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         stage_cache.write_new(tmp_path / "link", "FROM y\n")
     assert not (tmp_path / "target").exists()
+
+
+def test_a_later_stage_cannot_name_the_image_of_an_earlier_one(context: Path, store: Path) -> None:
+    """A RUN of the final stage (its text is in no earlier stage's key) prints buildah's
+    lines for stage 1 and an image it chose: stage 1's record keeps buildah's own image."""
+    made = plan(context, store)
+    recorder = Recorder(made, lambda _line: None)
+    for line in [
+        "[1/2] STEP 1/3: FROM localhost/base:1 AS deps",
+        "[1/2] STEP 3/3: RUN cat /src/deps/* > /deps.out",
+        "--> 11111111111",
+        "[2/2] STEP 1/3: FROM localhost/base:1",
+        "[2/2] STEP 3/3: RUN echo '[1/2] STEP 3/3: x'; echo '--> 22222222222'",
+        "[1/2] STEP 3/3: x",
+        "--> 22222222222",
+    ]:
+        recorder(line)
+    assert recorder.ends == {0: "11111111111"}
+
+
+def test_an_earlier_stage_cannot_name_the_image_of_a_later_one(context: Path, store: Path) -> None:
+    """A RUN of stage 1 jumps ahead to stage 2's lines: buildah's own lines of stage 2 come
+    after it, and the last one counts."""
+    text = f"FROM {BASE} AS one\nRUN true\nFROM {BASE} AS two\nRUN true\nFROM {BASE}\n"
+    made = plan(context, store, text=text)
+    assert sorted(made.record) == [0, 1]
+    recorder = Recorder(made, lambda _line: None)
+    for line in [
+        "[1/3] STEP 1/2: FROM localhost/base:1 AS one",
+        "[1/3] STEP 2/2: RUN true",
+        "[2/3] STEP 2/2: RUN true",  # printed by stage one's RUN
+        "--> 33333333333",
+        "--> 44444444444",  # buildah: stage one's image
+        "[2/3] STEP 1/2: FROM localhost/base:1 AS two",
+        "[2/3] STEP 2/2: RUN true",
+        "--> 55555555555",
+        "[3/3] STEP 1/1: FROM localhost/base:1",
+    ]:
+        recorder(line)
+    assert recorder.ends[1] == "55555555555"
+
+
+def test_a_stage_that_is_only_its_from_line_is_not_recorded_but_keys_its_readers(
+    context: Path, store: Path
+) -> None:
+    text = f"FROM {BASE} AS alias\nFROM alias AS built\nRUN true\nFROM {BASE}\n"
+    made = plan(context, store, text=text)
+    assert list(made.record) == [1]
+    changed = plan(context, store, text=text, bases={BASE: "id:other"})
+    assert changed.record[1] != made.record[1]
