@@ -1,7 +1,7 @@
 """The stage cache's rules (``shipyard.pipeline.stage_cache``): what a stage's key covers,
 which stages are never taken, how a taken stage is written, and how buildah's output names
 the image that ends a stage. The real builds are test_stage_cache_build.py and
-tests/e2e/test_stage_cache.py."""
+tests/e2e/test_stage_cache_live.py."""
 
 from __future__ import annotations
 
