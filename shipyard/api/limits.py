@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shipyard.api.errors import error_body
+from shipyard.api.errors import error_response
 from shipyard.builds.request import MAX_SECRETS_TOTAL_BYTES
 
 # Secrets are sent base64-encoded (4/3) inside JSON; leave room for the rest of the body.
@@ -31,7 +29,7 @@ class LimitBody:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
             return
         if length is not None:
             await self.app(scope, receive, send)  # the server stops at Content-Length
@@ -47,7 +45,7 @@ class LimitBody:
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self.max_bytes:
-                await self._refuse(send)
+                await self._refuse(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -63,20 +61,6 @@ class LimitBody:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            error_body(
-                413, f"request body is larger than {self.max_bytes} bytes", slug="payload-too-large"
-            )
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body is larger than {self.max_bytes} bytes"
+        await error_response(413, message, slug="payload-too-large")(scope, receive, send)

@@ -3,12 +3,11 @@ NUL characters refused in paths and queries (PostgreSQL text cannot hold them: a
 
 from __future__ import annotations
 
-import json
 import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shipyard.api.errors import error_body
+from shipyard.api.errors import error_response
 
 _TEAM_PREFIX = re.compile(r"^/v1/teams/[^/]+(?=/projects(/|$))")
 _SLASHES = re.compile(r"/{2,}")
@@ -24,7 +23,7 @@ class NormalisePath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and _has_nul(scope):
-            await _refuse_nul(scope, send)
+            await _refuse_nul(scope, receive, send)
             return
         if scope["type"] in ("http", "websocket"):
             path = _TEAM_PREFIX.sub("/v1", _SLASHES.sub("/", scope["path"]))
@@ -38,21 +37,9 @@ def _has_nul(scope: Scope) -> bool:
     return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
 
 
-async def _refuse_nul(scope: Scope, send: Send) -> None:
+async def _refuse_nul(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    body = json.dumps(
-        error_body(400, "the path or query contains a NUL character (%00)", slug="invalid-request")
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 400,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    message = "the path or query contains a NUL character (%00)"
+    await error_response(400, message, slug="invalid-request")(scope, receive, send)
