@@ -44,6 +44,7 @@ import os
 import posixpath
 import re
 import stat
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,13 @@ KEEP_PER_STAGE = 3  # entries garbage collection leaves per (workload, stage)
 # A context larger than this is not hashed for the cache (buildah reads it anyway).
 MAX_HASHED_BYTES = 1 << 30
 _VERSION = b"shipyard stage cache v1\0"
-_GLOB = re.compile(r"[*?\[\\$]")
+# What buildah's word processing may change (wildcards, variables, escapes, quotes): such a
+# source is keyed by the whole context, and an ADD with one is not taken (it may be a URL).
+_GLOB = re.compile(r"[*?\[\\$'\"]")
+# Every context entry costs at least this much of MAX_HASHED_BYTES (empty files and links
+# cost time too), and keying stops after MAX_HASHING_S: the build goes on without the cache.
+_ENTRY_COST = 4096
+MAX_HASHING_S = 10.0
 _STEP = re.compile(r"^\[(\d+)/\d+\] STEP \d+/\d+: ")
 _COMMITTED = re.compile(r"^--> (?:Using cache )?([0-9a-f]{11,64})$")
 
@@ -188,16 +195,18 @@ def _material(
                         raise _NotCacheable("a RUN mounts files (type=bind or from=)")
         if ins.cmd not in ("copy", "add"):
             continue
-        source_from = next(
-            (f.partition("=")[2] for f in ins.flags if f.partition("=")[0].lower() == "--from"),
-            None,
-        )
+        froms = [f.partition("=")[2] for f in ins.flags if f.partition("=")[0].lower() == "--from"]
+        if len(froms) > 1:
+            raise _NotCacheable("a COPY/ADD has more than one --from (buildah takes the last)")
+        source_from = froms[0] if froms else None
         if source_from is not None:
             add("from", _reference(source_from, index, stages, keys, bases, triggered))
             continue
         for source in _sources(ins):
-            if ins.cmd == "add" and ("://" in source or source.startswith("git@")):
-                raise _NotCacheable("an ADD reads a URL")
+            if ins.cmd == "add" and (
+                "://" in source or source.startswith("git@") or _GLOB.search(source)
+            ):
+                raise _NotCacheable("an ADD reads a URL (or a word that may become one)")
             add("source", source, hasher.digest(source))
     add("ignore", hasher.ignores())
     return digest.hexdigest()
@@ -211,15 +220,21 @@ def _reference(
     bases: Mapping[str, str],
     triggered: set[str],
 ) -> str:
-    """A FROM or ``--from`` word: an earlier stage's key, or a base image's identity."""
+    """A FROM or ``--from`` word: an earlier stage's key, or a base image's identity.
+
+    buildah maps names to stages with later ones winning, and an unnamed stage goes by its
+    index: a word that more than one stage answers to (``AS x`` twice, ``AS 1`` beside the
+    second stage) is not resolved here at all."""
     lowered = name.lower()
-    for earlier in stages[:index]:
-        stage_index, stage_name = earlier.index, earlier.name
-        if lowered == stage_name or lowered == str(stage_index):
-            key = keys.get(stage_index)
-            if key is None:
-                raise _NotCacheable(f"it reads stage {stage_name or stage_index}, which is not")
-            return f"stage:{key}"
+    named = [s for s in stages if lowered in (s.name, str(s.index))]
+    if len(named) > 1:
+        raise _NotCacheable(f"more than one stage answers to {name!r}")
+    if named:
+        stage = named[0]
+        key = keys.get(stage.index) if stage.index < index else None
+        if key is None:
+            raise _NotCacheable(f"it reads stage {stage.name or stage.index}, which is not")
+        return f"stage:{key}"
     if lowered == "scratch":
         return "scratch"
     if name in triggered:
@@ -285,6 +300,7 @@ class _ContextHasher:
         self.root = os.path.realpath(context_dir)
         self.ignore_files = list(ignore_files)
         self.hashed = 0
+        self.deadline = time.monotonic() + MAX_HASHING_S
         self._memo: dict[str, str] = {}
 
     def ignores(self) -> str:
@@ -300,16 +316,16 @@ class _ContextHasher:
     def digest(self, source: str) -> str:
         relative = posixpath.normpath("/" + source).lstrip("/")
         if _GLOB.search(source) or relative in ("", "."):
-            relative = ""  # a wildcard or a variable: the whole context
-        if relative not in self._memo:
-            self._memo[relative] = self._tree(relative)
-        return self._memo[relative]
-
-    def _tree(self, relative: str) -> str:
-        lexical = os.path.join(self.root, relative)
-        real = os.path.realpath(lexical)
+            relative = ""  # a wildcard, a variable or quotes: the whole context
+        real = os.path.realpath(os.path.join(self.root, relative))
         if real != self.root and not real.startswith(self.root + "/"):
             raise _NotCacheable(f"{relative} leads outside the context")
+        # By the real path: many links to one directory are walked once.
+        if real not in self._memo:
+            self._memo[real] = self._tree(real)
+        return self._memo[real]
+
+    def _tree(self, real: str) -> str:
         digest = hashlib.sha256()
         if not os.path.lexists(real):
             digest.update(b"missing")
@@ -325,6 +341,9 @@ class _ContextHasher:
         return digest.hexdigest()
 
     def _entry(self, digest: hashlib._Hash, path: str, name: str) -> None:
+        self.hashed += _ENTRY_COST
+        if self.hashed > MAX_HASHED_BYTES or time.monotonic() > self.deadline:
+            raise _NotCacheable("the context is too large to key")
         info = os.lstat(path)
         mode = info.st_mode
         head = f"{name}\0{stat.S_IFMT(mode):o}\0{stat.S_IMODE(mode):o}\0".encode(

@@ -343,3 +343,82 @@ def test_a_stage_that_is_only_its_from_line_is_not_recorded_but_keys_its_readers
     assert list(made.record) == [1]
     changed = plan(context, store, text=text, bases={BASE: "id:other"})
     assert changed.record[1] != made.record[1]
+
+
+# Found by a hostile-tenant review: words buildah reads differently from a plain split.
+
+
+@pytest.mark.parametrize(
+    "line", ['COPY "app.py" /app.py', "COPY 'app.py' /app.py", 'COPY ["\'app.py\'", "/app.py"]']
+)
+def test_a_quoted_source_keys_the_whole_context(context: Path, store: Path, line: str) -> None:
+    """buildah strips the quotes (imagebuilder's ProcessWord): the file is what it copies."""
+    (context / "app.py").write_text("main\n")
+    text = f"FROM {BASE} AS build\n{line}\nFROM {BASE}\nCOPY --from=build /app.py /app.py\n"
+    before = key(context, store, text=text)
+    (context / "app.py").write_text("changed by a pull request\n")
+    assert key(context, store, text=text) != before
+
+
+def test_a_copy_with_two_from_flags_is_not_taken(context: Path, store: Path) -> None:
+    """buildah takes the last ``--from``: which one counts is not guessed at."""
+    text = (
+        f"FROM {BASE} AS a\nRUN true\nFROM {BASE} AS b\nCOPY deps/ /p\n"
+        f"FROM {BASE} AS c\nCOPY --from=a --from=b /p /p\nFROM {BASE}\n"
+    )
+    made = plan(context, store, text=text)
+    assert sorted(made.record) == [0, 1] and "more than one --from" in made.skipped[2]
+
+
+@pytest.mark.parametrize(
+    "stages",
+    [
+        f"FROM {BASE} AS x\nRUN true\nFROM {BASE} AS x\nCOPY deps/ /p\n",
+        f"FROM {BASE} AS 1\nRUN true\nFROM {BASE}\nCOPY deps/ /p\n",  # the second one is "1"
+    ],
+)
+def test_a_stage_name_two_stages_answer_to_is_not_resolved(
+    context: Path, store: Path, stages: str
+) -> None:
+    ref = "x" if "AS x" in stages else "1"
+    text = f"{stages}FROM {BASE} AS y\nCOPY --from={ref} /p /p\nFROM {BASE}\n"
+    made = plan(context, store, text=text)
+    assert 2 not in made.record and "more than one stage" in made.skipped[2]
+
+
+def test_an_add_whose_source_is_a_variable_is_not_taken(context: Path, store: Path) -> None:
+    text = f"FROM {BASE} AS dl\nARG URL=https://example.com/i.sh\nADD $URL /i.sh\nFROM {BASE}\n"
+    made = plan(context, store, text=text)
+    assert made.record == {} and "URL" in made.skipped[0]
+
+
+def test_links_to_one_directory_are_walked_once(
+    context: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(20):
+        (context / f"l{i}").symlink_to(".")
+    entries = 0
+    real = stage_cache._ContextHasher._entry
+
+    def counting(self: stage_cache._ContextHasher, *args: object) -> None:
+        nonlocal entries
+        entries += 1
+        real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stage_cache._ContextHasher, "_entry", counting)
+    text = f"FROM {BASE} AS a\nCOPY {' '.join(f'l{i}' for i in range(20))} /x/\nFROM {BASE}\n"
+    assert list(plan(context, store, text=text).record) == [0]
+    assert entries < 40  # one walk of the context (~24 entries), not 20
+
+
+def test_keying_is_bounded_by_entries_and_time(
+    context: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(50):
+        (context / "deps" / f"empty{i}").touch()
+    monkeypatch.setattr(stage_cache, "MAX_HASHED_BYTES", 20 * 4096)
+    made = plan(context, store)
+    assert made.record == {} and "too large" in made.skipped[0]
+    monkeypatch.setattr(stage_cache, "MAX_HASHED_BYTES", 1 << 30)
+    monkeypatch.setattr(stage_cache, "MAX_HASHING_S", -1.0)
+    assert "too large" in plan(context, store).skipped[0]

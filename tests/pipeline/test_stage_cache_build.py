@@ -77,3 +77,60 @@ RUN cat /deps.out /late.txt > /all.txt
     uncached_id, _, lines = build("uncached", layers=False)
     assert any("COPY deps/" in line for line in lines)
     assert taken_id == uncached_id != first_id
+
+
+# A pull-request build records its stage; main's build (other files) must not take it.
+# Each Dockerfile is one a hostile-tenant review found buildah reading differently from a
+# plain split (quotes, two --from flags, a name two stages answer to).
+POISON = {
+    "quoted-source": 'FROM {b} AS build\nCOPY "payload" /p\nFROM {b} AS y\nCOPY --from=build /p /p\n',
+    "double-from": (
+        "FROM {b} AS a\nRUN echo a > /p\nFROM {b} AS b\nCOPY payload /p\n"
+        "FROM {b} AS y\nCOPY --from=a --from=b /p /p\n"
+    ),
+    "duplicate-name": (
+        "FROM {b} AS x\nRUN echo first > /p\nFROM {b} AS x\nCOPY payload /p\n"
+        "FROM {b} AS y\nCOPY --from=x /p /p\n"
+    ),
+    "index-name": (
+        "FROM {b} AS 1\nRUN echo first > /p\nFROM {b}\nCOPY payload /p\n"
+        "FROM {b} AS y\nCOPY --from=1 /p /p\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POISON))
+def test_a_pull_request_build_cannot_fill_mains_stage(
+    buildah: Buildah, busybox_base: str, tmp_path: Path, case: str
+) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    base_id = stored_image_id(buildah.store.root, busybox_base)
+
+    def build(name: str) -> list[str]:
+        text = POISON[case].format(b=busybox_base) + (
+            f'FROM {busybox_base}\nCOPY --from=y /p /p\nRUN echo "{name} OUT=$(cat /p)"\n'
+        )
+        checked = check_dockerfile(text, context_dir=ctx, display_path="Dockerfile")
+        plan = stage_cache.plan(
+            text, checked, context_dir=ctx, ignore_files=[ctx / ".dockerignore"],
+            bases={busybox_base: f"id:{base_id}"}, triggered=(), build_args={}, target=None,
+            store_root=buildah.store.root, workload="svc", fingerprint=fingerprint,
+        )  # fmt: skip
+        lines: list[str] = []
+        recorder = stage_cache.Recorder(plan, lines.append)
+        spec = BuildSpec(
+            context_dir=ctx, tag=f"localhost/app:{name}", display_dockerfile="Dockerfile",
+            dockerfile=stage_cache.write_new(tmp_path / f"Dockerfile.{name}", plan.text),
+            tmpdir=tmp_path / f"tmp-{name}", timestamp=TIMESTAMP, pull="never",
+        )  # fmt: skip
+        buildah.bud(spec, on_line=recorder, cancel=threading.Event(), timeout_s=300)
+        for found_id, tag in stage_cache.to_record(plan, recorder, buildah.store.root):
+            assert buildah.tag(found_id, tag)
+        return lines
+
+    (ctx / "payload").write_text("from-the-pull-request\n")
+    assert any(line.endswith("pr OUT=from-the-pull-request") for line in build("pr"))
+    (ctx / "payload").write_text("mains-own\n")
+    lines = build("main")
+    assert any(line.endswith("main OUT=mains-own") for line in lines), lines
