@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from shipyard.builds import fairness
 from shipyard.executors.base import Executor, NullExecutor
 from shipyard.executors.local import LocalExecutor
-from shipyard.gc.collector import GarbageCollector, Report, Schedule
-from shipyard.gc.log_retention import LogPolicy, LogRetention
+from shipyard.gc.collector import GarbageCollector, Report, Schedule, stores_summary
+from shipyard.gc.log_retention import LogPolicy, LogReport, LogRetention
 from shipyard.gc.retention import Policy
 from shipyard.health import checks
 from shipyard.health.checks import Check
@@ -45,6 +45,27 @@ log = logging.getLogger(__name__)
 ExecutorMaker = Callable[..., LocalExecutor]
 
 
+def log_retention(sessions: sessionmaker[Session], settings: Settings) -> LogRetention:
+    return LogRetention(
+        sessions, LogPolicy(settings.log_retention_days, settings.log_retention_max_mb << 20)
+    )
+
+
+def log_retention_schedule(
+    retention: LogRetention, settings: Settings | None
+) -> Schedule[LogReport]:
+    """Log retention on ``SHIPYARD_LOG_RETENTION_INTERVAL_S``: one process of the
+    installation runs it (``shipyard up``, whatever its executor); ``settings`` None: off
+    here."""
+    on = settings is not None and retention.policy.active
+    return Schedule(
+        retention.run,
+        settings.log_retention_interval_s if on and settings is not None else 0,
+        name="log-retention",
+        summary=lambda r: f"logs of {len(r.builds)} builds removed ({r.lines} lines)",
+    )
+
+
 class LocalRuntime:
     """Executor facade that also owns the embedded registry's process.
 
@@ -52,8 +73,9 @@ class LocalRuntime:
     (``make_executor``, same arguments as ``LocalExecutor``) and ``serve_registry=False``:
     the embedded registry is then the one ``shipyard up`` runs on this machine (same
     ``SHIPYARD_REGISTRY_PORT``), or on another one (``SHIPYARD_REGISTRY`` with
-    ``SHIPYARD_REGISTRY_AUTH=shipyard``); the worker only pushes to it. Garbage collection and log
-    retention stay with ``shipyard up`` then too."""
+    ``SHIPYARD_REGISTRY_AUTH=shipyard``); the worker only pushes to it. Such a worker's schedule
+    prunes only its own buildah stores (``GarbageCollector.run_stores``); the registry's
+    collection and log retention stay with ``shipyard up``."""
 
     def __init__(
         self,
@@ -138,10 +160,7 @@ class LocalRuntime:
         )
         self.registry = target
         self.pipeline = pipeline
-        self.log_retention = LogRetention(
-            sessions,
-            LogPolicy(settings.log_retention_days, settings.log_retention_max_mb << 20),
-        )
+        self.log_retention = log_retention(sessions, settings)
         self.collector = GarbageCollector(
             sessions,
             self.sandbox,
@@ -156,16 +175,19 @@ class LocalRuntime:
                 uploads.sweep, sessions, settings.data_dir, ttl_s=settings.upload_ttl_s
             ),
         )
-        self._gc_schedule = Schedule(
-            self.collector.run, settings.gc_interval_s if serve_registry else 0
+        # A worker without the registry still prunes its own stores: nothing else can.
+        self._gc_schedule: Schedule[Report] = (
+            Schedule(self.collector.run, settings.gc_interval_s)
+            if serve_registry
+            else Schedule(
+                self.collector.run_stores,
+                settings.gc_interval_s,
+                name="store-gc",
+                summary=stores_summary,
+            )
         )
-        self._log_schedule = Schedule(
-            self.log_retention.run,
-            settings.log_retention_interval_s
-            if self.log_retention.policy.active and serve_registry
-            else 0,
-            name="log-retention",
-            summary=lambda r: f"logs of {len(r.builds)} builds removed ({r.lines} lines)",
+        self._log_schedule = log_retention_schedule(
+            self.log_retention, settings if serve_registry else None
         )
         # The executor's heartbeats, claims, outcomes and build logs go through an engine of
         # their own: they never wait behind API requests for a connection, and go first for

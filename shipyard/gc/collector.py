@@ -107,6 +107,17 @@ class Report:
         }
 
 
+def stores_summary(report: Report) -> str:
+    """The log line of a ``run_stores``."""
+    removed = sum(len(r.images_removed) for r in report.stores)
+    freed = sum(r.freed for r in report.stores)
+    emptied = sum(r.emptied for r in report.stores)
+    return (
+        f"{removed} images removed from {len(report.stores)} stores ({emptied} emptied), "
+        f"{freed} bytes freed, {len(report.errors)} errors"
+    )
+
+
 @runtime_checkable
 class Collects(Protocol):
     """An executor that can collect garbage (the local runtime)."""
@@ -264,15 +275,35 @@ class GarbageCollector:
     def run(self, *, dry_run: bool = False, policy: Policy | None = None) -> Report:
         """``policy``: this run's defaults instead of the operator's (``shipyard gc
         --keep-last``); a service's own ``retention`` still wins."""
+
+        def phases(report: Report) -> None:
+            verdicts = self._registry_phase(report, dry_run, policy or self._policy)
+            self._store_phase(report, verdicts, dry_run)
+            self._logs_phase(report, dry_run)
+            if self._upload_sweep is not None and not dry_run:
+                report.uploads_removed = self._upload_sweep()
+
+        return self._timed(dry_run, phases)
+
+    def run_stores(self, *, dry_run: bool = False) -> Report:
+        """This machine's buildah stores only: a scale-out worker's own schedule. Its stores
+        fill with every build it ran and every stage-cache entry it recorded, and no other
+        machine can prune them. What goes is what ``run`` would prune here (images of builds
+        the policy no longer keeps, stale stage-cache entries, a store over the budget); the
+        registry, build logs and uploads belong to the API's machine and are left alone."""
+
+        def phases(report: Report) -> None:
+            verdicts = self._plan(None, datetime.now(UTC), self._policy)
+            self._store_phase(report, verdicts, dry_run)
+
+        return self._timed(dry_run, phases)
+
+    def _timed(self, dry_run: bool, phases: Callable[[Report], None]) -> Report:
         with self._running:
             started = time.monotonic()
             report = Report(dry_run=dry_run, started_at=datetime.now(UTC))
             try:
-                verdicts = self._registry_phase(report, dry_run, policy or self._policy)
-                self._store_phase(report, verdicts, dry_run)
-                self._logs_phase(report, dry_run)
-                if self._upload_sweep is not None and not dry_run:
-                    report.uploads_removed = self._upload_sweep()
+                phases(report)
             except Exception as exc:  # reported, and logged with its traceback
                 log.exception("garbage collection failed")
                 report.errors.append(f"{type(exc).__name__}: {exc}")

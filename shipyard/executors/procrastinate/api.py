@@ -23,6 +23,7 @@ from shipyard.executors.procrastinate.abort_listener import (
     publish,
 )
 from shipyard.executors.procrastinate.worker import Worker
+from shipyard.executors.runtime import log_retention, log_retention_schedule
 from shipyard.health import checks
 from shipyard.health.checks import Check
 from shipyard.monitoring.worker import WorkerMetrics
@@ -71,6 +72,11 @@ class ProcrastinateApi:
                 auth=token_auth(settings),
                 listen=settings.registry_listen,
             )
+        # Log retention is a database chore: without a worker in this process (whose runtime
+        # runs it), it runs here, so scale-out keeps the database bounded too.
+        self._log_schedule = log_retention_schedule(
+            log_retention(sessions, settings), settings if self.worker is None else None
+        )
         self._sessions = sessions
         self._cache = build_cache.configured(
             settings.build_cache_registry, settings.executor, settings.build_cache_repository
@@ -139,12 +145,14 @@ class ProcrastinateApi:
             self.embedded.start()
         if self.worker is not None:
             self.worker.start()
+        self._log_schedule.start()
 
     def drain(self, grace_s: float) -> None:
         if self.worker is not None:
             self.worker.drain(grace_s)
 
     def stop(self) -> None:
+        self._log_schedule.stop()
         if self.worker is not None:
             self.worker.stop()
         if self.embedded is not None:

@@ -1,0 +1,123 @@
+"""Scale-out keeps its disks and database bounded: a ``shipyard worker`` prunes its own buildah
+stores on ``SHIPYARD_GC_INTERVAL_S`` (images of builds the policy no longer keeps) and leaves
+the registry alone; ``shipyard up`` with the procrastinate executor and no worker of its own
+runs log retention."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shipyard.gc.disk import store_dirs, total
+from tests.fleet.fleet import Fleet, new_secret_key
+from tests.helpers.images import BUSYBOX_IMAGE
+from tests.helpers.live import LiveServer, sandbox_dir
+from tests.helpers.pg import scratch_database
+from tests.helpers.upstream import Upstream
+
+pytestmark = pytest.mark.slow
+
+MB = 1 << 20
+LAYER = 5 * MB
+BUILDS = 3
+KEEP = 1
+DOCKERFILE = f"""\
+FROM {BUSYBOX_IMAGE}
+ARG N=0
+RUN head -c {LAYER} /dev/urandom > /blob && echo "$N" > /n
+"""
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with scratch_database("shipyard_scale_worker_gc") as url:
+        fleet = Fleet(tmp_path_factory.mktemp("fleet-gc"), url, new_secret_key())
+        try:
+            # Logs of builds concluded more than ~2 s ago go, checked every second.
+            fleet.start_api(
+                SHIPYARD_LOG_RETENTION_DAYS="0.00002", SHIPYARD_LOG_RETENTION_INTERVAL_S="1"
+            )
+            fleet.add_worker(SHIPYARD_GC_INTERVAL_S="2")
+            yield fleet
+        finally:
+            fleet.close()
+
+
+def service(live: LiveServer, repo: str) -> str:
+    with live.client() as c:
+        r = c.post("/v1/projects", json={"name": "gc"})
+        assert r.status_code == 200, r.text
+        project = r.json()["data"]["id"]
+        body = {"name": "gc", "retention": {"keepLast": KEEP, "keepDays": 0},
+                "vcsData": {"projectUrl": repo, "projectType": "self-hosted",
+                            "projectBranch": "main"}}  # fmt: skip
+        r = c.post(f"/v1/projects/{project}/services/combined", json=body)
+        assert r.status_code == 200, r.text
+        return f"/v1/projects/{project}/services/{r.json()['data']['id']}"
+
+
+def build(live: LiveServer, svc: str, n: int) -> dict[str, Any]:
+    with live.client() as c:
+        r = c.post(f"{svc}/build", json={"overrides": {"buildArguments": {"N": str(n)}}})
+        assert r.status_code == 200, r.text
+        build_id = r.json()["data"]["id"]
+    done = live.wait(f"{svc}/build/{build_id}", timeout=300)
+    assert done["status"] == "SUCCESS", live.logs(f"{svc}/build-logs", build_id)[-20:]
+    return done
+
+
+def pulls(live: LiveServer, uri: str) -> bool:
+    done = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--authfile", str(live.authfile),
+         f"docker://{uri}"],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    return done.returncode == 0
+
+
+def test_a_worker_prunes_its_store_and_the_api_expires_logs(
+    fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    live, [worker] = fleet.api, fleet.workers
+    assert live is not None
+    up = Upstream(tmp_path_factory.mktemp("worker-gc-repo"))
+    up.commit({"Dockerfile": DOCKERFILE}, "initial")
+    svc = service(live, up.url)
+    builds = [build(live, svc, n) for n in range(BUILDS)]
+    stores = store_dirs(sandbox_dir(worker.data_dir))
+
+    # The worker's schedule removes the images of the builds keep-last 1 lets go (runs
+    # between the builds take one each).
+    def runs() -> list[str]:
+        text = worker.log_path.read_text()
+        return [ln.split("store-gc: ", 1)[1] for ln in text.splitlines() if "store-gc: " in ln]
+
+    deadline = time.monotonic() + 90
+    while sum(int(run.split()[0]) for run in runs()) < BUILDS - KEEP:
+        assert time.monotonic() < deadline, worker.log_path.read_text()[-3000:]
+        time.sleep(1)
+    assert all(run.endswith(" 0 errors") for run in runs()), runs()
+    # The kept image, the base and the metadata are left.
+    assert total(stores) < (KEEP + 1) * LAYER, (total(stores), runs())
+
+    # The registry is the API machine's: every image still pulls, none is marked collected.
+    with live.client() as c:
+        for b in builds:
+            data = c.get(f"{svc}/build/{b['id']}").json()["data"]
+            assert "imageCollected" not in data["registry"], data
+            assert pulls(live, b["registry"]["uri"]), b["id"]
+
+    # Log retention runs on the API without a worker of its own.
+    deadline = time.monotonic() + 60
+    with live.client() as c:
+        while True:
+            shown = [c.get(f"{svc}/build/{b['id']}").json()["data"] for b in builds]
+            if all(d.get("logsExpiredAt") for d in shown):
+                break
+            assert time.monotonic() < deadline, shown
+            time.sleep(1)
+    assert any("log-retention: " in ln for ln in live.log_path.read_text().splitlines())
