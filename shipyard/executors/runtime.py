@@ -21,8 +21,10 @@ from shipyard.health import checks
 from shipyard.health.checks import Check
 from shipyard.monitoring.worker import WorkerMetrics
 from shipyard.pipeline import build_cache
+from shipyard.pipeline.build_cache import RegistryCache
 from shipyard.pipeline.builder import BuildahStore
 from shipyard.pipeline.logsink import LogLimits
+from shipyard.pipeline.push_gate import Gate
 from shipyard.pipeline.registry import LOOPBACK, EmbeddedRegistry, RegistryTarget
 from shipyard.pipeline.run import Pipeline, PipelineSettings
 from shipyard.pipeline.source_git import CheckoutLimits
@@ -66,6 +68,34 @@ def log_retention_schedule(
     )
 
 
+def garbage_collector(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    sandbox: Sandbox | None,
+    *,
+    gate: Gate,
+    registry: RegistryTarget | None,
+    embedded: EmbeddedRegistry | None,
+    retention: LogRetention,
+    layer_cache: RegistryCache | None,
+) -> GarbageCollector:
+    """The operator's collection (``SHIPYARD_GC_*``) of what this process holds."""
+    return GarbageCollector(
+        sessions,
+        sandbox,
+        Policy(settings.gc_keep_last, settings.gc_keep_days),
+        gate=gate,
+        registry=registry,
+        embedded=embedded,
+        store_budget_bytes=int(settings.gc_store_budget_gb * (1 << 30)),
+        log_retention=retention if retention.policy.active else None,
+        layer_cache=layer_cache,
+        upload_sweep=partial(
+            uploads.sweep, sessions, settings.data_dir, ttl_s=settings.upload_ttl_s
+        ),
+    )
+
+
 class LocalRuntime:
     """Executor facade that also owns the embedded registry's process.
 
@@ -85,7 +115,10 @@ class LocalRuntime:
         *,
         make_executor: ExecutorMaker = LocalExecutor,
         serve_registry: bool = True,
+        push_gate: Gate | None = None,
     ) -> None:
+        """``push_gate``: what holds pushes back while the registry is collected; by default
+        this process's own (a scale-out worker's is the fleet's)."""
         data = settings.data_dir
         self._sessions = sessions
         self._serve_registry = serve_registry
@@ -157,23 +190,20 @@ class LocalRuntime:
             target,
             build_target=build_target(settings, self.embedded, target),
             fingerprint=box.fingerprint,
+            push_gate=push_gate,
         )
         self.registry = target
         self.pipeline = pipeline
         self.log_retention = log_retention(sessions, settings)
-        self.collector = GarbageCollector(
+        self.collector = garbage_collector(
+            settings,
             sessions,
             self.sandbox,
-            Policy(settings.gc_keep_last, settings.gc_keep_days),
             gate=pipeline.push_gate,
             registry=target,
             embedded=self.embedded,
-            store_budget_bytes=int(settings.gc_store_budget_gb * (1 << 30)),
-            log_retention=self.log_retention if self.log_retention.policy.active else None,
+            retention=self.log_retention,
             layer_cache=pipeline.settings.build_cache,
-            upload_sweep=partial(
-                uploads.sweep, sessions, settings.data_dir, ttl_s=settings.upload_ttl_s
-            ),
         )
         # A worker without the registry still prunes its own stores: nothing else can.
         self._gc_schedule: Schedule[Report] = (

@@ -27,7 +27,7 @@ from shipyard.gc.disk import usage
 from shipyard.gc.registry import Blobs, RegistryAdmin, RegistryAdminError, unique_bytes
 from shipyard.gc.retention import ImageBuild, Plan, Policy, plan
 from shipyard.pipeline.build_cache import RegistryCache
-from shipyard.pipeline.push_gate import PushGate
+from shipyard.pipeline.push_gate import Gate
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
 from shipyard.pipeline.registry_tags import tag_for_branch
 from shipyard.sandbox.sandbox import Sandbox
@@ -152,10 +152,10 @@ class GarbageCollector:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        sandbox: Sandbox,
+        sandbox: Sandbox | None,
         policy: Policy,
         *,
-        gate: PushGate,
+        gate: Gate,
         registry: RegistryTarget | None,
         embedded: EmbeddedRegistry | None,
         store_budget_bytes: int,
@@ -164,7 +164,8 @@ class GarbageCollector:
         upload_sweep: Callable[[], int] | None = None,
     ) -> None:
         """``registry``: Shipyard's own identity on the embedded registry; None with an
-        external registry (its retention is its operator's: only stores are pruned)."""
+        external registry (its retention is its operator's: only stores are pruned).
+        ``sandbox``: None where no build runs (a scale-out API): no store to prune."""
         self._sessions = sessions
         self._sandbox = sandbox
         self._policy = policy
@@ -399,6 +400,9 @@ class GarbageCollector:
             session.commit()
 
     def _store_phase(self, report: Report, verdicts: list[_Verdict], dry_run: bool) -> None:
+        sandbox = self._sandbox
+        if sandbox is None:
+            return
         by_project: dict[str, list[_Verdict]] = defaultdict(list)
         for v in verdicts:
             by_project[v.service.project_id].append(v)
@@ -409,9 +413,9 @@ class GarbageCollector:
             for v in project_verdicts:
                 kept = {b.id for b in v.plan.kept}
                 doomed += [(v.service.slug, b.id) for b in v.service.builds if b.id not in kept]
-            if not self._sandbox.has_store(project_id):
+            if not sandbox.has_store(project_id):
                 continue  # never built on this machine
-            with self._sandbox.exclusive(project_id) as project:
+            with sandbox.exclusive(project_id) as project:
                 if project is None:
                     why = "builds of the project kept running; pruned by the next collection"
                     report.stores.append(stores.StoreResult(project_id, skipped=why))

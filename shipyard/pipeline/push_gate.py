@@ -7,6 +7,19 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+
+class Gate(Protocol):
+    """What the pipeline and garbage collection need of a gate: this one holds one
+    process's pushes; ``executors.procrastinate.push_gate.FleetPushGate`` every worker's."""
+
+    def pushing(
+        self, on_wait: Callable[[], None] | None = None
+    ) -> AbstractContextManager[None]: ...
+
+    def maintenance(self) -> AbstractContextManager[None]: ...
 
 
 class PushGate:

@@ -31,7 +31,7 @@ from shipyard.pipeline.builder import (
 )
 from shipyard.pipeline.errors import PipelineError, TimedOut
 from shipyard.pipeline.mirror import MirrorStore, fetch_via_mirror
-from shipyard.pipeline.push_gate import PushGate
+from shipyard.pipeline.push_gate import Gate, PushGate
 from shipyard.pipeline.registry import RegistryTarget
 from shipyard.pipeline.registry_tags import add_tags, image_tags
 from shipyard.pipeline.remote_policy import check_remote
@@ -206,6 +206,7 @@ class Pipeline:
         registry: RegistryTarget,
         build_target: BuildTarget | None = None,
         fingerprint: Callable[[object], str] | None = None,
+        push_gate: Gate | None = None,
     ) -> None:
         # A keyed digest (SecretBox.fingerprint): cache-key lines hold no build-arg value.
         self.fingerprint = fingerprint
@@ -213,8 +214,9 @@ class Pipeline:
         self.sandbox = sandbox
         self.registry = registry  # Shipyard's own access (reuse checks)
         self.build_target = build_target or (lambda _project, _build: registry)
-        # Garbage collection of the registry holds pushes back (shipyard.gc).
-        self.push_gate = PushGate()
+        # Garbage collection of the registry holds pushes back (shipyard.gc): this process's
+        # own, or a scale-out fleet's (executors.procrastinate.push_gate).
+        self.push_gate: Gate = push_gate or PushGate()
 
     def run(
         self,

@@ -1,7 +1,7 @@
 """Scale-out keeps its disks and database bounded: a ``shipyard worker`` prunes its own buildah
 stores on ``SHIPYARD_GC_INTERVAL_S`` (images of builds the policy no longer keeps) and leaves
 the registry alone; ``shipyard up`` with the procrastinate executor and no worker of its own
-runs log retention."""
+runs log retention and, through the fleet's push gate, the registry's collection."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from typing import Any
 
 import pytest
 
+from shipyard.executors.procrastinate import jobs
+from shipyard.executors.procrastinate.push_gate import FleetPushGate
 from shipyard.gc.disk import store_dirs, total
+from shipyard.pipeline.run import _GC_WAIT
 from tests.fleet.fleet import Fleet, new_secret_key
 from tests.helpers.images import BUSYBOX_IMAGE
 from tests.helpers.live import LiveServer, sandbox_dir
@@ -47,12 +50,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             fleet.close()
 
 
-def service(live: LiveServer, repo: str) -> str:
+def service(live: LiveServer, repo: str, name: str = "gc") -> str:
     with live.client() as c:
-        r = c.post("/v1/projects", json={"name": "gc"})
+        r = c.post("/v1/projects", json={"name": name})
         assert r.status_code == 200, r.text
         project = r.json()["data"]["id"]
-        body = {"name": "gc", "retention": {"keepLast": KEEP, "keepDays": 0},
+        body = {"name": name, "retention": {"keepLast": KEEP, "keepDays": 0},
                 "vcsData": {"projectUrl": repo, "projectType": "self-hosted",
                             "projectBranch": "main"}}  # fmt: skip
         r = c.post(f"/v1/projects/{project}/services/combined", json=body)
@@ -121,3 +124,44 @@ def test_a_worker_prunes_its_store_and_the_api_expires_logs(
             assert time.monotonic() < deadline, shown
             time.sleep(1)
     assert any("log-retention: " in ln for ln in live.log_path.read_text().splitlines())
+
+
+def test_the_registry_is_collected_with_every_workers_pushes_held(
+    fleet: Fleet, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A push on a worker waits while the fleet's gate is held for the registry's collection
+    (as ``POST /v1/gc`` on the API holds it), then goes on; the collection through the API
+    deletes what keep-last lets go, and the kept image still pulls."""
+    live = fleet.api
+    assert live is not None
+    up = Upstream(tmp_path_factory.mktemp("registry-gc-repo"))
+    up.commit({"Dockerfile": DOCKERFILE}, "initial")
+    svc = service(live, up.url, "registry-gc")
+    old = [build(live, svc, n) for n in range(2)]
+
+    with FleetPushGate(jobs.conninfo(fleet.database_url)).maintenance(), live.client() as c:
+        r = c.post(f"{svc}/build", json={"overrides": {"buildArguments": {"N": "9"}}})
+        assert r.status_code == 200, r.text
+        build_id = r.json()["data"]["id"]
+        deadline = time.monotonic() + 120
+        while not any(_GC_WAIT in ln for ln in live.logs(f"{svc}/build-logs", build_id)):
+            data = c.get(f"{svc}/build/{build_id}").json()["data"]
+            assert time.monotonic() < deadline and not data["concluded"], data
+            time.sleep(0.5)
+        time.sleep(2)  # held: the reuse check (CLONING) or the push (UPLOADING) waits
+        assert not c.get(f"{svc}/build/{build_id}").json()["data"]["concluded"]
+    newest = live.wait(f"{svc}/build/{build_id}", timeout=300)
+    assert newest["status"] == "SUCCESS", newest
+
+    with live.client() as c:
+        r = c.post("/v1/gc", timeout=300)
+        assert r.status_code == 200, r.text
+        report = r.json()["data"]
+        assert report["errors"] == [], report
+        [mine] = [s for s in report["services"] if s["projectId"] == svc.split("/")[3]]
+        assert sorted(mine["collected"]) == sorted(b["id"] for b in old), report
+        for b in old:
+            data = c.get(f"{svc}/build/{b['id']}").json()["data"]
+            assert data["registry"]["imageCollected"] is True
+            assert not pulls(live, b["registry"]["uri"]), b["id"]
+    assert pulls(live, newest["registry"]["uri"])

@@ -22,8 +22,11 @@ from shipyard.executors.procrastinate.abort_listener import (
     RESET_CACHE,
     publish,
 )
+from shipyard.executors.procrastinate.push_gate import FleetPushGate
 from shipyard.executors.procrastinate.worker import Worker
-from shipyard.executors.runtime import log_retention, log_retention_schedule
+from shipyard.executors.runtime import garbage_collector, log_retention, log_retention_schedule
+from shipyard.gc.collector import Report, Schedule
+from shipyard.gc.retention import Policy
 from shipyard.health import checks
 from shipyard.health.checks import Check
 from shipyard.monitoring.worker import WorkerMetrics
@@ -72,21 +75,35 @@ class ProcrastinateApi:
                 auth=token_auth(settings),
                 listen=settings.registry_listen,
             )
-        # Log retention is a database chore: without a worker in this process (whose runtime
-        # runs it), it runs here, so scale-out keeps the database bounded too.
-        self._log_schedule = log_retention_schedule(
-            log_retention(sessions, settings), settings if self.worker is None else None
-        )
         self._sessions = sessions
         self._cache = build_cache.configured(
             settings.build_cache_registry, settings.executor, settings.build_cache_repository
         )
         self._registry = registry_target(settings, self.embedded)
+        # Without a worker in this process (whose runtime does both), the registry's
+        # collection and log retention run here; every worker's pushes wait for the first
+        # (the fleet's push gate), and each worker prunes its own stores.
+        retention = log_retention(sessions, settings)
+        self.collector = garbage_collector(
+            settings, sessions, None,
+            gate=FleetPushGate(self._conninfo), registry=self._registry,
+            embedded=self.embedded, retention=retention, layer_cache=self._cache,
+        )  # fmt: skip
+        own = settings if self.worker is None else None
+        self._gc_schedule = Schedule(self.collector.run, own.gc_interval_s if own else 0)
+        self._log_schedule = log_retention_schedule(retention, own)
 
     @property
     def metrics(self) -> WorkerMetrics | None:
         """The in-process worker's (``--with-worker``), added to the API's /metrics."""
         return self.worker.runtime.metrics if self.worker is not None else None
+
+    def collect_garbage(self, dry_run: bool, policy: Policy | None = None) -> Report:
+        """``POST /v1/gc``: the in-process worker's runtime collects (and prunes its own
+        stores), or this process does the registry's part (``collector``)."""
+        if self.worker is not None:
+            return self.worker.runtime.collect_garbage(dry_run, policy)
+        return self.collector.run(dry_run=dry_run, policy=policy)
 
     def submit(self, build_id: str) -> None:
         return None  # the doorbell was committed with the row
@@ -145,6 +162,7 @@ class ProcrastinateApi:
             self.embedded.start()
         if self.worker is not None:
             self.worker.start()
+        self._gc_schedule.start()
         self._log_schedule.start()
 
     def drain(self, grace_s: float) -> None:
@@ -152,6 +170,7 @@ class ProcrastinateApi:
             self.worker.drain(grace_s)
 
     def stop(self) -> None:
+        self._gc_schedule.stop()
         self._log_schedule.stop()
         if self.worker is not None:
             self.worker.stop()

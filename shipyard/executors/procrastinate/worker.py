@@ -26,6 +26,7 @@ from shipyard.builds.status import BuildStatus
 from shipyard.executors.local import LocalExecutor, _pid_alive, _Running
 from shipyard.executors.procrastinate import jobs
 from shipyard.executors.procrastinate.abort_listener import RELEASE, RESET_CACHE, AbortListener
+from shipyard.executors.procrastinate.push_gate import FleetPushGate
 from shipyard.executors.procrastinate.sweep import Sweeper, SweepReport, settle_lost
 from shipyard.executors.runtime import LocalRuntime
 from shipyard.monitoring.worker import MetricsServer, serve_worker_metrics
@@ -290,7 +291,13 @@ class Worker:
             return made
 
         self.runtime = LocalRuntime(
-            settings, sessions, box, make_executor=make_executor, serve_registry=serve_registry
+            settings,
+            sessions,
+            box,
+            make_executor=make_executor,
+            serve_registry=serve_registry,
+            # Pushes from every machine wait for the registry's collection (wherever it runs).
+            push_gate=FleetPushGate(jobs.conninfo(url)),
         )
         self.executor = holder[0]
         self.jobs = JobLoop(self.app, self.executor.worker_id)
