@@ -15,21 +15,14 @@ from typing import Any
 import pytest
 
 from shipyard.gc.disk import store_dirs, total, usage
+from tests.helpers.gc_builds import DOCKERFILE, LAYER, MB, build, pulls
 from tests.helpers.images import BUSYBOX_IMAGE
 from tests.helpers.live import BIN, LiveServer, sandbox_dir
 
 pytestmark = pytest.mark.slow
 
-MB = 1 << 20
-LAYER = 5 * MB
 BUILDS = 6
 KEEP = 2
-
-DOCKERFILE = f"""\
-FROM {BUSYBOX_IMAGE}
-ARG N=0
-RUN head -c {LAYER} /dev/urandom > /blob && echo "$N" > /n
-"""
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -69,25 +62,6 @@ def create_service(live: LiveServer, repo: Path, name: str, **extra: Any) -> str
 def service(live: LiveServer, repo: Path) -> Iterator[str]:
     # Shipyard's own field: this service keeps fewer images than the operator's 10.
     yield create_service(live, repo, "gc", retention={"keepLast": KEEP, "keepDays": 0})
-
-
-def build(live: LiveServer, svc: str, n: int) -> dict[str, Any]:
-    with live.client() as c:
-        r = c.post(f"{svc}/build", json={"overrides": {"buildArguments": {"N": str(n)}}})
-        assert r.status_code == 200, r.text
-        build_id = r.json()["data"]["id"]
-    done = live.wait(f"{svc}/build/{build_id}", timeout=300)
-    assert done["status"] == "SUCCESS", live.logs(f"{svc}/build-logs", build_id)[-20:]
-    return done
-
-
-def pulls(live: LiveServer, uri: str) -> bool:
-    done = subprocess.run(
-        ["skopeo", "inspect", "--tls-verify=false", "--authfile", str(live.authfile),
-         f"docker://{uri}"],
-        capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
-    return done.returncode == 0
 
 
 def shipyard_gc(live: LiveServer, *args: str) -> str:

@@ -5,10 +5,8 @@ runs log retention and, through the fleet's push gate, the registry's collection
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -17,22 +15,15 @@ from shipyard.executors.procrastinate.push_gate import FleetPushGate
 from shipyard.gc.disk import store_dirs, total
 from shipyard.pipeline.run import _GC_WAIT
 from tests.fleet.fleet import Fleet, new_secret_key
-from tests.helpers.images import BUSYBOX_IMAGE
+from tests.helpers.gc_builds import DOCKERFILE, LAYER, build, pulls
 from tests.helpers.live import LiveServer, sandbox_dir
 from tests.helpers.pg import scratch_database
 from tests.helpers.upstream import Upstream
 
 pytestmark = pytest.mark.slow
 
-MB = 1 << 20
-LAYER = 5 * MB
 BUILDS = 3
 KEEP = 1
-DOCKERFILE = f"""\
-FROM {BUSYBOX_IMAGE}
-ARG N=0
-RUN head -c {LAYER} /dev/urandom > /blob && echo "$N" > /n
-"""
 
 
 @pytest.fixture(scope="module")
@@ -61,25 +52,6 @@ def service(live: LiveServer, repo: str, name: str = "gc") -> str:
         r = c.post(f"/v1/projects/{project}/services/combined", json=body)
         assert r.status_code == 200, r.text
         return f"/v1/projects/{project}/services/{r.json()['data']['id']}"
-
-
-def build(live: LiveServer, svc: str, n: int) -> dict[str, Any]:
-    with live.client() as c:
-        r = c.post(f"{svc}/build", json={"overrides": {"buildArguments": {"N": str(n)}}})
-        assert r.status_code == 200, r.text
-        build_id = r.json()["data"]["id"]
-    done = live.wait(f"{svc}/build/{build_id}", timeout=300)
-    assert done["status"] == "SUCCESS", live.logs(f"{svc}/build-logs", build_id)[-20:]
-    return done
-
-
-def pulls(live: LiveServer, uri: str) -> bool:
-    done = subprocess.run(
-        ["skopeo", "inspect", "--tls-verify=false", "--authfile", str(live.authfile),
-         f"docker://{uri}"],
-        capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
-    return done.returncode == 0
 
 
 def test_a_worker_prunes_its_store_and_the_api_expires_logs(
