@@ -4,6 +4,7 @@ collection that asked first goes before later pushes, and a holder that vanishes
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 
 from shipyard.executors.procrastinate import jobs
 from shipyard.executors.procrastinate.push_gate import LOCK_KEY, FleetPushGate
+from shipyard.pipeline.errors import PushFailed
 from tests.helpers.pg import scratch_database
 
 
@@ -105,3 +107,12 @@ def test_a_vanished_holder_frees_the_gate(conninfo: str) -> None:
     holder.close()
     assert done.wait(10)
     collector.join(10)
+
+
+def test_an_unreachable_database_fails_the_push_with_the_reason() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    gate = FleetPushGate(f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout_s=2)
+    with pytest.raises(PushFailed, match="push gate could not be taken"), gate.pushing():
+        pytest.fail("pushed without the gate")
