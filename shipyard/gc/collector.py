@@ -27,7 +27,7 @@ from shipyard.gc.disk import usage
 from shipyard.gc.registry import Blobs, RegistryAdmin, RegistryAdminError, unique_bytes
 from shipyard.gc.retention import ImageBuild, Plan, Policy, plan
 from shipyard.pipeline.build_cache import RegistryCache
-from shipyard.pipeline.push_gate import Gate
+from shipyard.pipeline.push_gate import Gate, GateLost, GateUnavailable
 from shipyard.pipeline.registry import EmbeddedRegistry, RegistryTarget
 from shipyard.pipeline.registry_tags import tag_for_branch
 from shipyard.sandbox.sandbox import Sandbox
@@ -278,7 +278,13 @@ class GarbageCollector:
         --keep-last``); a service's own ``retention`` still wins."""
 
         def phases(report: Report) -> None:
-            verdicts = self._registry_phase(report, dry_run, policy or self._policy)
+            try:
+                verdicts = self._registry_phase(report, dry_run, policy or self._policy)
+            except (GateUnavailable, GateLost) as exc:
+                # The registry is left for the next run; the rest of the run goes on.
+                log.warning("garbage collection: %s", exc)
+                report.errors.append(str(exc))
+                verdicts = self._plan(None, datetime.now(UTC), policy or self._policy)
             self._store_phase(report, verdicts, dry_run)
             self._logs_phase(report, dry_run)
             if self._upload_sweep is not None and not dry_run:
@@ -319,10 +325,11 @@ class GarbageCollector:
             if dry_run or admin is None:
                 verdicts = self._plan(admin, datetime.now(UTC), policy)
             else:
-                with self._gate.maintenance():
+                with self._gate.maintenance() as confirm:
                     verdicts = self._plan(admin, datetime.now(UTC), policy)
+                    confirm()
                     pruned = self._prune_layer_cache(admin, verdicts, report)
-                    self._delete(admin, verdicts, report, already=pruned)
+                    self._delete(admin, verdicts, report, confirm, already=pruned)
         finally:
             if admin is not None:
                 admin.close()
@@ -364,13 +371,20 @@ class GarbageCollector:
         return deleted
 
     def _delete(
-        self, admin: RegistryAdmin, verdicts: list[_Verdict], report: Report, already: int = 0
+        self,
+        admin: RegistryAdmin,
+        verdicts: list[_Verdict],
+        report: Report,
+        confirm: Callable[[], None],
+        already: int = 0,
     ) -> None:
         """Manifests first, then the builds' marks, then the blobs (read-only registry).
-        ``already``: manifests deleted before (old layer-cache entries): blobs to free too."""
+        ``already``: manifests deleted before (old layer-cache entries): blobs to free too.
+        ``confirm`` raises when the push gate was lost: nothing more is deleted."""
         deleted = already
         now = datetime.now(UTC)
         for v in verdicts:
+            confirm()
             gone = True
             for digest in sorted(v.plan.delete_digests):
                 try:
@@ -383,6 +397,7 @@ class GarbageCollector:
             if gone and v.plan.collected:
                 self._mark(v.service.workload_id, [b.id for b in v.plan.collected], now)
         if deleted and self._embedded is not None:
+            confirm()
             with self._embedded.maintenance():
                 self._embedded.collect_garbage()
 

@@ -17,6 +17,7 @@ creates) also gives them back to the file system after each run.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,6 +76,9 @@ class LogRetention:
     def __init__(self, sessions: sessionmaker[Session], policy: LogPolicy) -> None:
         self._sessions = sessions
         self.policy = policy
+        # Its own schedule and a garbage collection's logs phase may call at once: one run
+        # at a time, or both would count and expire the same builds.
+        self._running = threading.Lock()
 
     def __call__(self, dry_run: bool) -> str:
         """The garbage collector's hook (``shipyard gc``): its report's sentence."""
@@ -84,7 +88,10 @@ class LogRetention:
         return f"the logs of {len(r.builds)} build(s) removed ({r.lines} lines, {r.bytes} bytes)"
 
     def run(self, *, dry_run: bool = False, now: datetime | None = None) -> LogReport:
-        now = now or datetime.now(UTC)
+        with self._running:
+            return self._run(dry_run, now or datetime.now(UTC))
+
+    def _run(self, dry_run: bool, now: datetime) -> LogReport:
         report = LogReport(dry_run=dry_run, database_before=self._file_size())
         self._measure()
         with self._sessions() as session:

@@ -312,7 +312,9 @@ class Pipeline:
         )
         # Under the gate from the existence check to the new tags: garbage collection cannot
         # delete the earlier image between the two.
-        with self.push_gate.pushing(lambda: report.line(_GC_WAIT)):
+        with self.push_gate.pushing(
+            lambda: report.line(_GC_WAIT), cancel=cancel, timeout_s=self._remaining(deadline)
+        ):
             return self._reuse_checked(job, report, cancel, workdir, deadline, reuse, sha)
 
     def _reuse_checked(
@@ -627,7 +629,12 @@ class Pipeline:
 
         report.stage(BuildStatus.UPLOADING)
         tags = image_tags(job.build_id, sha, branch, job.default_branch)[1:]
-        with self.push_gate.pushing(lambda: report.line(_GC_WAIT)), ThreadPoolExecutor(2) as pool:
+        with (
+            self.push_gate.pushing(
+                lambda: report.line(_GC_WAIT), cancel=cancel, timeout_s=self._remaining(deadline)
+            ),
+            ThreadPoolExecutor(2) as pool,
+        ):
             # The stages this build made are named in the store while the image is pushed.
             recording = pool.submit(_record_stages, buildah, to_record) if to_record else None
             # Under the gate (garbage collection deletes blobs no manifest holds yet): the

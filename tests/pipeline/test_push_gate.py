@@ -1,10 +1,14 @@
-"""Pushes run side by side; maintenance waits for them and holds new ones back."""
+"""Pushes run side by side; maintenance waits for them and holds new ones back; a waiting
+push gives up on abort or timeout."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import pytest
+
+from shipyard.pipeline.errors import Cancelled, TimedOut
 from shipyard.pipeline.push_gate import PushGate
 
 
@@ -46,4 +50,19 @@ def test_maintenance_waits_for_pushes_and_holds_new_ones() -> None:
 def test_pushes_do_not_exclude_each_other() -> None:
     gate = PushGate()
     with gate.pushing(), gate.pushing():
+        pass
+
+
+def test_a_push_waiting_for_maintenance_stops_on_abort_and_on_timeout() -> None:
+    gate = PushGate()
+    cancel = threading.Event()
+    with gate.maintenance() as confirm:
+        confirm()  # one process: the hold cannot end under its holder
+        threading.Timer(0.2, cancel.set).start()
+        with pytest.raises(Cancelled), gate.pushing(cancel=cancel):
+            pytest.fail("pushed during maintenance")
+        late = gate.pushing(timeout_s=0.3)
+        with pytest.raises(TimedOut, match="garbage collection timed out"), late:
+            pytest.fail("pushed during maintenance")
+    with gate.pushing(timeout_s=1):
         pass

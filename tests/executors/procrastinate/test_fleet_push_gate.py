@@ -14,7 +14,8 @@ import pytest
 
 from shipyard.executors.procrastinate import jobs
 from shipyard.executors.procrastinate.push_gate import LOCK_KEY, FleetPushGate
-from shipyard.pipeline.errors import PushFailed
+from shipyard.pipeline.errors import Cancelled, PushFailed, TimedOut
+from shipyard.pipeline.push_gate import GateLost, GateUnavailable
 from tests.helpers.pg import scratch_database
 
 
@@ -116,3 +117,86 @@ def test_an_unreachable_database_fails_the_push_with_the_reason() -> None:
     gate = FleetPushGate(f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout_s=2)
     with pytest.raises(PushFailed, match="push gate could not be taken"), gate.pushing():
         pytest.fail("pushed without the gate")
+
+
+def _gate_backends(conninfo: str) -> list[int]:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'shipyard push gate'"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _terminate_gate_sessions(conninfo: str) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for pid in _gate_backends(conninfo):
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_gate_sessions_ask_the_server_to_notice_a_dead_peer(conninfo: str) -> None:
+    """A worker machine that dies mid-push leaves a half-open connection: the server's own
+    keepalives end it (and the hold) in about a minute and a half, not the kernel's two
+    hours; a role's statement or idle timeouts cannot end a hold early. Options already in
+    the connection string are kept."""
+    gate = FleetPushGate(
+        conninfo + "?options=-c%20application_name%3Dignored%20-c%20work_mem%3D5MB"
+    )
+    with gate._held() as conn:
+        shown = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval",
+                         "tcp_keepalives_count", "statement_timeout", "work_mem")
+        }  # fmt: skip
+    assert shown == {
+        "tcp_keepalives_idle": "30",
+        "tcp_keepalives_interval": "10",
+        "tcp_keepalives_count": "3",
+        "statement_timeout": "0",
+        "work_mem": "5MB",
+    }
+
+
+def test_a_waiting_push_stops_on_abort_and_on_timeout(conninfo: str) -> None:
+    gate = FleetPushGate(conninfo)
+    cancel = threading.Event()
+    with gate.maintenance():
+        threading.Timer(0.3, cancel.set).start()
+        started = time.monotonic()
+        with pytest.raises(Cancelled), gate.pushing(cancel=cancel):
+            pytest.fail("pushed during the collection")
+        assert time.monotonic() - started < 3
+        late = gate.pushing(timeout_s=0.5)
+        with pytest.raises(TimedOut, match="garbage collection timed out"), late:
+            pytest.fail("pushed during the collection")
+    with gate.pushing(timeout_s=5):  # afterwards the gate is open again
+        pass
+
+
+def test_a_collection_gives_up_behind_a_hold_that_does_not_end(conninfo: str) -> None:
+    """The collection waits ``maintenance_wait_s``, says why it gave up, and its request
+    leaves the queue: pushes go on."""
+    holder = FleetPushGate(conninfo)
+    with holder.pushing():
+        collection = FleetPushGate(conninfo, maintenance_wait_s=1).maintenance()
+        with pytest.raises(GateUnavailable, match="for over 1 s"), collection:
+            pytest.fail("collected during a push")
+        with FleetPushGate(conninfo).pushing(timeout_s=2):
+            pass
+
+
+def test_a_push_whose_hold_ended_under_it_fails(conninfo: str) -> None:
+    """The server restarted or ended the session mid-push: a collection may have run
+    meanwhile, so the push does not report success."""
+    gate = FleetPushGate(conninfo)
+    with pytest.raises(PushFailed, match="push gate was lost during the push"), gate.pushing():
+        _terminate_gate_sessions(conninfo)
+    with gate.pushing():  # a push that kept its hold is fine
+        pass
+
+
+def test_a_collection_whose_hold_ended_stops_deleting(conninfo: str) -> None:
+    with FleetPushGate(conninfo).maintenance() as confirm:
+        confirm()
+        _terminate_gate_sessions(conninfo)
+        with pytest.raises(GateLost, match="nothing more is deleted"):
+            confirm()
