@@ -280,7 +280,7 @@ class GarbageCollector:
         def phases(report: Report) -> None:
             try:
                 verdicts = self._registry_phase(report, dry_run, policy or self._policy)
-            except (GateUnavailable, GateLost) as exc:
+            except GateUnavailable as exc:
                 # The registry is left for the next run; the rest of the run goes on.
                 log.warning("garbage collection: %s", exc)
                 report.errors.append(str(exc))
@@ -327,9 +327,14 @@ class GarbageCollector:
             else:
                 with self._gate.maintenance() as confirm:
                     verdicts = self._plan(admin, datetime.now(UTC), policy)
-                    confirm()
-                    pruned = self._prune_layer_cache(admin, verdicts, report)
-                    self._delete(admin, verdicts, report, confirm, already=pruned)
+                    try:
+                        confirm()
+                        pruned = self._prune_layer_cache(admin, verdicts, report)
+                        self._delete(admin, verdicts, report, confirm, already=pruned)
+                    except GateLost as exc:
+                        # What was deleted until then is still reported below.
+                        log.warning("garbage collection: %s", exc)
+                        report.errors.append(str(exc))
         finally:
             if admin is not None:
                 admin.close()
@@ -400,6 +405,7 @@ class GarbageCollector:
             confirm()
             with self._embedded.maintenance():
                 self._embedded.collect_garbage()
+            confirm()  # a push may have overlapped the sweep: say so
 
     def _mark(self, workload_id: int, build_ids: list[str], when: datetime) -> None:
         with self._sessions() as session:

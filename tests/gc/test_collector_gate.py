@@ -19,6 +19,8 @@ from shipyard.store.db import make_engine, make_sessionmaker, migrate
 
 
 class _Gate:
+    """Cannot be taken (``GateUnavailable``) or is lost once taken (``GateLost``)."""
+
     def __init__(self, error: Exception) -> None:
         self.error = error
 
@@ -28,8 +30,13 @@ class _Gate:
 
     @contextlib.contextmanager
     def maintenance(self) -> Iterator[Callable[[], None]]:
-        raise self.error
-        yield lambda: None
+        if isinstance(self.error, GateUnavailable):
+            raise self.error
+
+        def confirm() -> None:
+            raise self.error
+
+        yield confirm
 
 
 class _Embedded:

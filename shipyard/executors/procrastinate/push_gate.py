@@ -40,8 +40,11 @@ LOCK_KEY = int.from_bytes(hashlib.sha256(b"shipyard:registry-push-gate").digest(
 _POLL_S = 0.5
 
 # The server drops a peer that stops answering: 30 s idle, then 3 probes 10 s apart; data
-# unacknowledged for 60 s ends the connection too. Statement and session timeouts that an
-# installation sets for its role would end a hold early, so they are off on these sessions.
+# unacknowledged for 60 s ends the connection too. Statement, session and transaction timeouts
+# that an installation sets for its role would end a hold early, so they are off on these
+# sessions. Set after connecting, one by one: a name this server does not know
+# (``idle_session_timeout`` before 14, ``transaction_timeout`` before 17) is skipped, where a
+# startup ``options`` naming it would refuse the connection.
 _SESSION = {
     "tcp_keepalives_idle": "30",
     "tcp_keepalives_interval": "10",
@@ -50,10 +53,13 @@ _SESSION = {
     "statement_timeout": "0",
     "idle_session_timeout": "0",
     "idle_in_transaction_session_timeout": "0",
+    "transaction_timeout": "0",
 }
-# The same from this side, for a server that vanishes while a push waits on it.
+# The same from this side, for a server that vanishes while a push waits on it; keepalive
+# settings already in the connection string win.
 _CLIENT = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
            "keepalives_count": 3, "tcp_user_timeout": 60000}  # fmt: skip
+_MAX_LOCK_TIMEOUT_MS = 2**31 - 1
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -83,7 +89,11 @@ class FleetPushGate:
         database that cannot be reached, or a hold lost before the push finished, fails the
         push with that reason (``PushFailed``)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        with self._held() as conn:
+        try:
+            conn = self._connect()
+        except psycopg.Error as exc:
+            raise _unreachable(exc) from exc
+        with contextlib.closing(conn):  # closed, never committed: the lock goes with it
             try:
                 waited = False
                 while not _one(conn, "SELECT pg_try_advisory_lock_shared(%s)", LOCK_KEY):
@@ -108,18 +118,25 @@ class FleetPushGate:
     def maintenance(self) -> Iterator[Callable[[], None]]:
         """Yields a check to call before each step that needs the pushes held back: it
         raises ``GateLost`` when the hold ended. Gives up with ``GateUnavailable`` after
-        ``maintenance_wait_s`` of waiting for pushes."""
-        with self._held() as conn:
+        ``maintenance_wait_s`` of waiting for pushes, or when the database fails."""
+        wait_ms = min(max(int(self._maintenance_wait_s * 1000), 1), _MAX_LOCK_TIMEOUT_MS)
+        try:
+            conn = self._connect()
+        except psycopg.Error as exc:
+            raise GateUnavailable(_cause("the database did not answer", exc)) from exc
+        with contextlib.closing(conn):  # closed, never committed: the lock goes with it
             try:
-                conn.execute(f"SET lock_timeout = {int(self._maintenance_wait_s * 1000)}")
+                conn.execute(f"SET lock_timeout = {wait_ms}")
                 conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
                 conn.execute("SET lock_timeout = 0")
             except psycopg.errors.LockNotAvailable:
                 raise GateUnavailable(
-                    f"pushes held the fleet's push gate for over {self._maintenance_wait_s:g} s "
+                    f"pushes held the fleet's push gate for over {wait_ms / 1000:g} s "
                     "(a worker that died mid-push holds it until the database notices, about "
                     "a minute and a half); the registry is collected on the next run"
                 ) from None
+            except psycopg.Error as exc:
+                raise GateUnavailable(_cause("the database failed", exc)) from exc
 
             def confirm() -> None:
                 if not _still_held(conn, "ExclusiveLock"):
@@ -127,26 +144,26 @@ class FleetPushGate:
 
             yield confirm
 
-    @contextlib.contextmanager
-    def _held(self) -> Iterator[Conn]:
-        """A connection closed on the way out, which releases its lock."""
-        options = " ".join(
-            [str(conninfo_to_dict(self._conninfo).get("options") or "")]
-            + [f"-c {name}={value}" for name, value in _SESSION.items()]
-        ).strip()
+    def _connect(self) -> Conn:
+        """A connection of its own; closing it releases its lock."""
+        conn: Conn = psycopg.connect(
+            make_conninfo(
+                self._conninfo,
+                **{k: v for k, v in _CLIENT.items() if k not in conninfo_to_dict(self._conninfo)},
+            ),
+            autocommit=True,
+            connect_timeout=self._connect_timeout_s,
+            application_name="shipyard push gate",
+        )
         try:
-            conn: Conn = psycopg.connect(
-                make_conninfo(self._conninfo, options=options, **_CLIENT),
-                autocommit=True,
-                connect_timeout=self._connect_timeout_s,
-                application_name="shipyard push gate",
-            )
-        except psycopg.Error as exc:
-            raise _unreachable(exc) from exc
-        try:
-            yield conn
-        finally:
+            for name, value in _SESSION.items():
+                # A setting this server does not have has nothing to turn off.
+                with contextlib.suppress(psycopg.errors.UndefinedObject):
+                    conn.execute(f"SET {name} = {value}")
+        except BaseException:
             conn.close()
+            raise
+        return conn
 
 
 def _one(conn: Conn, sql: str, *args: object) -> bool:
@@ -171,8 +188,10 @@ def _still_held(conn: Conn, mode: str) -> bool:
         return False
 
 
+def _cause(what: str, exc: psycopg.Error) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"the fleet's push gate could not be taken ({what}): {short_cause(first)}"
+
+
 def _unreachable(exc: psycopg.Error) -> PushFailed:
-    return PushFailed(
-        "the fleet's push gate could not be taken (the database did not answer): "
-        + short_cause(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-    )
+    return PushFailed(_cause("the database did not answer", exc))

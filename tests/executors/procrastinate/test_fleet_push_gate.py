@@ -4,6 +4,7 @@ collection that asked first goes before later pushes, and a holder that vanishes
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from shipyard.executors.procrastinate import jobs
+from shipyard.executors.procrastinate import jobs, push_gate
 from shipyard.executors.procrastinate.push_gate import LOCK_KEY, FleetPushGate
 from shipyard.pipeline.errors import Cancelled, PushFailed, TimedOut
 from shipyard.pipeline.push_gate import GateLost, GateUnavailable
@@ -136,12 +137,10 @@ def _terminate_gate_sessions(conninfo: str) -> None:
 def test_gate_sessions_ask_the_server_to_notice_a_dead_peer(conninfo: str) -> None:
     """A worker machine that dies mid-push leaves a half-open connection: the server's own
     keepalives end it (and the hold) in about a minute and a half, not the kernel's two
-    hours; a role's statement or idle timeouts cannot end a hold early. Options already in
-    the connection string are kept."""
-    gate = FleetPushGate(
-        conninfo + "?options=-c%20application_name%3Dignored%20-c%20work_mem%3D5MB"
-    )
-    with gate._held() as conn:
+    hours; an installation's statement or idle timeouts cannot end a hold early. Options
+    already in the connection string are kept otherwise."""
+    gate = FleetPushGate(conninfo + "?options=-c%20statement_timeout%3D5s%20-c%20work_mem%3D5MB")
+    with contextlib.closing(gate._connect()) as conn:
         shown = {
             name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
             for name in ("tcp_keepalives_idle", "tcp_keepalives_interval",
@@ -200,3 +199,22 @@ def test_a_collection_whose_hold_ended_stops_deleting(conninfo: str) -> None:
         _terminate_gate_sessions(conninfo)
         with pytest.raises(GateLost, match="nothing more is deleted"):
             confirm()
+
+
+def test_a_setting_the_server_does_not_have_is_skipped(
+    conninfo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``idle_session_timeout`` is new in PostgreSQL 14, ``transaction_timeout`` in 17: an
+    older server must not refuse the gate."""
+    monkeypatch.setitem(push_gate._SESSION, "no_such_setting", "0")
+    with FleetPushGate(conninfo).pushing(timeout_s=5):
+        pass
+
+
+def test_a_collection_against_an_unreachable_database_gives_up_with_the_reason() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    gate = FleetPushGate(f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout_s=2)
+    with pytest.raises(GateUnavailable, match="database did not answer"), gate.maintenance():
+        pytest.fail("collected without the gate")
