@@ -74,10 +74,7 @@ class PushGate:
             # Maintenance that asked first goes first: a steady stream of builds must not
             # starve it.
             while not self._cond.wait_for(self._open, timeout=_POLL_S):
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled()
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimedOut("waiting for the registry's garbage collection timed out")
+                give_up_waiting(cancel, deadline)
             self._pushing += 1
         try:
             yield
@@ -108,3 +105,11 @@ class PushGate:
 
 def _held() -> None:
     return None
+
+
+def give_up_waiting(cancel: threading.Event | None, deadline: float | None) -> None:
+    """A push waiting at a gate stops on abort (``Cancelled``) and on its deadline."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()
+    if deadline is not None and time.monotonic() > deadline:
+        raise TimedOut("waiting for the registry's garbage collection timed out")

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from shipyard.pipeline.errors import Cancelled, PushFailed, TimedOut, short_cause
-from shipyard.pipeline.push_gate import GateLost, GateUnavailable
+from shipyard.pipeline.errors import PushFailed, short_cause
+from shipyard.pipeline.push_gate import GateLost, GateUnavailable, give_up_waiting
 
 # One key for the whole database (the advisory-lock space is per database).
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"shipyard:registry-push-gate").digest()[:8], "big",
@@ -100,10 +100,7 @@ class FleetPushGate:
                     if not waited and on_wait is not None:
                         on_wait()
                     waited = True
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled()
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise TimedOut("waiting for the registry's garbage collection timed out")
+                    give_up_waiting(cancel, deadline)
                     if cancel is not None:
                         cancel.wait(_POLL_S)
                     else:
