@@ -584,11 +584,15 @@ class Sandbox:
 
     def reset_cache(self, project_id: str) -> None:
         """Drop the project's layer store (its cache and images; shared base images are
-        imported again by the next build). Waits for the project's running builds."""
-        name = user_name(self.settings.instance_id, project_id)
-        if name not in self.users.all() or not self._wait_idle(name):
-            return
-        empty_store(UserDirs(self.settings.root / name))
+        imported again by the next build). Waits for the project's running builds; a build
+        that starts meanwhile waits for the reset (emptied under it, its base image would
+        vanish half-read)."""
+        with self.exclusive(project_id, timeout_s=300.0) as project:
+            if project is None:
+                if self.has_store(project_id):
+                    log.warning("project %s kept building; its cache was not reset", project_id)
+                return
+            empty_store(project.dirs)
 
     def clean_leftovers(self) -> int:
         """After a crash (before any build starts): kill what killed builds left running,
