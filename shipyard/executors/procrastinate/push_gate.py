@@ -72,7 +72,11 @@ class FleetPushGate:
         connect_timeout_s: int = 10,
         maintenance_wait_s: float = 600.0,
     ) -> None:
-        self._conninfo = conninfo
+        # Parsed once, not on every push: the keepalives added to what the string says.
+        given = conninfo_to_dict(conninfo)
+        self._conninfo = make_conninfo(
+            conninfo, **{k: v for k, v in _CLIENT.items() if k not in given}
+        )
         self._connect_timeout_s = connect_timeout_s
         self._maintenance_wait_s = maintenance_wait_s
 
@@ -144,10 +148,7 @@ class FleetPushGate:
     def _connect(self) -> Conn:
         """A connection of its own; closing it releases its lock."""
         conn: Conn = psycopg.connect(
-            make_conninfo(
-                self._conninfo,
-                **{k: v for k, v in _CLIENT.items() if k not in conninfo_to_dict(self._conninfo)},
-            ),
+            self._conninfo,
             autocommit=True,
             connect_timeout=self._connect_timeout_s,
             application_name="shipyard push gate",
